@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what haserf's demo and tests need on a fresh Debian machine:
+# haproxy and serf from Debian's packages, plus the small tools the tests use.
+# Idempotent: installs only what is missing. Needs root (or sudo).
+set -euo pipefail
+
+need=()
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v serf >/dev/null || need+=(serf)
+command -v ip >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
+command -v cargo >/dev/null || need+=(cargo)
+
+if ((${#need[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "install-deps: installing ${need[*]} from Debian's packages" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+for tool in haproxy serf cargo; do
+  command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
+done

@@ -1,0 +1,1 @@
+//! Wires membership → slots → HAProxy; lifecycle and signals.
