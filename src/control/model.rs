@@ -1,0 +1,116 @@
+//! The JSON shapes the status socket, the CLI clients, the Lua companion and the SPOE
+//! agent share (DESIGN.md "Interfaces"). Field names are a contract: extend, never rename.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Serf member status as shown to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberStatus {
+    /// Alive (possibly suspected by the failure detector; see [`MemberView::suspect`]).
+    Alive,
+    /// Announced a graceful leave, not gone yet.
+    Leaving,
+    /// Left gracefully.
+    Left,
+    /// Failed (declared dead by the failure detector).
+    Failed,
+}
+
+impl MemberStatus {
+    /// The lowercase name used on the wire and in tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Alive => "alive",
+            MemberStatus::Leaving => "leaving",
+            MemberStatus::Left => "left",
+            MemberStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One member, as `haserf members --format json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Node name.
+    pub name: String,
+    /// Advertised IP address.
+    pub addr: String,
+    /// Advertised gossip port.
+    pub port: u16,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Status.
+    pub status: MemberStatus,
+    /// True while the failure detector suspects the member (extension; status stays alive).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspect: bool,
+}
+
+/// `{"members":[…]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MembersReply {
+    /// Every member known, this node included.
+    pub members: Vec<MemberView>,
+}
+
+/// Administrative state of a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotState {
+    /// In rotation.
+    Ready,
+    /// Existing sessions finish, no new ones.
+    Drain,
+    /// Out of rotation.
+    Maint,
+}
+
+/// One slot, as `haserf slots --format json` (and `haserf verify --format json`) print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotView {
+    /// Backend name.
+    pub backend: String,
+    /// Slot (server) name, e.g. `web3`.
+    pub slot: String,
+    /// Member in the slot; `null` when free (and always from `verify`).
+    pub member: Option<String>,
+    /// `IP:PORT` of the slot; `null` when free.
+    pub addr: Option<String>,
+    /// Administrative state.
+    pub state: SlotState,
+    /// HAProxy's own status string (`UP`, `DOWN`, `MAINT`, `DRAIN`, `UP 1/3`, …).
+    pub haproxy_status: String,
+}
+
+/// `{"slots":[…]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SlotsReply {
+    /// Every slot of every managed backend.
+    pub slots: Vec<SlotView>,
+}
+
+/// A request on the status socket: one JSON object per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// Members.
+    Members,
+    /// Slots.
+    Slots,
+    /// Status summary.
+    Status,
+    /// Graceful leave.
+    Leave,
+    /// Prometheus text.
+    Metrics,
+}
+
+/// An error reply: `{"error":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// What went wrong.
+    pub error: String,
+}
