@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::control::model::Request;
+
 /// Default path of the agent's status socket.
 pub const DEFAULT_STATUS_SOCKET: &str = "/run/haserf/haserf.sock";
 
@@ -170,10 +172,10 @@ pub fn run(cli: Cli) -> i32 {
             0
         }
         Command::Agent(_) => not_implemented("agent", "Gossip (issue 3) and Agent (issue 5)"),
-        Command::Members(_) => not_implemented("members", "Gossip (issue 3)"),
-        Command::Slots(_) => not_implemented("slots", "Agent (issue 5)"),
-        Command::Status(_) => not_implemented("status", "Gossip (issue 3)"),
-        Command::Leave(_) => not_implemented("leave", "Gossip (issue 3)"),
+        Command::Members(args) => crate::control::client::run(&args, Request::Members),
+        Command::Slots(args) => crate::control::client::run(&args, Request::Slots),
+        Command::Status(args) => crate::control::client::run(&args, Request::Status),
+        Command::Leave(args) => crate::control::client::run(&args, Request::Leave),
         Command::Verify(_) => not_implemented("verify", "HAProxy (issue 4)"),
         Command::Plan(_) => not_implemented("plan", "HAProxy (issue 4)"),
     }
