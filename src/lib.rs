@@ -16,5 +16,6 @@ pub mod control;
 pub mod gossip;
 pub mod haproxy;
 pub mod keygen;
+pub mod policy;
 pub mod slots;
 pub mod spoe;
