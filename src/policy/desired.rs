@@ -190,12 +190,7 @@ impl Policy {
     }
 }
 
-fn admit(
-    cfg: &PolicyConfig,
-    selector: &BackendSelector,
-    m: &MemberFacts,
-) -> Result<Placement, String> {
-    let _ = selector;
+fn admit(cfg: &PolicyConfig, m: &MemberFacts) -> Result<Placement, String> {
     if !cidr::allowed(&cfg.allow_cidrs, m.addr) {
         return Err(format!("address {} is outside --allow-cidr", m.addr));
     }
