@@ -114,6 +114,24 @@ pub struct AgentArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Gossip timing profile: lan (Serf's default), local, wan.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Longest a leaving member's slot stays DRAIN before it goes to MAINT (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// Do not drain a member as soon as the failure detector suspects it.
+    #[arg(long)]
+    pub no_suspicion_drain: bool,
+    /// Partition guard: hold when more than this share of a backend fails at once (>= 1 disables).
+    #[arg(long, value_name = "SHARE")]
+    pub partition_guard_share: Option<f64>,
+    /// Partition guard: how far back failures count together (e.g. 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub partition_guard_window: Option<String>,
+    /// Partition guard: how long the last good set is held (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub partition_guard_hold: Option<String>,
 }
 
 /// Flags shared by the client subcommands that talk to a running agent.

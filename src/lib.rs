@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod gossip;
 pub mod haproxy;
