@@ -188,9 +188,9 @@ fn compression_is_used_only_when_strictly_smaller() {
         compress: true,
         ..Default::default()
     };
-    assert_eq!(encode_packet(&[small.clone()], &opts), small);
+    assert_eq!(encode_packet(std::slice::from_ref(&small), &opts), small);
     let big = encode_message(&Message::User(vec![b'a'; 500]));
-    let c = encode_packet(&[big.clone()], &opts);
+    let c = encode_packet(std::slice::from_ref(&big), &opts);
     assert_eq!(c[0], 0x09);
     assert!(c.len() < big.len());
     assert_eq!(
