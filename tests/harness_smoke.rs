@@ -110,3 +110,55 @@ fn a_wait_that_never_holds_reports_what_it_last_saw() {
         "{err}"
     );
 }
+
+#[test]
+fn three_serf_peers_converge_and_a_graceful_leave_shows_as_left() {
+    let mut c = SerfCluster::start(3, "n", |i, o| {
+        o.tag("role", "web").tag("idx", &i.to_string())
+    });
+    let members = c.peers[0].members();
+    assert_eq!(members.len(), 3, "{members:?}");
+    let n2 = members.iter().find(|m| m.name == "n2").unwrap();
+    assert_eq!(n2.tags.get("idx").map(String::as_str), Some("1"));
+    assert_eq!(n2.addr, c.peers[1].bind_addr().to_string());
+
+    c.peer("n3").leave();
+    c.peers[0].wait_status("n3", "left", Duration::from_secs(10));
+    c.peers[1].wait_status("n3", "left", Duration::from_secs(10));
+}
+
+#[test]
+fn a_killed_serf_peer_is_marked_failed_and_rejoins_after_restart() {
+    let mut c = SerfCluster::start(3, "k", |_, o| o);
+    c.peer("k2").kill();
+    c.peers[0].wait_status("k2", "failed", Duration::from_secs(15));
+    c.peers[0].wait_log("Suspect k2 has failed", Duration::from_secs(5));
+    c.peer("k2").restart(None);
+    c.wait_converged(Duration::from_secs(15));
+}
+
+#[test]
+fn serf_queries_events_and_tags_reach_the_peers() {
+    let key = support::serf::serf_keygen();
+    let c = SerfCluster::start(2, "q", |_, o| {
+        o.encrypt(&key)
+            .handler("query:greet=echo hello from $SERF_SELF_NAME")
+    });
+    let r = c.peers[0].query("greet", "", Duration::from_secs(2), &[]);
+    assert_eq!(
+        r.responses.get("q2").map(|s| s.trim()),
+        Some("hello from q2"),
+        "{r:?}"
+    );
+    c.peers[1].tags_set(&[("role", "db")], &[]);
+    wait_until(Duration::from_secs(10), "q1 to see q2's new tag", || {
+        let m = c.peers[0].members();
+        let q2 = m.iter().find(|m| m.name == "q2").cloned();
+        match q2 {
+            Some(q2) if q2.tags.get("role").map(String::as_str) == Some("db") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    c.peers[0].event("deploy", "v1");
+    c.peers[1].wait_log("user-event: deploy", Duration::from_secs(10));
+}

@@ -11,6 +11,7 @@ pub mod addr;
 pub mod haproxy;
 pub mod http;
 pub mod process;
+pub mod serf;
 pub mod wait;
 
 pub use addr::{alloc_ip, alloc_socket_addr, free_port_on, test_range};
@@ -19,4 +20,5 @@ pub use http::{
     http_get, HttpBackend, HttpClient, HttpResponse, LoopLimits, LoopStats, RequestLoop,
 };
 pub use process::{require_binary, Launch, Proc};
+pub use serf::{Member, QueryResult, SerfCluster, SerfOptions, SerfPeer};
 pub use wait::{try_wait_until, wait_until};
