@@ -162,3 +162,53 @@ fn serf_queries_events_and_tags_reach_the_peers() {
     c.peers[0].event("deploy", "v1");
     c.peers[1].wait_log("user-event: deploy", Duration::from_secs(10));
 }
+
+#[test]
+fn a_namespace_host_reaches_another_until_its_link_is_cut() {
+    let lab = Lab::new();
+    let a = lab.add_host("a");
+    let b = lab.add_host("b");
+    let _web = b.http_backend("bee", 8080);
+    let url = format!("http://{}:8080/", b.ip());
+    let resp = wait_until(Duration::from_secs(5), "a to reach b over HTTP", || {
+        a.http_get(&url).map_err(|e| e.to_string())
+    });
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.contains("\"host\":\"bee\""), "{}", resp.body);
+    assert!(a.tcp_connects(b.ip(), 8080));
+
+    a.cut_link();
+    assert!(
+        !a.tcp_connects(b.ip(), 8080),
+        "a still reaches b with its link cut"
+    );
+    assert!(a.http_get(&url).is_err());
+
+    a.restore_link();
+    wait_until(Duration::from_secs(5), "a to reach b again", || {
+        if a.tcp_connects(b.ip(), 8080) {
+            Ok(())
+        } else {
+            Err("no connection")
+        }
+    });
+}
+
+#[test]
+fn serf_peers_in_namespace_hosts_see_a_cut_host_fail() {
+    let lab = Lab::new();
+    let hosts: Vec<NsHost> = (1..=3).map(|i| lab.add_host(&format!("s{i}"))).collect();
+    let mut peers: Vec<SerfPeer> = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let mut o = SerfOptions::new(&format!("s{}", i + 1));
+        o.ip = Some(h.ip());
+        o.netns = Some(h.netns().to_string());
+        if let Some(seed) = peers.first() {
+            o = o.join(seed.bind_addr());
+        }
+        peers.push(SerfPeer::start(o));
+    }
+    peers[0].wait_status("s3", "alive", Duration::from_secs(10));
+    hosts[2].cut_link();
+    peers[0].wait_status("s3", "failed", Duration::from_secs(20));
+}
