@@ -144,7 +144,9 @@ impl Vsn {
 
     /// The wire form: 6 raw bytes.
     pub fn to_bytes(self) -> [u8; 6] {
-        [self.pmin, self.pmax, self.pcur, self.dmin, self.dmax, self.dcur]
+        [
+            self.pmin, self.pmax, self.pcur, self.dmin, self.dmax, self.dcur,
+        ]
     }
 }
 
