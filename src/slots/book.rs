@@ -263,10 +263,9 @@ impl Book {
     pub fn on_deadline(&mut self, slot: &str, token: u64) -> bool {
         match self.occupants.get_mut(slot) {
             Some(Occupant {
-                phase:
-                    Phase::Leaving {
-                        token: t, passed, ..
-                    },
+                phase: Phase::Leaving {
+                    token: t, passed, ..
+                },
                 ..
             }) if *t == token => {
                 *passed = true;

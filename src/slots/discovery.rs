@@ -131,10 +131,7 @@ pub fn discover(snap: &Snapshot) -> Result<Observed, ParseError> {
                 port,
                 admin,
                 status,
-                weight: st
-                    .map(|s| s.uweight)
-                    .or(row.weight())
-                    .unwrap_or(1),
+                weight: st.map(|s| s.uweight).or(row.weight()).unwrap_or(1),
                 iweight: st.map(|s| s.iweight).unwrap_or(1),
                 scur: row.scur().unwrap_or(0),
                 has_check,

@@ -9,6 +9,6 @@ pub mod planner;
 pub mod reconciler;
 
 pub use book::{Book, DesiredMember, Want};
-pub use discovery::{discover, ObservedSlot, Observed};
+pub use discovery::{discover, Observed, ObservedSlot};
 pub use planner::{plan, plan_slot, PlanContext, Target};
 pub use reconciler::{spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus};

@@ -280,13 +280,20 @@ impl State {
             }
         };
         if obs.stopping {
-            self.fail(format!("HAProxy worker {} is stopping (old worker after a reload)", obs.pid));
+            self.fail(format!(
+                "HAProxy worker {} is stopping (old worker after a reload)",
+                obs.pid
+            ));
             return None;
         }
         let id = (obs.pid, obs.start_time_sec);
         if let Some(prev) = self.proc_id {
             if prev != id {
-                tracing::warn!(old_pid = prev.0, new_pid = obs.pid, "HAProxy restarted or reloaded; re-pushing every slot");
+                tracing::warn!(
+                    old_pid = prev.0,
+                    new_pid = obs.pid,
+                    "HAProxy restarted or reloaded; re-pushing every slot"
+                );
                 self.status.haproxy_restarts += 1;
             }
         }
@@ -443,7 +450,8 @@ impl State {
                             let (c, r) = plan_slot(b, &target, s, &ctx);
                             // waiting for a check or for sessions is expected; anything else
                             // is a mismatch the next pass repairs
-                            if !c.is_empty() && !matches!(r, Some(Reason::Ready | Reason::Release)) {
+                            if !c.is_empty() && !matches!(r, Some(Reason::Ready | Reason::Release))
+                            {
                                 off += 1;
                                 tracing::warn!(backend = %b, slot = %slot, still = ?c.iter().map(|c| c.to_string()).collect::<Vec<_>>(), "read-back differs from plan");
                             }
