@@ -136,7 +136,13 @@ impl Book {
             .retain(|s, _| observed.iter().any(|o| &o.name == s));
         if !self.rebuilt {
             self.rebuilt = true;
-            for o in observed.iter().filter(|o| !o.is_empty_slot(placeholder)) {
+            // a slot out of maintenance holds someone; a slot in maintenance is free
+            // (whatever address it still shows is cleared when it is next used)
+            let _ = placeholder;
+            for o in observed
+                .iter()
+                .filter(|o| o.admin != crate::haproxy::AdminState::Maint)
+            {
                 let (Some(addr), Some(port)) = (o.addr, o.port) else {
                     continue;
                 };
@@ -276,14 +282,14 @@ impl Book {
     }
 
     /// Frees the slots whose graceful leave has finished (the slot is empty again).
-    pub fn release_done(&mut self, observed: &[ObservedSlot], placeholder: IpAddr) -> Vec<String> {
+    pub fn release_done(&mut self, observed: &[ObservedSlot]) -> Vec<String> {
         let mut done = Vec::new();
         self.occupants.retain(|slot, occ| {
             let finished = matches!(occ.phase, Phase::Leaving { .. })
                 && observed
                     .iter()
                     .find(|o| &o.name == slot)
-                    .is_some_and(|o| o.is_empty_slot(placeholder));
+                    .is_some_and(|o| o.admin == crate::haproxy::AdminState::Maint);
             if finished {
                 done.push(slot.clone());
             }

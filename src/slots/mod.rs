@@ -3,6 +3,7 @@
 //! (member ↔ slot, queue, leave deadlines with timer tokens) and the reconcile loop.
 
 pub mod book;
+pub mod cmd;
 pub mod discovery;
 pub mod hash;
 pub mod planner;

@@ -169,18 +169,19 @@ pub fn plan_slot(
             }
         }
         Target::Empty => {
+            // a slot already in maintenance is free whatever address it still shows; it is
+            // cleared when it is next used, so it is not touched here
             if obs.admin != AdminState::Maint {
                 push(Command::set_state(backend, s, AdminState::Maint));
+                if obs.addr != Some(ctx.placeholder) || obs.port != Some(ctx.template_port) {
+                    push(Command::set_addr(
+                        backend,
+                        s,
+                        ctx.placeholder,
+                        Some(ctx.template_port),
+                    ));
+                }
                 reason = Some(Reason::Clear);
-            }
-            if obs.addr != Some(ctx.placeholder) || obs.port != Some(ctx.template_port) {
-                push(Command::set_addr(
-                    backend,
-                    s,
-                    ctx.placeholder,
-                    Some(ctx.template_port),
-                ));
-                reason.get_or_insert(Reason::Clear);
             }
         }
     }

@@ -326,7 +326,7 @@ impl State {
             let tport = self.tports.get(&b).copied();
             let desired = self.desired.get(&b).cloned().unwrap_or_default();
             let book = self.books.entry(b.clone()).or_default();
-            for slot in book.release_done(slots, placeholder) {
+            for slot in book.release_done(slots) {
                 tracing::info!(backend = %b, slot = %slot, "slot freed after graceful leave");
             }
             let timers: Vec<TimerRequest> = book.update(
