@@ -448,6 +448,10 @@ impl State {
                     for (slot, target) in self.books[b].targets(slots) {
                         if let Some(s) = slots.iter().find(|s| s.name == slot) {
                             let (c, r) = plan_slot(b, &target, s, &ctx);
+                            if super::planner::satisfied(&target, s, &ctx) {
+                                self.converged
+                                    .insert((b.clone(), slot.clone()), target.clone());
+                            }
                             // waiting for a check or for sessions is expected; anything else
                             // is a mismatch the next pass repairs
                             if !c.is_empty() && !matches!(r, Some(Reason::Ready | Reason::Release))
