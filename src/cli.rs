@@ -194,8 +194,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Slots(args) => crate::control::client::run(&args, Request::Slots),
         Command::Status(args) => crate::control::client::run(&args, Request::Status),
         Command::Leave(args) => crate::control::client::run(&args, Request::Leave),
-        Command::Verify(_) => not_implemented("verify", "HAProxy (issue 4)"),
-        Command::Plan(_) => not_implemented("plan", "HAProxy (issue 4)"),
+        Command::Verify(args) => crate::slots::cmd::verify(&args),
+        Command::Plan(args) => crate::slots::cmd::plan_cmd(&args),
     }
 }
 
