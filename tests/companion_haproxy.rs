@@ -665,6 +665,105 @@ fn garbage_sent_to_the_spoe_port_disturbs_neither_haproxy_nor_the_agent() {
 }
 
 #[test]
+fn spoe_answers_every_request_under_concurrent_load() {
+    let s = setup();
+    wait_until(WAIT, "SPOE to answer", || {
+        match get_with(s.h.frontend_addr(), "/", &[]).header("x-haserf-node") {
+            Some("alpha") => Ok(()),
+            other => Err(other.map(str::to_string)),
+        }
+    });
+    let before = SpoeMetrics::get(&s.spoe_metrics.notifies);
+    let addr = s.h.frontend_addr();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = HttpClient::new(addr);
+                let mut missing = 0;
+                for _ in 0..50 {
+                    let r = c.get("/").expect("request through HAProxy");
+                    if r.header("x-haserf-node") != Some("alpha")
+                        || r.header("x-haserf-live") != Some("1")
+                    {
+                        missing += 1;
+                    }
+                }
+                missing
+            })
+        })
+        .collect();
+    let missing: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(missing, 0, "responses without SPOE variables");
+    // two events (request + response) per request
+    assert!(SpoeMetrics::get(&s.spoe_metrics.notifies) - before >= 800);
+    assert_eq!(SpoeMetrics::get(&s.spoe_metrics.rejected), 0);
+}
+
+#[test]
+fn a_hung_agent_makes_the_status_page_503_after_the_timeout_while_traffic_flows() {
+    let mut s = setup();
+    s.agent.stop();
+    // something accepts on the status socket but never answers
+    let hung = std::os::unix::net::UnixListener::bind(&s.agent.path).unwrap();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        hung.set_nonblocking(true).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < end {
+            if let Ok((c, _)) = hung.accept() {
+                conns.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let addr = s.h.frontend_addr();
+    let page = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let r = get_with(addr, "/haserf?format=json", &[]);
+        (r, t.elapsed())
+    });
+    // while the status service waits on the agent, HAProxy serves other requests at once
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let r = http_get(addr, "/").unwrap();
+        assert_eq!(r.backend_host().as_deref(), Some("alpha"));
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    let (r, took) = page.join().unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        r.body.contains("no reply from the haserf agent"),
+        "{}",
+        r.body
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "bounded by HASERF_TIMEOUT_MS: {took:?}"
+    );
+    held.join().unwrap();
+}
+
+#[test]
+fn the_lua_script_raises_no_runtime_errors_in_haproxy() {
+    let s = setup();
+    wait_served_by(&s, "alpha");
+    assert_eq!(get_with(s.h.frontend_addr(), "/haserf", &[]).status, 200);
+    assert_eq!(
+        get_with(s.h.frontend_addr(), "/haserf?format=json", &[]).status,
+        200
+    );
+    let log = s.h.log();
+    assert!(
+        !log.contains("runtime error") && !log.contains("ALERT"),
+        "HAProxy log:\n{log}"
+    );
+}
+
+#[test]
 fn the_shipped_companion_cfg_passes_haproxy_check() {
     require_binary("haproxy");
     let out = std::process::Command::new("timeout")
