@@ -643,7 +643,9 @@ impl Core {
 
     /// Sends one message, piggybacking pending broadcasts when they fit.
     fn send_msg(&mut self, _now: Instant, to: SocketAddr, msg: Vec<u8>, crc: bool) {
-        let avail = self.packet_budget().saturating_sub(msg.len() + COMPOUND_OVERHEAD);
+        let avail = self
+            .packet_budget()
+            .saturating_sub(msg.len() + COMPOUND_OVERHEAD);
         let mut msgs = vec![msg];
         if avail > 0 {
             msgs.extend(self.take_broadcasts(avail));
@@ -736,7 +738,9 @@ impl Core {
                 }
             }
             Message::Alive(a) => {
-                if a.vsn.is_some_and(|v| v.pmin == 0 || v.pmax == 0 || v.pmin > v.pmax) {
+                if a.vsn
+                    .is_some_and(|v| v.pmin == 0 || v.pmax == 0 || v.pmin > v.pmax)
+                {
                     self.count_drop("bad_vsn");
                     return;
                 }
@@ -772,7 +776,11 @@ impl Core {
             (Some(a), port) if port > 0 => SocketAddr::new(a, port),
             _ => from,
         };
-        let port = if ip.port == 0 { self.adv.port() } else { ip.port };
+        let port = if ip.port == 0 {
+            self.adv.port()
+        } else {
+            ip.port
+        };
         let ping = encode_message(&Message::Ping(Ping {
             node: ip.node.clone(),
             seq_no: seq,
@@ -801,7 +809,9 @@ impl Core {
             }
         }
         if let Some(AckHandler::Indirect {
-            requester, seq: their, ..
+            requester,
+            seq: their,
+            ..
         }) = self.ack_handlers.remove(&seq)
         {
             let ack = encode_message(&Message::Ack(Ack {
@@ -813,7 +823,12 @@ impl Core {
     }
 
     /// A complete inbound stream message; returns the reply bytes to write, if any.
-    pub fn handle_stream(&mut self, now: Instant, from: SocketAddr, msg: Message) -> Option<Vec<u8>> {
+    pub fn handle_stream(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: Message,
+    ) -> Option<Vec<u8>> {
         if self.stopped {
             return None;
         }
@@ -935,13 +950,22 @@ impl Core {
         self.join_ignore = true;
         for s in seeds {
             let pp = self.local_push_pull(true);
-            self.dial(*s, &Message::PushPull(pp), DialPurpose::Join { join_id }, true);
+            self.dial(
+                *s,
+                &Message::PushPull(pp),
+                DialPurpose::Join { join_id },
+                true,
+            );
         }
         join_id
     }
 
     /// Replaces the tags: new meta, incarnation + 1, alive broadcast.
-    pub fn set_tags(&mut self, now: Instant, tags: BTreeMap<String, String>) -> Result<(), GossipError> {
+    pub fn set_tags(
+        &mut self,
+        now: Instant,
+        tags: BTreeMap<String, String>,
+    ) -> Result<(), GossipError> {
         let meta = encode_meta(&tags)?;
         self.meta = meta;
         self.tags = tags;
@@ -952,7 +976,13 @@ impl Core {
     }
 
     /// Broadcasts a user event.
-    pub fn user_event(&mut self, now: Instant, name: &str, payload: &[u8], cc: bool) -> Result<(), GossipError> {
+    pub fn user_event(
+        &mut self,
+        now: Instant,
+        name: &str,
+        payload: &[u8],
+        cc: bool,
+    ) -> Result<(), GossipError> {
         let limit = self.cfg.user_event_size_limit;
         let size = name.len() + payload.len();
         if size > limit {
@@ -973,7 +1003,7 @@ impl Core {
         };
         self.event_clock += 1;
         let bytes = encode_serf_message(&SerfMessage::UserEvent(ev.clone()));
-        if bytes.len() > limit.max(9 * 1024).min(9 * 1024) && bytes.len() > limit {
+        if bytes.len() > limit {
             return Err(GossipError::TooLarge {
                 what: "encoded user event",
                 size: bytes.len(),
@@ -1025,7 +1055,9 @@ impl Core {
         for (tag, expr) in &params.filter_tags {
             filters.push(encode_tag_filter(tag, expr));
         }
-        let timeout = params.timeout.unwrap_or_else(|| self.default_query_timeout());
+        let timeout = params
+            .timeout
+            .unwrap_or_else(|| self.default_query_timeout());
         let id: u32 = self.rng.gen();
         let q = Query {
             ltime: self.query_clock,
@@ -1034,7 +1066,11 @@ impl Core {
             port: self.adv.port(),
             source_node: self.name.clone(),
             filters,
-            flags: if params.request_ack { QUERY_FLAG_ACK } else { 0 },
+            flags: if params.request_ack {
+                QUERY_FLAG_ACK
+            } else {
+                0
+            },
             relay_factor: params.relay_factor,
             timeout_ns: timeout.as_nanos() as i64,
             name: name.to_string(),
@@ -1230,13 +1266,11 @@ impl Core {
         let st = self.nodes.get(&a.node).expect("inserted").clone();
         let mut updates_node = false;
         if st.addr != a.addr || st.port != a.port {
-            if st.state == NodeStateKind::Left
-                || (st.state == NodeStateKind::Dead && created)
-            {
-                updates_node = true;
-            } else if st.state == NodeStateKind::Dead
-                && now.duration_since(st.state_change) > self.timing.gossip_to_the_dead
-            {
+            let reclaim = st.state == NodeStateKind::Left
+                || (st.state == NodeStateKind::Dead
+                    && (created
+                        || now.duration_since(st.state_change) > self.timing.gossip_to_the_dead));
+            if reclaim {
                 updates_node = true;
             } else {
                 tracing::warn!(
@@ -1590,7 +1624,12 @@ impl Core {
                 source_node: self.name.clone(),
                 source_port: self.adv.port(),
             });
-            self.dial(node.sock(), &ping, DialPurpose::TcpPing { probe_seq: seq }, true);
+            self.dial(
+                node.sock(),
+                &ping,
+                DialPurpose::TcpPing { probe_seq: seq },
+                true,
+            );
             tcp = Some(self.next_id);
         }
         if let Some(p) = self.probe.as_mut() {
@@ -1762,7 +1801,9 @@ impl Core {
         for r in pp.nodes {
             match r.state {
                 NodeStateKind::Alive => {
-                    if r.vsn.is_some_and(|v| v.pmin == 0 || v.pmax == 0 || v.pmin > v.pmax) {
+                    if r.vsn
+                        .is_some_and(|v| v.pmin == 0 || v.pmax == 0 || v.pmin > v.pmax)
+                    {
                         continue;
                     }
                     let a = Alive {
@@ -1965,8 +2006,14 @@ impl Core {
         match self.recent_intents.get(name) {
             Some(i) if i.ltime >= ltime => false,
             _ => {
-                self.recent_intents
-                    .insert(name.to_string(), Intent { kind, ltime, at: now });
+                self.recent_intents.insert(
+                    name.to_string(),
+                    Intent {
+                        kind,
+                        ltime,
+                        at: now,
+                    },
+                );
                 true
             }
         }
@@ -2619,7 +2666,10 @@ mod tests {
         assert!(simple_regex_match("^db$", "db"));
         assert!(!simple_regex_match("^db$", "db2"));
         assert!(simple_regex_match("w.*", "awx"));
-        assert!(simple_regex_match("^(web|db)$".replace(['(', ')'], "").as_str(), "db"));
+        assert!(simple_regex_match(
+            "^(web|db)$".replace(['(', ')'], "").as_str(),
+            "db"
+        ));
         assert!(!simple_regex_match("^cache", "web"));
     }
 

@@ -187,7 +187,10 @@ impl Driver {
         let mut buf = vec![0u8; 65536];
         self.publish(true);
         loop {
-            let deadline = self.core.next_deadline().map(tokio::time::Instant::from_std);
+            let deadline = self
+                .core
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -442,11 +445,8 @@ async fn accept_loop(
         let keyring = keyring.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(
-                timeout,
-                serve_stream(sock, from, tx, keyring, counters),
-            )
-            .await;
+            let _ = tokio::time::timeout(timeout, serve_stream(sock, from, tx, keyring, counters))
+                .await;
             drop(permit);
         });
     }

@@ -100,7 +100,7 @@ impl BroadcastQueue {
     /// Drops the oldest messages beyond `max`.
     pub fn prune(&mut self, max: usize) {
         if self.items.len() > max {
-            self.items.sort_by(|a, b| a.id.cmp(&b.id));
+            self.items.sort_by_key(|a| a.id);
             let excess = self.items.len() - max;
             for it in self.items.drain(..excess) {
                 if let Some(id) = it.notify {
