@@ -189,7 +189,7 @@ pub fn run(cli: Cli) -> i32 {
             println!("{}", crate::keygen::generate());
             0
         }
-        Command::Agent(_) => not_implemented("agent", "Gossip (issue 3) and Agent (issue 5)"),
+        Command::Agent(args) => crate::agent::run(&args),
         Command::Members(args) => crate::control::client::run(&args, Request::Members),
         Command::Slots(args) => crate::control::client::run(&args, Request::Slots),
         Command::Status(args) => crate::control::client::run(&args, Request::Status),
