@@ -9,6 +9,7 @@
 
 pub mod addr;
 pub mod haproxy;
+pub mod haserf;
 pub mod http;
 pub mod netns;
 pub mod process;
