@@ -219,10 +219,8 @@ fn twelve_members_for_ten_slots_queue_two_and_place_them_when_slots_free() {
             Err(format!("serving {serving}, queued {queued}"))
         }
     });
-    let queued: Vec<String> = serde_json::from_value(
-        status["haproxy"]["backends"]["web"]["queued"].clone(),
-    )
-    .unwrap();
+    let queued: Vec<String> =
+        serde_json::from_value(status["haproxy"]["backends"]["web"]["queued"].clone()).unwrap();
     let metrics = agent.metrics();
     assert!(
         metrics.contains("haserf_queue_length{backend=\"web\"} 2"),
@@ -283,7 +281,9 @@ fn a_member_with_another_role_gets_no_slot() {
     assert!(!agent.placed().contains_key("db1"), "{:?}", agent.placed());
     let db_addr = db.app_addr().ip().to_string();
     assert!(
-        h.slots("web").iter().all(|r| !r.addr().starts_with(&db_addr)),
+        h.slots("web")
+            .iter()
+            .all(|r| !r.addr().starts_with(&db_addr)),
         "no slot points at db1"
     );
     assert!(!hosts_seen(h.frontend_addr(), 20).contains("db1"));

@@ -129,7 +129,10 @@ impl HaserfAgent {
         let mut proc = Proc::spawn(launch);
         let r = try_wait_until(
             Duration::from_secs(15),
-            &format!("haserf agent {} to answer on its status socket", self.opts.node),
+            &format!(
+                "haserf agent {} to answer on its status socket",
+                self.opts.node
+            ),
             || {
                 if !proc.is_running() {
                     return Ok(false);
@@ -193,18 +196,22 @@ impl HaserfAgent {
         let mut s = UnixStream::connect(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| e.to_string())?;
+        // The agent may answer and close before a (too long) line is fully written: a
+        // failed write still leaves its reply to read.
         for l in lines {
-            s.write_all(l.as_bytes()).map_err(|e| e.to_string())?;
-            s.write_all(b"\n").map_err(|e| e.to_string())?;
+            if s.write_all(l.as_bytes())
+                .and_then(|_| s.write_all(b"\n"))
+                .is_err()
+            {
+                break;
+            }
         }
         let mut r = BufReader::new(s);
         let mut out = Vec::new();
         for _ in lines {
             let mut line = String::new();
             r.read_line(&mut line).map_err(|e| e.to_string())?;
-            out.push(
-                serde_json::from_str(&line).map_err(|e| format!("bad reply {line:?}: {e}"))?,
-            );
+            out.push(serde_json::from_str(&line).map_err(|e| format!("bad reply {line:?}: {e}"))?);
         }
         Ok(out)
     }
@@ -475,8 +482,7 @@ impl SlotWatcher {
                 let t0 = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
                     if let Ok(text) = runtime_command(&socket, &cmd) {
-                        if let Ok(st) = haserf::haproxy::servers_state::ServersState::parse(&text)
-                        {
+                        if let Ok(st) = haserf::haproxy::servers_state::ServersState::parse(&text) {
                             let mut seen = seen.lock().unwrap();
                             for s in &st.servers {
                                 let admin = if s.in_maint() {
