@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
-use support::haserf::{run_haserf, web_nodes, HaserfAgent, HaserfOptions, SlotWatcher, WebNode};
+use support::agent::{run_haserf, web_nodes, HaserfAgent, HaserfOptions, SlotWatcher, WebNode};
 use support::{http_get, wait_until, Haproxy};
 
 const T: Duration = Duration::from_secs(20);
@@ -152,7 +152,7 @@ fn status_says_ready_only_after_the_first_full_reconcile() {
     // the agent knows the cluster but cannot reach HAProxy: not ready
     wait_until(T, "the agent to see both web nodes", || {
         let m = agent.member_statuses();
-        if m.get("web1").is_some() && m.get("web2").is_some() {
+        if m.contains_key("web1") && m.contains_key("web2") {
             Ok(())
         } else {
             Err(m)

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::haserf::{web_nodes, HaserfAgent, HaserfOptions, SlotWatcher, WebNode};
+use support::agent::{web_nodes, HaserfAgent, HaserfOptions, SlotWatcher, WebNode};
 use support::{http_get, wait_until, Haproxy, LoopLimits, RequestLoop};
 
 const T: Duration = Duration::from_secs(20);

@@ -8,8 +8,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod addr;
+pub mod agent;
 pub mod haproxy;
-pub mod haserf;
 pub mod http;
 pub mod netns;
 pub mod process;

@@ -1,4 +1,4 @@
-//! The `haserf agent` binary as a separate process (bounded by `timeout`, killed by PID),
+//! (`support::agent`) The `haserf agent` binary as a separate process (bounded by `timeout`, killed by PID),
 //! with its status socket; "web nodes" (a real `serf agent` plus a real HTTP app on the same
 //! address, tagged `role`/`port`); and a watcher that records every admin-state transition of
 //! HAProxy's slots, so a test can prove "drained, then freed".
