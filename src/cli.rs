@@ -123,7 +123,7 @@ pub struct AgentArgs {
     /// Do not drain a member as soon as the failure detector suspects it.
     #[arg(long)]
     pub no_suspicion_drain: bool,
-    /// Partition guard: hold when more than this share of a backend fails at once (>= 1 disables).
+    /// Partition guard: hold when this share of a backend or more fails at once (>= 1 disables).
     #[arg(long, value_name = "SHARE")]
     pub partition_guard_share: Option<f64>,
     /// Partition guard: how far back failures count together (e.g. 10s).

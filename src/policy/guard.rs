@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 /// Guard settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GuardConfig {
-    /// Trigger when more than this share of the backend's members departed within `window`.
+    /// Trigger when this share of the backend's members, or more, departed within `window`.
+    /// "Or more", not "more than": SWIM detects simultaneous failures one probe round apart,
+    /// so with 3 of 4 failing the guard must already hold at the second (2 of 4): waiting for
+    /// the third lets the first be declared failed and removed before the guard starts.
     /// A value ≥ 1.0 disables the guard.
     pub share: f64,
     /// How far back departures count.
@@ -90,7 +93,7 @@ impl PartitionGuard {
             }
         } else if cfg.share < 1.0 && !self.departures.is_empty() {
             let base = in_rotation_now.len() + self.departures.len();
-            if self.departures.len() as f64 > cfg.share * base as f64 {
+            if self.departures.len() as f64 >= cfg.share * base as f64 {
                 let members: BTreeSet<String> =
                     self.departures.iter().map(|(_, n)| n.clone()).collect();
                 alert = Some(GuardAlert::Holding(members.iter().cloned().collect()));
@@ -185,21 +188,28 @@ mod tests {
         let mut g = PartitionGuard::default();
         let t = Instant::now();
         g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]));
-        g.evaluate(&cfg(), t, &set(&["a", "b", "c"]), &set(&["d"]));
-        g.evaluate(
+        let (held, _) = g.evaluate(&cfg(), t, &set(&["a", "b", "c"]), &set(&["d"]));
+        assert!(held.is_empty(), "1 of 4 is not held");
+        let (held, alert) = g.evaluate(
             &cfg(),
             t + Duration::from_secs(2),
             &set(&["a", "b"]),
             &set(&["c", "d"]),
         );
+        assert_eq!(held, set(&["c", "d"]), "2 of 4 within the window: hold");
+        assert!(matches!(alert, Some(GuardAlert::Holding(_))));
         let (held, alert) = g.evaluate(
             &cfg(),
             t + Duration::from_secs(4),
             &set(&["a"]),
             &set(&["b", "c", "d"]),
         );
-        assert_eq!(held, set(&["b", "c", "d"]));
-        assert!(matches!(alert, Some(GuardAlert::Holding(_))));
+        assert_eq!(
+            held,
+            set(&["b", "c", "d"]),
+            "a later departure joins the hold"
+        );
+        assert_eq!(alert, None);
     }
 
     #[test]
