@@ -383,10 +383,20 @@ impl State {
                 }
                 self.converged.remove(&key);
                 let reason = reason.unwrap_or(Reason::Assign);
+                let awaits_check = matches!(target, Target::Serve { drain: false, .. })
+                    && c.iter().any(|c| {
+                        matches!(
+                            c,
+                            Command::SetState {
+                                state: crate::haproxy::AdminState::Drain,
+                                ..
+                            }
+                        )
+                    });
+                if awaits_check {
+                    self.gate.insert(key.clone(), now);
+                }
                 match reason {
-                    Reason::AwaitCheck => {
-                        self.gate.insert(key.clone(), now);
-                    }
                     Reason::Ready => {
                         if let Some(t0) = self.gate.remove(&key) {
                             let ms = now.duration_since(t0).as_millis() as u64;
