@@ -110,6 +110,16 @@ impl Project {
         run(Command::new("timeout").args(["30", "docker", "exec", &id, "sh", "-c", script]))
     }
 
+    /// How often Docker restarted the `ha` container (it exits when HAProxy or the agent does).
+    fn ha_restarts(&self) -> u32 {
+        let id = self.container("ha");
+        let o = run(Command::new("docker").args(["inspect", "-f", "{{.RestartCount}}", &id]));
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
     fn logs(&self) -> String {
         text(&run(&mut self.cmd(&["logs", "--no-color", "--tail", "60"])))
     }
@@ -257,6 +267,24 @@ fn compose_scales_web_nodes_into_slots_and_drains_them_without_a_failed_request(
     let stats = std::net::SocketAddr::from((bind, stats_port));
 
     project.compose(&["up", "-d", "--scale", "web=2"]);
+    wait_until(
+        Duration::from_secs(60),
+        "HAProxy in the ha container",
+        || {
+            let restarts = project.ha_restarts();
+            assert_eq!(
+            restarts, 0,
+            "the ha container exited and was restarted (is `haserf agent` implemented?); logs:\n{}",
+            project.logs()
+        );
+            let (pid, _) = haproxy_identity(&project);
+            if pid.is_empty() {
+                Err("no answer to `show info` yet")
+            } else {
+                Ok(())
+            }
+        },
+    );
     wait_for_up_slots(stats, 2, Duration::from_secs(90));
     let identity = haproxy_identity(&project);
     assert!(
