@@ -205,6 +205,8 @@ fn companion_haproxy(status_socket: &Path, spoe: SocketAddr, global_extra: &str)
     http-response set-header X-Haserf-Live %[var(txn.haserf.backend_live)]
     http-response set-header X-Haserf-Members %[var(txn.haserf.backend_members)]
     http-response set-header X-Haserf-Node-Status %[var(txn.haserf.node_status)]
+    http-response set-header X-Haserf-Node-Tags %[var(txn.haserf.node_tags)]
+    http-response set-header X-Haserf-Node-Tag %[var(txn.haserf.node_tag)]
     http-response set-header X-Haserf-Error %[var(txn.haserf.error)]
     default_backend web
 
@@ -633,13 +635,16 @@ fn spoe_variables_appear_in_response_headers() {
 #[test]
 fn an_acl_on_a_spoe_variable_refuses_a_request_pinned_to_a_failed_node() {
     let s = setup();
-    wait_until(WAIT, "SPOE to answer", || {
+    let r = wait_until(WAIT, "SPOE to answer", || {
         let r = get_with(s.h.frontend_addr(), "/", &[("x-haserf-node", "beta")]);
         match (r.status, r.header("x-haserf-node-status")) {
-            (200, Some("alive")) => Ok(()),
+            (200, Some("alive")) => Ok(r),
             other => Err(format!("{other:?}")),
         }
     });
+    // a member's tags by name, at request time
+    assert_eq!(r.header("x-haserf-node-tags"), Some("role=web,zone=b"));
+    assert_eq!(r.header("x-haserf-node-tag"), Some("b"));
     let r = get_with(s.h.frontend_addr(), "/", &[("x-haserf-node", "gamma")]);
     assert_eq!(r.status, 403, "gamma failed: {:?}", r.headers);
     let r = get_with(s.h.frontend_addr(), "/", &[("x-haserf-node", "nobody")]);
