@@ -2,6 +2,7 @@
 //! and text rendering for the client subcommands.
 
 pub mod client;
+pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod server;
