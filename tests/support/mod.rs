@@ -9,6 +9,7 @@
 
 pub mod addr;
 pub mod haproxy;
+pub mod haserf;
 pub mod http;
 pub mod netns;
 pub mod process;
@@ -17,6 +18,7 @@ pub mod wait;
 
 pub use addr::{alloc_ip, alloc_socket_addr, free_port_on, test_range};
 pub use haproxy::{runtime_command, Haproxy, HaproxyConfig, StatRow};
+pub use haserf::{HaserfAgent, HaserfOptions};
 pub use http::{
     http_get, HttpBackend, HttpClient, HttpResponse, LoopLimits, LoopStats, RequestLoop,
 };
