@@ -132,7 +132,7 @@ fn a_killed_serf_peer_is_marked_failed_and_rejoins_after_restart() {
     let mut c = SerfCluster::start(3, "k", |_, o| o);
     c.peer("k2").kill();
     c.peers[0].wait_status("k2", "failed", Duration::from_secs(15));
-    c.peers[0].wait_log("Suspect k2 has failed", Duration::from_secs(5));
+    c.peers[0].wait_log("EventMemberFailed: k2", Duration::from_secs(5));
     c.peer("k2").restart(None);
     c.wait_converged(Duration::from_secs(15));
 }
