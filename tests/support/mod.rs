@@ -8,8 +8,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod addr;
+pub mod agent;
 pub mod haproxy;
-pub mod haserf;
 pub mod http;
 pub mod netns;
 pub mod process;
@@ -17,8 +17,8 @@ pub mod serf;
 pub mod wait;
 
 pub use addr::{alloc_ip, alloc_socket_addr, free_port_on, test_range};
+pub use agent::{HaserfAgent, HaserfOptions};
 pub use haproxy::{runtime_command, Haproxy, HaproxyConfig, StatRow};
-pub use haserf::{HaserfAgent, HaserfOptions};
 pub use http::{
     http_get, HttpBackend, HttpClient, HttpResponse, LoopLimits, LoopStats, RequestLoop,
 };
