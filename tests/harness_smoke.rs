@@ -176,6 +176,26 @@ fn a_namespace_host_reaches_another_until_its_link_is_cut() {
     assert_eq!(resp.status, 200);
     assert!(resp.body.contains("\"host\":\"bee\""), "{}", resp.body);
     assert!(a.tcp_connects(b.ip(), 8080));
+    let dir = tempfile::tempdir().unwrap();
+    let mut lp = a.request_loop(
+        &url,
+        LoopLimits {
+            max_requests: 5,
+            interval: Duration::from_millis(10),
+            ..LoopLimits::default()
+        },
+        dir.path(),
+    );
+    wait_until(Duration::from_secs(10), "5 looped requests", || {
+        if lp.is_finished() {
+            Ok(())
+        } else {
+            Err(lp.snapshot())
+        }
+    });
+    let stats = lp.stop();
+    assert_eq!((stats.ok, stats.failed), (5, 0), "{stats:?}");
+    assert_eq!(stats.by_host.get("bee"), Some(&5));
 
     a.cut_link();
     assert!(

@@ -22,7 +22,7 @@ pub use haproxy::{runtime_command, Haproxy, HaproxyConfig, StatRow};
 pub use http::{
     http_get, HttpBackend, HttpClient, HttpResponse, LoopLimits, LoopStats, RequestLoop,
 };
-pub use netns::{Lab, NsHost};
+pub use netns::{Lab, NsHost, NsRequestLoop};
 pub use process::{require_binary, Launch, Proc};
 pub use serf::{Member, QueryResult, SerfCluster, SerfOptions, SerfPeer};
 pub use wait::{try_wait_until, wait_until};
