@@ -5,7 +5,10 @@
 //!
 //! Everything started here is killed on drop (also when a test panics), runs in its own process
 //! group, and is wrapped in `timeout` so nothing outlives the test run. See docs/testing.md.
-#![allow(dead_code, unused_imports)]
+//
+// `unused` (dead_code, unused_imports, …) as a lint group: each user needs a subset, and an
+// outer `#[allow(dead_code)]` on `mod support;` then is not a duplicated attribute.
+#![allow(unused)]
 
 pub mod addr;
 pub mod agent;
