@@ -232,3 +232,21 @@ fn serf_peers_in_namespace_hosts_see_a_cut_host_fail() {
     hosts[2].cut_link();
     peers[0].wait_status("s3", "failed", Duration::from_secs(20));
 }
+
+#[test]
+fn haproxy_reload_in_master_worker_mode_gives_a_new_worker_pid() {
+    let ip = alloc_ip();
+    let fe = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let st = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let mut h = Haproxy::start(HaproxyConfig::slots("web", 2, fe, st).master_worker());
+    let before = h.pid();
+    h.cmd("set server web/web1 addr 127.0.0.2 port 3000");
+    h.reload();
+    assert_ne!(h.pid(), before);
+    let web1 = h
+        .slots("web")
+        .into_iter()
+        .find(|r| r.server() == "web1")
+        .unwrap();
+    assert_eq!(web1.addr(), "127.0.0.1:9");
+}
