@@ -8,9 +8,10 @@ const CLEAR: u32 = 256;
 const EOF: u32 = 257;
 const MAX_WIDTH: u32 = 12;
 const MAX_CODE: u32 = (1 << MAX_WIDTH) - 1; // 4095
-const TABLE_BITS: u32 = 14;
-const TABLE_SIZE: usize = 1 << TABLE_BITS;
-const TABLE_MASK: u32 = (TABLE_SIZE as u32) - 1;
+/// Go's hash table size. The table is only a map (key → code), so a smaller one gives the
+/// same output; small inputs use a smaller table (load factor ≤ 1/2) to avoid clearing
+/// 64 KiB per packet.
+const MAX_TABLE_SIZE: usize = 1 << 14;
 const INVALID_ENTRY: u32 = 0;
 
 struct BitWriter {
@@ -43,7 +44,11 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
     let mut hi = EOF;
     let mut overflow = 1u32 << width;
     // key = code << 8 | literal; entry = key << 12 | code (key fits in 20 bits)
-    let mut table = vec![INVALID_ENTRY; TABLE_SIZE];
+    let table_size = (data.len() * 2)
+        .next_power_of_two()
+        .clamp(256, MAX_TABLE_SIZE);
+    let table_mask = table_size as u32 - 1;
+    let mut table = vec![INVALID_ENTRY; table_size];
 
     w.put(CLEAR, width);
     let Some((&first, rest)) = data.split_first() else {
@@ -81,7 +86,7 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
     'outer: for &x in rest {
         let literal = x as u32;
         let key = (code << 8) | literal;
-        let mut hash = ((key >> 12) ^ key) & TABLE_MASK;
+        let mut hash = ((key >> 12) ^ key) & table_mask;
         let mut h = hash;
         loop {
             let t = table[h as usize];
@@ -92,7 +97,7 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
                 code = t & MAX_CODE;
                 continue 'outer;
             }
-            h = (h + 1) & TABLE_MASK;
+            h = (h + 1) & table_mask;
         }
         w.put(code, width);
         code = literal;
@@ -104,7 +109,7 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
                 table[hash as usize] = (key << 12) | hi;
                 break;
             }
-            hash = (hash + 1) & TABLE_MASK;
+            hash = (hash + 1) & table_mask;
         }
     }
     w.put(code, width);
@@ -120,9 +125,10 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
 /// missing end code, and when the output would exceed `max_out` bytes.
 pub fn lzw_decompress(data: &[u8], max_out: usize) -> Result<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(data.len().saturating_mul(2).min(max_out));
-    let mut prefix = [0u16; 1 << MAX_WIDTH];
-    let mut suffix = [0u8; 1 << MAX_WIDTH];
-    let mut scratch = [0u8; 1 << MAX_WIDTH];
+    // Entry for code `EOF + 1 + i` at index i: (prefix code, suffix byte). Codes are
+    // assigned in order after every clear, so the table only ever grows by one at the end
+    // (or is overwritten from the start after a clear).
+    let mut table: Vec<(u16, u8)> = Vec::new();
 
     let mut bits: u32 = 0;
     let mut nbits: u32 = 0;
@@ -131,6 +137,13 @@ pub fn lzw_decompress(data: &[u8], max_out: usize) -> Result<Vec<u8>> {
     let mut hi = EOF;
     let mut overflow = 1u32 << width;
     let mut last: Option<u32> = None;
+
+    let entry = |table: &Vec<(u16, u8)>, c: u32| -> Result<(u16, u8)> {
+        table
+            .get((c - EOF - 1) as usize)
+            .copied()
+            .ok_or(WireError::BadLzw("invalid code"))
+    };
 
     loop {
         while nbits < width {
@@ -145,54 +158,60 @@ pub fn lzw_decompress(data: &[u8], max_out: usize) -> Result<Vec<u8>> {
         bits >>= width;
         nbits -= width;
 
+        let first: u8; // first byte of this code's expansion
         if code < CLEAR {
-            push_checked(&mut out, &[code as u8], max_out)?;
-            if let Some(l) = last {
-                suffix[hi as usize] = code as u8;
-                prefix[hi as usize] = l as u16;
+            if out.len() >= max_out {
+                return Err(too_large(out.len() + 1, max_out));
             }
+            out.push(code as u8);
+            first = code as u8;
         } else if code == CLEAR {
             width = 9;
             hi = EOF;
             overflow = 1 << width;
             last = None;
+            table.clear();
             continue;
         } else if code == EOF {
             return Ok(out);
         } else if code <= hi {
-            // Expand into scratch from the end backwards.
-            let mut i = scratch.len();
+            // Push the expansion reversed, then reverse it in place.
+            let start = out.len();
             let mut c = code;
             if let (true, Some(l)) = (code == hi, last) {
-                // hi expands to last's expansion + its first byte.
+                // hi expands to last's expansion followed by its first byte.
                 let mut f = l;
                 while f >= CLEAR {
-                    f = prefix[f as usize] as u32;
+                    f = entry(&table, f)?.0 as u32;
                 }
-                i -= 1;
-                scratch[i] = f as u8;
+                out.push(f as u8);
                 c = l;
             }
             while c >= CLEAR {
-                if i == 0 {
+                let (p, s) = entry(&table, c)?;
+                out.push(s);
+                c = p as u32;
+                if out.len() - start > 1 << MAX_WIDTH {
                     return Err(WireError::BadLzw("code chain too long"));
                 }
-                i -= 1;
-                scratch[i] = suffix[c as usize];
-                c = prefix[c as usize] as u32;
             }
-            if i == 0 {
-                return Err(WireError::BadLzw("code chain too long"));
-            }
-            i -= 1;
-            scratch[i] = c as u8;
-            push_checked(&mut out, &scratch[i..], max_out)?;
-            if let Some(l) = last {
-                suffix[hi as usize] = c as u8;
-                prefix[hi as usize] = l as u16;
+            out.push(c as u8);
+            first = c as u8;
+            out[start..].reverse();
+            if out.len() > max_out {
+                return Err(too_large(out.len(), max_out));
             }
         } else {
             return Err(WireError::BadLzw("invalid code"));
+        }
+        if let Some(l) = last {
+            // Save what hi expands to: last's expansion + our first byte.
+            let i = (hi - EOF - 1) as usize;
+            if i < table.len() {
+                table[i] = (l as u16, first);
+            } else {
+                table.push((l as u16, first));
+            }
         }
         last = Some(code);
         hi += 1;
@@ -208,16 +227,12 @@ pub fn lzw_decompress(data: &[u8], max_out: usize) -> Result<Vec<u8>> {
     }
 }
 
-fn push_checked(out: &mut Vec<u8>, s: &[u8], max_out: usize) -> Result<()> {
-    if out.len() + s.len() > max_out {
-        return Err(WireError::TooLarge {
-            what: "decompressed data",
-            len: (out.len() + s.len()) as u64,
-            max: max_out as u64,
-        });
+fn too_large(len: usize, max: usize) -> WireError {
+    WireError::TooLarge {
+        what: "decompressed data",
+        len: len as u64,
+        max: max as u64,
     }
-    out.extend_from_slice(s);
-    Ok(())
 }
 
 #[cfg(test)]
