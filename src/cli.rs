@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::control::model::Request;
+
 /// Default path of the agent's status socket.
 pub const DEFAULT_STATUS_SOCKET: &str = "/run/haserf/haserf.sock";
 
@@ -112,6 +114,24 @@ pub struct AgentArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Gossip timing profile: lan (Serf's default), local, wan.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+    /// Longest a leaving member's slot stays DRAIN before it goes to MAINT (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// Do not drain a member as soon as the failure detector suspects it.
+    #[arg(long)]
+    pub no_suspicion_drain: bool,
+    /// Partition guard: hold when more than this share of a backend fails at once (>= 1 disables).
+    #[arg(long, value_name = "SHARE")]
+    pub partition_guard_share: Option<f64>,
+    /// Partition guard: how far back failures count together (e.g. 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub partition_guard_window: Option<String>,
+    /// Partition guard: how long the last good set is held (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub partition_guard_hold: Option<String>,
 }
 
 /// Flags shared by the client subcommands that talk to a running agent.
@@ -159,9 +179,6 @@ pub struct PlanArgs {
     pub format: Format,
 }
 
-/// Exit status of a subcommand that is not implemented yet.
-pub const EXIT_NOT_IMPLEMENTED: i32 = 2;
-
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
@@ -169,17 +186,12 @@ pub fn run(cli: Cli) -> i32 {
             println!("{}", crate::keygen::generate());
             0
         }
-        Command::Agent(_) => not_implemented("agent", "Gossip (issue 3) and Agent (issue 5)"),
-        Command::Members(_) => not_implemented("members", "Gossip (issue 3)"),
-        Command::Slots(_) => not_implemented("slots", "Agent (issue 5)"),
-        Command::Status(_) => not_implemented("status", "Gossip (issue 3)"),
-        Command::Leave(_) => not_implemented("leave", "Gossip (issue 3)"),
-        Command::Verify(_) => not_implemented("verify", "HAProxy (issue 4)"),
-        Command::Plan(_) => not_implemented("plan", "HAProxy (issue 4)"),
+        Command::Agent(args) => crate::agent::run(&args),
+        Command::Members(args) => crate::control::client::run(&args, Request::Members),
+        Command::Slots(args) => crate::control::client::run(&args, Request::Slots),
+        Command::Status(args) => crate::control::client::run(&args, Request::Status),
+        Command::Leave(args) => crate::control::client::run(&args, Request::Leave),
+        Command::Verify(args) => crate::slots::cmd::verify(&args),
+        Command::Plan(args) => crate::slots::cmd::plan_cmd(&args),
     }
-}
-
-fn not_implemented(what: &str, issue: &str) -> i32 {
-    eprintln!("haserf {what}: not implemented yet (lands with {issue})");
-    EXIT_NOT_IMPLEMENTED
 }

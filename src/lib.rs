@@ -12,9 +12,12 @@
 
 pub mod agent;
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod gossip;
 pub mod haproxy;
 pub mod keygen;
+pub mod manager;
+pub mod policy;
 pub mod slots;
 pub mod spoe;

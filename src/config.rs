@@ -1,0 +1,668 @@
+//! `haserf agent` configuration: the `--config` JSON file (Serf agent keys where they mean
+//! the same thing, plus haserf's own), overridden by command-line flags, validated into one
+//! [`AgentConfig`]. An unknown key, a bad address or a bad duration is an error naming it.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{AgentArgs, LogFormat, DEFAULT_STATUS_SOCKET};
+use crate::policy::{BackendSelector, Cidr, GuardConfig};
+
+/// Serf's default gossip port.
+pub const DEFAULT_GOSSIP_PORT: u16 = 7946;
+
+/// The config file as written by users. Keys are Serf's where they mean the same.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Serf: node name.
+    pub node_name: Option<String>,
+    /// Serf: bind address (`IP` or `IP:PORT`).
+    pub bind: Option<String>,
+    /// Serf: advertise address (`IP` or `IP:PORT`).
+    pub advertise: Option<String>,
+    /// Serf: base64 gossip key.
+    pub encrypt_key: Option<String>,
+    /// Serf: keyring file.
+    pub keyring_file: Option<PathBuf>,
+    /// Serf: tags.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Serf: join at start.
+    pub start_join: Option<Vec<String>>,
+    /// Serf: join at start, retried (haserf retries every join).
+    pub retry_join: Option<Vec<String>>,
+    /// Serf: log level.
+    pub log_level: Option<String>,
+    /// Serf: timing profile (lan, local, wan).
+    pub profile: Option<String>,
+    /// haserf: HAProxy runtime API.
+    pub haproxy_socket: Option<String>,
+    /// haserf: backends (`NAME[=KEY=VALUE,...]`).
+    pub backends: Option<Vec<String>>,
+    /// haserf: allowed networks.
+    pub allow_cidrs: Option<Vec<String>>,
+    /// haserf: status socket path.
+    pub status_socket: Option<PathBuf>,
+    /// haserf: status socket mode, octal string such as "0660".
+    pub status_socket_mode: Option<String>,
+    /// haserf: status socket group.
+    pub status_socket_group: Option<String>,
+    /// haserf: SPOP listen address.
+    pub spoe_bind: Option<String>,
+    /// haserf: log format (text, json).
+    pub log_format: Option<String>,
+    /// haserf: drain suspected members (default true).
+    pub suspicion_drain: Option<bool>,
+    /// haserf: drain deadline for leaving members (e.g. "30s").
+    pub drain_timeout: Option<String>,
+    /// haserf: partition guard.
+    pub partition_guard: Option<FileGuard>,
+}
+
+/// `partition_guard` object of the config file.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileGuard {
+    /// Share of members (0..1; >= 1 disables).
+    pub share: Option<f64>,
+    /// Window (duration string).
+    pub window: Option<String>,
+    /// Hold time (duration string).
+    pub hold: Option<String>,
+}
+
+/// The validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Node name.
+    pub node_name: String,
+    /// Gossip bind address.
+    pub bind: SocketAddr,
+    /// Gossip advertise address (None = derived from bind).
+    pub advertise: Option<SocketAddr>,
+    /// Seeds to join (retried with backoff until one succeeds).
+    pub join: Vec<String>,
+    /// This node's tags.
+    pub tags: BTreeMap<String, String>,
+    /// Base64 gossip keys, primary first (from `--encrypt` or the keyring file).
+    pub keys: Vec<String>,
+    /// Keyring file to load and keep up to date.
+    pub keyring_file: Option<PathBuf>,
+    /// Gossip timing profile.
+    pub profile: Profile,
+    /// HAProxy runtime API (None = backend-node mode).
+    pub haproxy_socket: Option<String>,
+    /// Managed backends.
+    pub backends: Vec<BackendSelector>,
+    /// Allowed networks.
+    pub allow_cidrs: Vec<Cidr>,
+    /// Status socket path.
+    pub status_socket: PathBuf,
+    /// Status socket mode.
+    pub status_socket_mode: u32,
+    /// Status socket group.
+    pub status_socket_group: Option<String>,
+    /// SPOP listen address.
+    pub spoe_bind: Option<SocketAddr>,
+    /// Log level.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Drain suspected members.
+    pub suspicion_drain: bool,
+    /// Drain deadline for leaving members.
+    pub drain_timeout: Duration,
+    /// Partition guard.
+    pub guard: GuardConfig,
+}
+
+/// Gossip timing profile (Serf's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Serf's default.
+    Lan,
+    /// Fast timers for one machine.
+    Local,
+    /// Slow timers for wide-area links.
+    Wan,
+}
+
+/// A configuration error, naming the key or flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid (unknown key, wrong type, bad JSON).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// serde's message, which names the key.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Flag or key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Reads and parses a config file.
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl AgentConfig {
+    /// Builds the configuration from the flags and, when `--config` is given, the file;
+    /// flags win over the file.
+    pub fn from_args(args: &AgentArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(args, file)
+    }
+
+    /// Merges flags over a parsed file and validates everything.
+    pub fn merge(args: &AgentArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let node_name = match args.node.clone().or(file.node_name) {
+            Some(name) => name,
+            None => hostname()?,
+        };
+        if node_name.is_empty() || node_name.len() > 128 {
+            return Err(invalid("--node", "a node name has 1 to 128 characters"));
+        }
+        let bind = args.bind.clone().or(file.bind);
+        let bind = match bind {
+            Some(b) => parse_gossip_addr("--bind", &b)?,
+            None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_GOSSIP_PORT),
+        };
+        let advertise = args
+            .advertise
+            .clone()
+            .or(file.advertise)
+            .map(|a| parse_gossip_addr("--advertise", &a))
+            .transpose()?;
+        let join = if args.join.is_empty() {
+            let mut j = file.start_join.unwrap_or_default();
+            j.extend(file.retry_join.unwrap_or_default());
+            j
+        } else {
+            args.join.clone()
+        };
+        let mut tags = file.tags.unwrap_or_default();
+        for tag in &args.tags {
+            let (k, v) = tag
+                .split_once('=')
+                .ok_or_else(|| invalid("--tag", format!("{tag:?} is not KEY=VALUE")))?;
+            if k.is_empty() {
+                return Err(invalid("--tag", format!("{tag:?} has an empty key")));
+            }
+            tags.insert(k.to_string(), v.to_string());
+        }
+        let encrypt = args.encrypt.clone().or(file.encrypt_key);
+        let keyring_file = args.keyring_file.clone().or(file.keyring_file);
+        if encrypt.is_some() && keyring_file.is_some() {
+            return Err(invalid(
+                "--encrypt",
+                "use either --encrypt or --keyring-file, not both (as serf)",
+            ));
+        }
+        let keys = match (&encrypt, &keyring_file) {
+            (Some(key), _) => {
+                check_key("--encrypt", key)?;
+                vec![key.clone()]
+            }
+            (None, Some(path)) => read_keyring(path)?,
+            (None, None) => Vec::new(),
+        };
+        let profile = match args.profile.clone().or(file.profile).as_deref() {
+            None | Some("lan") => Profile::Lan,
+            Some("local") => Profile::Local,
+            Some("wan") => Profile::Wan,
+            Some(other) => {
+                return Err(invalid(
+                    "--profile",
+                    format!("{other:?}: expected lan, local or wan"),
+                ))
+            }
+        };
+        let backend_specs = if args.backends.is_empty() {
+            file.backends.unwrap_or_default()
+        } else {
+            args.backends.clone()
+        };
+        let backends = backend_specs
+            .iter()
+            .map(|b| BackendSelector::parse(b).map_err(|e| invalid("--backend", e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for b in &backends {
+            if !seen.insert(&b.backend) {
+                return Err(invalid(
+                    "--backend",
+                    format!("backend {:?} given twice", b.backend),
+                ));
+            }
+        }
+        let cidr_specs = if args.allow_cidrs.is_empty() {
+            file.allow_cidrs.unwrap_or_default()
+        } else {
+            args.allow_cidrs.clone()
+        };
+        let allow_cidrs = cidr_specs
+            .iter()
+            .map(|c| {
+                c.parse::<Cidr>()
+                    .map_err(|e| invalid("--allow-cidr", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let haproxy_socket = args.haproxy_socket.clone().or(file.haproxy_socket);
+        if haproxy_socket.is_none() && !backends.is_empty() {
+            return Err(invalid("--backend", "needs --haproxy-socket"));
+        }
+        if haproxy_socket.is_some() && backends.is_empty() {
+            return Err(invalid(
+                "--haproxy-socket",
+                "needs at least one --backend NAME to manage",
+            ));
+        }
+        let status_socket = args
+            .status_socket
+            .clone()
+            .or(file.status_socket)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATUS_SOCKET));
+        let mode = args.status_socket_mode.clone().or(file.status_socket_mode);
+        let status_socket_mode = match mode {
+            None => 0o600,
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    invalid(
+                        "--status-socket-mode",
+                        format!("{m:?} is not an octal mode such as 0660"),
+                    )
+                })?,
+        };
+        let spoe_bind = args
+            .spoe_bind
+            .clone()
+            .or(file.spoe_bind)
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|_| invalid("--spoe-bind", format!("{s:?} is not IP:PORT")))
+            })
+            .transpose()?;
+        let log_level = args
+            .log_level
+            .clone()
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into())
+            .to_lowercase();
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return Err(invalid(
+                "--log-level",
+                format!("{log_level:?}: expected error, warn, info, debug or trace"),
+            ));
+        }
+        let log_format = match (args.log_format, file.log_format.as_deref()) {
+            (Some(f), _) => f,
+            (None, None | Some("text")) => LogFormat::Text,
+            (None, Some("json")) => LogFormat::Json,
+            (None, Some(other)) => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?}: expected text or json"),
+                ))
+            }
+        };
+        let suspicion_drain = !args.no_suspicion_drain && file.suspicion_drain.unwrap_or(true);
+        let drain_timeout = args
+            .drain_timeout
+            .clone()
+            .or(file.drain_timeout)
+            .map(|d| parse_duration(&d).map_err(|m| invalid("--drain-timeout", m)))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(30));
+        let fg = file.partition_guard.unwrap_or_default();
+        let default_guard = GuardConfig::default();
+        let share = args
+            .partition_guard_share
+            .or(fg.share)
+            .unwrap_or(default_guard.share);
+        if !(share.is_finite() && share > 0.0) {
+            return Err(invalid(
+                "--partition-guard-share",
+                "a share is a number above 0 (1 or more disables the guard)",
+            ));
+        }
+        let window = args
+            .partition_guard_window
+            .clone()
+            .or(fg.window)
+            .map(|d| parse_duration(&d).map_err(|m| invalid("--partition-guard-window", m)))
+            .transpose()?
+            .unwrap_or(default_guard.window);
+        let hold = args
+            .partition_guard_hold
+            .clone()
+            .or(fg.hold)
+            .map(|d| parse_duration(&d).map_err(|m| invalid("--partition-guard-hold", m)))
+            .transpose()?
+            .unwrap_or(default_guard.hold);
+        Ok(AgentConfig {
+            node_name,
+            bind,
+            advertise,
+            join,
+            tags,
+            keys,
+            keyring_file,
+            profile,
+            haproxy_socket,
+            backends,
+            allow_cidrs,
+            status_socket,
+            status_socket_mode,
+            status_socket_group: args
+                .status_socket_group
+                .clone()
+                .or(file.status_socket_group),
+            spoe_bind,
+            log_level,
+            log_format,
+            suspicion_drain,
+            drain_timeout,
+            guard: GuardConfig {
+                share,
+                window,
+                hold,
+            },
+        })
+    }
+}
+
+/// Parses a gossip address: `IP:PORT`, `IP` (port 7946) or `HOST:PORT`.
+pub fn parse_gossip_addr(key: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_GOSSIP_PORT));
+    }
+    let with_port = if s.contains(':') {
+        s.to_string()
+    } else {
+        format!("{s}:{DEFAULT_GOSSIP_PORT}")
+    };
+    with_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| {
+            invalid(
+                key,
+                format!("{s:?} is not IP:PORT, IP or a resolvable HOST:PORT"),
+            )
+        })
+}
+
+/// Parses Go-style durations: `500ms`, `30s`, `2m`, `1h`, `1m30s`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 500ms, 30s or 2m");
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs))
+            .ok_or_else(bad);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(value * scale);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+fn check_key(key: &'static str, b64: &str) -> Result<(), ConfigError> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| invalid(key, format!("not base64: {e}")))?;
+    if ![16, 24, 32].contains(&raw.len()) {
+        return Err(invalid(
+            key,
+            format!("a key is 16, 24 or 32 bytes, this one is {}", raw.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn read_keyring(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("--keyring-file", format!("{}: {e}", path.display())))?;
+    let keys: Vec<String> = serde_json::from_str(&text).map_err(|e| {
+        invalid(
+            "--keyring-file",
+            format!(
+                "{}: expected a JSON list of base64 keys: {e}",
+                path.display()
+            ),
+        )
+    })?;
+    if keys.is_empty() {
+        return Err(invalid(
+            "--keyring-file",
+            format!("{}: no keys", path.display()),
+        ));
+    }
+    for key in &keys {
+        check_key("--keyring-file", key)?;
+    }
+    Ok(keys)
+}
+
+fn hostname() -> Result<String, ConfigError> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| invalid("--node", "no hostname found; give --node NAME"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> AgentArgs {
+        AgentArgs {
+            node: Some("lb1".into()),
+            ..AgentArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_match_serf() {
+        let c = AgentConfig::merge(&args(), FileConfig::default()).unwrap();
+        assert_eq!(c.bind, "0.0.0.0:7946".parse().unwrap());
+        assert_eq!(c.profile, Profile::Lan);
+        assert_eq!(c.status_socket, PathBuf::from("/run/haserf/haserf.sock"));
+        assert_eq!(c.status_socket_mode, 0o600);
+        assert!(c.suspicion_drain);
+        assert!(c.keys.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_config_key_is_an_error_that_names_it() {
+        let err =
+            serde_json::from_str::<FileConfig>(r#"{"node_name":"a","bind_addr":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("bind_addr"), "{err}");
+    }
+
+    #[test]
+    fn serf_keys_are_read_and_flags_win() {
+        let file: FileConfig = serde_json::from_str(
+            r#"{"node_name":"from-file","bind":"127.0.0.9","tags":{"role":"lb","dc":"x"},
+                "start_join":["127.0.0.1:7946"],"log_level":"DEBUG"}"#,
+        )
+        .unwrap();
+        let mut a = args();
+        a.tags = vec!["dc=y".into()];
+        let c = AgentConfig::merge(&a, file).unwrap();
+        assert_eq!(c.node_name, "lb1");
+        assert_eq!(c.bind, "127.0.0.9:7946".parse().unwrap());
+        assert_eq!(c.tags["role"], "lb");
+        assert_eq!(c.tags["dc"], "y");
+        assert_eq!(c.join, vec!["127.0.0.1:7946".to_string()]);
+        assert_eq!(c.log_level, "debug");
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let cases: Vec<(AgentArgs, &str)> = vec![
+            (
+                AgentArgs {
+                    bind: Some("nope:x".into()),
+                    ..args()
+                },
+                "--bind",
+            ),
+            (
+                AgentArgs {
+                    tags: vec!["novalue".into()],
+                    ..args()
+                },
+                "--tag",
+            ),
+            (
+                AgentArgs {
+                    encrypt: Some("c2hvcnQ=".into()),
+                    ..args()
+                },
+                "--encrypt",
+            ),
+            (
+                AgentArgs {
+                    backends: vec!["web".into()],
+                    ..args()
+                },
+                "--backend",
+            ),
+            (
+                AgentArgs {
+                    haproxy_socket: Some("/x".into()),
+                    ..args()
+                },
+                "--haproxy-socket",
+            ),
+            (
+                AgentArgs {
+                    drain_timeout: Some("soon".into()),
+                    ..args()
+                },
+                "--drain-timeout",
+            ),
+            (
+                AgentArgs {
+                    profile: Some("fast".into()),
+                    ..args()
+                },
+                "--profile",
+            ),
+            (
+                AgentArgs {
+                    log_level: Some("loud".into()),
+                    ..args()
+                },
+                "--log-level",
+            ),
+            (
+                AgentArgs {
+                    status_socket_mode: Some("999".into()),
+                    ..args()
+                },
+                "--status-socket-mode",
+            ),
+            (
+                AgentArgs {
+                    allow_cidrs: vec!["10/8".into()],
+                    ..args()
+                },
+                "--allow-cidr",
+            ),
+        ];
+        for (a, flag) in cases {
+            let err = AgentConfig::merge(&a, FileConfig::default()).unwrap_err();
+            assert!(err.to_string().starts_with(flag), "{flag}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("3 days").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn a_backend_needs_a_socket_and_selectors_parse() {
+        let a = AgentArgs {
+            haproxy_socket: Some("/run/haproxy/admin.sock".into()),
+            backends: vec!["web".into(), "api=role=web,tier=api".into()],
+            ..args()
+        };
+        let c = AgentConfig::merge(&a, FileConfig::default()).unwrap();
+        assert_eq!(c.backends.len(), 2);
+        assert_eq!(c.backends[1].tags["tier"], "api");
+    }
+}

@@ -1,0 +1,109 @@
+//! Status socket client, and the `members`, `slots`, `status` and `leave` subcommands.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::UnixStream;
+
+use super::model::Request;
+use super::render;
+use crate::cli::ClientArgs;
+
+/// How long a client waits for the agent's reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of a status-socket request.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing answers at the path.
+    #[error("cannot reach the agent at {path}: {source} (is `haserf agent` running with --status-socket {path}?)")]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The agent did not answer in time.
+    #[error("the agent at {0} did not answer within {REPLY_TIMEOUT:?}")]
+    Timeout(PathBuf),
+    /// The connection failed mid-request.
+    #[error("status socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The reply is not a JSON object.
+    #[error("the agent's reply is not valid JSON: {0}")]
+    BadReply(String),
+    /// The agent answered with `{"error": …}`.
+    #[error("agent error: {0}")]
+    Agent(String),
+}
+
+/// Sends one request and returns the reply object (an `{"error"}` reply becomes an error).
+pub async fn request(path: &Path, req: &Request) -> Result<Value, ClientError> {
+    let exchange = async {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| ClientError::Connect {
+                path: path.to_owned(),
+                source,
+            })?;
+        let io_err = |source| ClientError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let (read, mut write) = stream.into_split();
+        let mut line = serde_json::to_vec(req).map_err(|e| ClientError::BadReply(e.to_string()))?;
+        line.push(b'\n');
+        write.write_all(&line).await.map_err(io_err)?;
+        let mut reply = String::new();
+        BufReader::new(read)
+            .read_line(&mut reply)
+            .await
+            .map_err(io_err)?;
+        Ok::<_, ClientError>(reply)
+    };
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, exchange)
+        .await
+        .map_err(|_| ClientError::Timeout(path.to_owned()))??;
+    let value: Value =
+        serde_json::from_str(&reply).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    match value.get("error") {
+        Some(err) => Err(ClientError::Agent(
+            err.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| err.to_string()),
+        )),
+        None => Ok(value),
+    }
+}
+
+/// Runs a client subcommand and returns the exit status.
+pub fn run(args: &ClientArgs, req: Request) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("haserf: cannot start runtime: {err}");
+            return 1;
+        }
+    };
+    match runtime.block_on(request(&args.status_socket, &req)) {
+        Ok(reply) => {
+            print!("{}", render::reply(&req, &reply, args.format));
+            0
+        }
+        Err(err) => {
+            eprintln!("haserf: {err}");
+            1
+        }
+    }
+}

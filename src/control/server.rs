@@ -1,0 +1,259 @@
+//! Status socket server: a unix socket speaking JSON lines. One request object per line in,
+//! one reply object per line out. A bad line gets `{"error":"…"}` and the connection stays
+//! open; nothing a client sends can stop the agent.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+
+use super::model::{ErrorReply, Request};
+
+/// Longest request line accepted; longer lines get an error and the connection is closed.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Concurrent client connections served; more wait for a free place.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client that sends nothing for this long is disconnected.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Answers status-socket requests. Implemented by the agent.
+pub trait Handler: Send + Sync + 'static {
+    /// The reply object for one request (an [`ErrorReply`] shape on failure).
+    fn handle(&self, request: Request) -> Value;
+}
+
+/// Where and how to create the socket.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// Socket path; its parent directory is created when missing.
+    pub path: PathBuf,
+    /// File mode (default 0o600).
+    pub mode: u32,
+    /// Group to give the socket to (name or numeric gid), if any.
+    pub group: Option<String>,
+}
+
+impl SocketOptions {
+    /// Default options for `path`: mode 0600, no group change.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SocketOptions {
+            path: path.into(),
+            mode: 0o600,
+            group: None,
+        }
+    }
+}
+
+/// Errors setting up the socket.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another process already answers on this path.
+    #[error("status socket {0}: another agent is already listening there")]
+    InUse(PathBuf),
+    /// The group named does not exist.
+    #[error("status socket group {0:?}: no such group")]
+    NoSuchGroup(String),
+    /// Filesystem or socket error.
+    #[error("status socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+}
+
+/// A bound status socket. The socket file is removed when this is dropped.
+pub struct StatusServer {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl StatusServer {
+    /// Binds the socket: removes a stale socket file left by a dead agent, refuses to steal
+    /// one a live agent still answers on, then applies mode and group.
+    pub async fn bind(opts: &SocketOptions) -> Result<Self, ServerError> {
+        let path = opts.path.clone();
+        let io_err = |source| ServerError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io_err)?;
+        }
+        if path.exists() {
+            if UnixStream::connect(&path).await.is_ok() {
+                return Err(ServerError::InUse(path));
+            }
+            std::fs::remove_file(&path).map_err(io_err)?;
+        }
+        let listener = UnixListener::bind(&path).map_err(io_err)?;
+        let server = StatusServer {
+            listener,
+            path: path.clone(),
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(opts.mode))
+            .map_err(io_err)?;
+        if let Some(group) = &opts.group {
+            let gid =
+                resolve_group(group).ok_or_else(|| ServerError::NoSuchGroup(group.clone()))?;
+            std::os::unix::fs::chown(&path, None, Some(gid)).map_err(io_err)?;
+        }
+        Ok(server)
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves clients until the future is dropped.
+    pub async fn serve(&self, handler: Arc<dyn Handler>) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let (stream, _) = match self.listener.accept().await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::warn!(error = %err, "status socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                if let Err(err) = serve_connection(stream, handler.as_ref()).await {
+                    tracing::debug!(error = %err, "status socket client ended");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+impl Drop for StatusServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Parses one request line; the error is the reply to send.
+pub fn parse_request(line: &str) -> Result<Request, Value> {
+    serde_json::from_str::<Request>(line.trim()).map_err(|err| {
+        let msg = match serde_json::from_str::<Value>(line.trim()) {
+            Err(_) => format!("invalid JSON: {err}"),
+            Ok(Value::Object(obj)) => match obj.get("cmd") {
+                Some(Value::String(cmd)) => format!(
+                    "unknown cmd {cmd:?}: expected members, slots, status, leave or metrics"
+                ),
+                Some(_) => "\"cmd\" must be a string".to_string(),
+                None => "missing \"cmd\"".to_string(),
+            },
+            Ok(_) => "a request is a JSON object such as {\"cmd\":\"status\"}".to_string(),
+        };
+        error_value(msg)
+    })
+}
+
+/// `{"error": msg}`.
+pub fn error_value(msg: impl Into<String>) -> Value {
+    serde_json::to_value(ErrorReply { error: msg.into() }).unwrap_or(Value::Null)
+}
+
+async fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(
+            IDLE_TIMEOUT,
+            (&mut reader)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line),
+        )
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle client"))??;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_LINE {
+            let reply = error_value(format!("request line longer than {MAX_LINE} bytes"));
+            write_reply(&mut write, &reply).await?;
+            return Ok(());
+        }
+        let reply = match std::str::from_utf8(&line) {
+            Err(_) => error_value("request is not UTF-8"),
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => match parse_request(text) {
+                Ok(request) => handler.handle(request),
+                Err(reply) => reply,
+            },
+        };
+        write_reply(&mut write, &reply).await?;
+    }
+}
+
+async fn write_reply(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    reply: &Value,
+) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
+}
+
+fn resolve_group(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Some(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let gid = fields.nth(1)?;
+        (name == group).then(|| gid.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_command_parses() {
+        assert_eq!(parse_request(r#"{"cmd":"slots"}"#), Ok(Request::Slots));
+    }
+
+    #[test]
+    fn garbage_gets_an_invalid_json_error() {
+        let err = parse_request("{nope").unwrap_err();
+        assert!(err["error"].as_str().unwrap().starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn an_unknown_command_is_named_in_the_error() {
+        let err = parse_request(r#"{"cmd":"reboot"}"#).unwrap_err();
+        assert!(err["error"].as_str().unwrap().contains("\"reboot\""));
+    }
+
+    #[test]
+    fn a_request_without_cmd_says_so() {
+        let err = parse_request(r#"{"x":1}"#).unwrap_err();
+        assert_eq!(err["error"], "missing \"cmd\"");
+    }
+
+    #[test]
+    fn root_group_resolves_to_gid_zero() {
+        assert_eq!(resolve_group("root"), Some(0));
+        assert_eq!(resolve_group("no-such-group-haserf"), None);
+    }
+}

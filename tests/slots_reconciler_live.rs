@@ -1,0 +1,408 @@
+//! The reconciler driving a real HAProxy (`server-template web 1-50`) with real HTTP
+//! backends: fill, empty, drain with a request in flight, restart, drift, queue, agent
+//! restart.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use haserf::control::model::SlotState;
+use haserf::slots::{spawn_reconciler, DesiredMember, ReconcilerConfig, ReconcilerHandle, Want};
+use support::{http_get, wait_until, Haproxy, HttpBackend};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn config(h: &Haproxy) -> ReconcilerConfig {
+    let mut c = ReconcilerConfig::new(h.admin_socket().display().to_string(), vec!["web".into()]);
+    c.drain_timeout = Duration::from_secs(20);
+    c.resync_interval = Duration::from_millis(300);
+    c
+}
+
+fn member(b: &HttpBackend) -> DesiredMember {
+    DesiredMember {
+        name: b.name().to_string(),
+        addr: b.addr().ip(),
+        port: Some(b.addr().port()),
+        weight: None,
+        want: Want::Ready,
+    }
+}
+
+/// Slots whose HAProxy status is `UP` with a member, by member name → slot.
+fn up_members(r: &ReconcilerHandle) -> HashMap<String, String> {
+    r.status()
+        .slots
+        .iter()
+        .filter(|s| s.haproxy_status == "UP" && s.state == SlotState::Ready)
+        .filter_map(|s| s.member.clone().map(|m| (m, s.slot.clone())))
+        .collect()
+}
+
+fn hosts_seen(fe: SocketAddr, requests: usize) -> BTreeSet<String> {
+    (0..requests)
+        .filter_map(|_| http_get(fe, "/").ok())
+        .filter_map(|r| r.backend_host())
+        .collect()
+}
+
+#[test]
+fn fifty_filled_slots_each_answer_through_haproxy_and_empty_again() {
+    let h = Haproxy::start_slots("web", 50);
+    let backends: Vec<HttpBackend> = (0..50)
+        .map(|i| HttpBackend::start(&format!("node-{i}")))
+        .collect();
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    r.set_desired("web", backends.iter().map(member).collect());
+    wait_until(Duration::from_secs(20), "50 slots UP", || {
+        let up = up_members(&r);
+        if up.len() == 50 {
+            Ok(())
+        } else {
+            Err(up.len())
+        }
+    });
+    let st = r.status();
+    assert!(st.ready);
+    eprintln!(
+        "first-check gate: last {:?} ms, max {:?} ms",
+        st.check_gate_last_ms, st.check_gate_max_ms
+    );
+    // every member answers through HAProxy (round robin over 50 slots)
+    let want: BTreeSet<String> = backends.iter().map(|b| b.name().to_string()).collect();
+    let mut seen = BTreeSet::new();
+    wait_until(Duration::from_secs(20), "every backend answered", || {
+        seen.extend(hosts_seen(h.frontend_addr(), 50));
+        if seen == want {
+            Ok(())
+        } else {
+            Err(want.difference(&seen).count())
+        }
+    });
+    // empty them
+    r.set_desired("web", Vec::new());
+    wait_until(
+        Duration::from_secs(20),
+        "every slot back in MAINT at 127.0.0.1:9",
+        || {
+            let rows = h.slots("web");
+            let busy = rows
+                .iter()
+                .filter(|r| r.status() != "MAINT" || r.addr() != "127.0.0.1:9")
+                .count();
+            if busy == 0 {
+                Ok(())
+            } else {
+                Err(busy)
+            }
+        },
+    );
+    assert!(
+        http_get(h.frontend_addr(), "/")
+            .map(|r| r.status)
+            .unwrap_or(503)
+            == 503
+    );
+    rt.block_on(r.shutdown());
+}
+
+#[test]
+fn a_leaving_member_with_a_request_in_flight_stays_drain_until_it_ends() {
+    let h = Haproxy::start_slots("web", 4);
+    let a = HttpBackend::start("stay");
+    let b = HttpBackend::start("leave");
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    r.set_desired("web", vec![member(&a), member(&b)]);
+    wait_until(Duration::from_secs(10), "both UP", || {
+        let up = up_members(&r);
+        if up.len() == 2 {
+            Ok(up)
+        } else {
+            Err(up)
+        }
+    });
+    let slot = up_members(&r)["leave"].clone();
+    // a long request to "leave": retry until round robin sends one there
+    let fe = h.frontend_addr();
+    let slow = std::thread::spawn(move || loop {
+        let resp = http_get(fe, "/sleep/3000").unwrap();
+        if resp.backend_host().as_deref() == Some("leave") {
+            return resp;
+        }
+    });
+    wait_until(
+        Duration::from_secs(15),
+        "a session open on the leaving slot",
+        || {
+            let row = h
+                .slots("web")
+                .into_iter()
+                .find(|x| x.server() == slot)
+                .unwrap();
+            if row.get("scur") == "1" {
+                Ok(())
+            } else {
+                Err(row.get("scur").to_string())
+            }
+        },
+    );
+    r.set_desired("web", vec![member(&a)]);
+    h.wait_slot_status("web", &slot, "DRAIN", Duration::from_secs(5));
+    // while the request runs the slot stays DRAIN and new requests go elsewhere
+    let mut during = 0;
+    while !slow.is_finished() {
+        let row = h
+            .slots("web")
+            .into_iter()
+            .find(|x| x.server() == slot)
+            .unwrap();
+        if row.get("scur") == "0" {
+            break;
+        }
+        assert!(row.status().starts_with("DRAIN"), "{}", row.status());
+        let host = http_get(fe, "/").unwrap().backend_host();
+        assert_eq!(host.as_deref(), Some("stay"));
+        during += 1;
+    }
+    assert!(during > 0, "no request was made while draining");
+    let resp = slow.join().unwrap();
+    assert_eq!(resp.status, 200, "the in-flight request completed");
+    h.wait_slot_status("web", &slot, "MAINT", Duration::from_secs(5));
+    wait_until(Duration::from_secs(5), "address cleared", || {
+        let row = h
+            .slots("web")
+            .into_iter()
+            .find(|x| x.server() == slot)
+            .unwrap();
+        if row.addr() == "127.0.0.1:9" {
+            Ok(())
+        } else {
+            Err(row.addr().to_string())
+        }
+    });
+    rt.block_on(r.shutdown());
+}
+
+#[test]
+fn haproxy_restarted_under_the_reconciler_gets_its_slots_back_within_two_seconds() {
+    let mut h = Haproxy::start_slots("web", 10);
+    let backends: Vec<HttpBackend> = (0..5)
+        .map(|i| HttpBackend::start(&format!("r{i}")))
+        .collect();
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    r.set_desired("web", backends.iter().map(member).collect());
+    wait_until(Duration::from_secs(10), "5 UP", || {
+        let up = up_members(&r);
+        if up.len() == 5 {
+            Ok(up)
+        } else {
+            Err(up)
+        }
+    });
+    let before = up_members(&r);
+    let old_pid = h.pid();
+    h.restart();
+    assert_ne!(h.pid(), old_pid);
+    let t0 = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(2),
+        "slots restored after the restart",
+        || {
+            let rows = h.slots("web");
+            let up = rows.iter().filter(|r| r.status() == "UP").count();
+            if up == 5 {
+                Ok(())
+            } else {
+                Err(up)
+            }
+        },
+    );
+    eprintln!("restored {:?} after the restart", t0.elapsed());
+    wait_until(Duration::from_secs(2), "restart seen", || {
+        let s = r.status();
+        if s.haproxy_restarts >= 1 && up_members(&r) == before {
+            Ok(())
+        } else {
+            Err(s.haproxy_restarts)
+        }
+    });
+    rt.block_on(r.shutdown());
+}
+
+#[test]
+fn a_slot_changed_by_hand_is_repaired() {
+    let h = Haproxy::start_slots("web", 4);
+    let a = HttpBackend::start("a");
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    r.set_desired("web", vec![member(&a)]);
+    wait_until(Duration::from_secs(10), "a UP", || {
+        up_members(&r).get("a").cloned().ok_or(())
+    });
+    let slot = up_members(&r)["a"].clone();
+    h.cmd(&format!(
+        "set server web/{slot} state maint; set server web/{slot} addr 10.66.0.1 port 1"
+    ));
+    wait_until(Duration::from_secs(5), "repaired", || {
+        let row = h
+            .slots("web")
+            .into_iter()
+            .find(|x| x.server() == slot)
+            .unwrap();
+        if row.status() == "UP" && row.addr() == a.addr().to_string() {
+            Ok(())
+        } else {
+            Err(format!("{} {}", row.status(), row.addr()))
+        }
+    });
+    assert!(r.status().drift_repairs >= 1);
+    rt.block_on(r.shutdown());
+}
+
+#[test]
+fn sixty_members_for_fifty_slots_place_fifty_and_queue_ten_until_slots_free() {
+    let h = Haproxy::start_slots("web", 50);
+    let backends: Vec<HttpBackend> = (0..60)
+        .map(|i| HttpBackend::start(&format!("q{i:02}")))
+        .collect();
+    let rt = runtime();
+    let _g = rt.enter();
+    let mut cfg = config(&h);
+    cfg.drain_timeout = Duration::from_secs(2);
+    let r = spawn_reconciler(cfg);
+    let mut desired: Vec<DesiredMember> = backends.iter().map(member).collect();
+    r.set_desired("web", desired.clone());
+    let queued = wait_until(Duration::from_secs(20), "50 UP, 10 queued", || {
+        let s = r.status();
+        let q = s.queue.get("web").cloned().unwrap_or_default();
+        if up_members(&r).len() == 50 && q.len() == 10 {
+            Ok(q)
+        } else {
+            Err((up_members(&r).len(), q.len()))
+        }
+    });
+    // five placed members fail: the first five queued take their slots
+    let placed: Vec<String> = up_members(&r).keys().take(5).cloned().collect();
+    for d in desired.iter_mut().filter(|d| placed.contains(&d.name)) {
+        d.want = Want::Failed;
+    }
+    r.set_desired("web", desired.clone());
+    wait_until(Duration::from_secs(10), "queue down to 5", || {
+        let s = r.status();
+        let q = s.queue.get("web").cloned().unwrap_or_default();
+        let up = up_members(&r);
+        if q.len() == 5 && queued[..5].iter().all(|m| up.contains_key(m)) && up.len() == 50 {
+            Ok(())
+        } else {
+            Err((q, up.len()))
+        }
+    });
+    // five more leave gracefully: the rest of the queue gets in
+    let leaving: Vec<String> = up_members(&r)
+        .keys()
+        .filter(|m| !queued.contains(m))
+        .take(5)
+        .cloned()
+        .collect();
+    desired.retain(|d| !leaving.contains(&d.name));
+    r.set_desired("web", desired);
+    wait_until(Duration::from_secs(15), "queue empty, 50 UP", || {
+        let s = r.status();
+        let q = s.queue.get("web").cloned().unwrap_or_default();
+        let up = up_members(&r);
+        if q.is_empty() && up.len() == 50 && queued.iter().all(|m| up.contains_key(m)) {
+            Ok(())
+        } else {
+            Err((q, up.len()))
+        }
+    });
+    rt.block_on(r.shutdown());
+}
+
+#[test]
+fn after_an_agent_restart_nobody_moves_and_nothing_is_sent() {
+    let h = Haproxy::start_slots("web", 20);
+    let backends: Vec<HttpBackend> = (0..8)
+        .map(|i| HttpBackend::start(&format!("s{i}")))
+        .collect();
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    r.set_desired("web", backends.iter().map(member).collect());
+    wait_until(Duration::from_secs(10), "8 UP", || {
+        let up = up_members(&r);
+        if up.len() == 8 {
+            Ok(())
+        } else {
+            Err(up.len())
+        }
+    });
+    let before = up_members(&r);
+    rt.block_on(r.shutdown());
+    // HAProxy keeps the slots when the agent stops
+    assert_eq!(
+        h.slots("web").iter().filter(|x| x.status() == "UP").count(),
+        8
+    );
+    // a fresh agent, with the members listed in another order
+    let r2 = spawn_reconciler(config(&h));
+    let mut ms: Vec<DesiredMember> = backends.iter().map(member).collect();
+    ms.reverse();
+    r2.set_desired("web", ms);
+    wait_until(Duration::from_secs(5), "ready", || {
+        if r2.status().ready && up_members(&r2).len() == 8 {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    assert_eq!(up_members(&r2), before);
+    assert_eq!(r2.status().applies, 0, "no command needed");
+    rt.block_on(r2.shutdown());
+}
+
+#[test]
+fn an_unreachable_socket_is_retried_until_haproxy_answers() {
+    let mut h = Haproxy::start_slots("web", 4);
+    let a = HttpBackend::start("late");
+    h.stop();
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    r.set_desired("web", vec![member(&a)]);
+    wait_until(Duration::from_secs(5), "an error reported", || {
+        let s = r.status();
+        if s.last_error.is_some() && !s.ready {
+            Ok(())
+        } else {
+            Err(s.passes)
+        }
+    });
+    h.restart();
+    wait_until(
+        Duration::from_secs(10),
+        "placed once HAProxy is back",
+        || {
+            up_members(&r)
+                .get("late")
+                .cloned()
+                .ok_or(r.status().last_error)
+        },
+    );
+    rt.block_on(r.shutdown());
+}
