@@ -125,10 +125,9 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
 /// missing end code, and when the output would exceed `max_out` bytes.
 pub fn lzw_decompress(data: &[u8], max_out: usize) -> Result<Vec<u8>> {
     let mut out: Vec<u8> = Vec::with_capacity(data.len().saturating_mul(2).min(max_out));
-    // Entry for code `EOF + 1 + i` at index i: (prefix code, suffix byte). Codes are
-    // assigned in order after every clear, so the table only ever grows by one at the end
-    // (or is overwritten from the start after a clear).
-    let mut table: Vec<(u16, u8)> = Vec::new();
+    let mut prefix = [0u16; 1 << MAX_WIDTH];
+    let mut suffix = [0u8; 1 << MAX_WIDTH];
+    let mut scratch = [0u8; 1 << MAX_WIDTH];
 
     let mut bits: u32 = 0;
     let mut nbits: u32 = 0;
@@ -137,13 +136,6 @@ pub fn lzw_decompress(data: &[u8], max_out: usize) -> Result<Vec<u8>> {
     let mut hi = EOF;
     let mut overflow = 1u32 << width;
     let mut last: Option<u32> = None;
-
-    let entry = |table: &Vec<(u16, u8)>, c: u32| -> Result<(u16, u8)> {
-        table
-            .get((c - EOF - 1) as usize)
-            .copied()
-            .ok_or(WireError::BadLzw("invalid code"))
-    };
 
     loop {
         while nbits < width {
@@ -158,60 +150,54 @@ pub fn lzw_decompress(data: &[u8], max_out: usize) -> Result<Vec<u8>> {
         bits >>= width;
         nbits -= width;
 
-        let first: u8; // first byte of this code's expansion
         if code < CLEAR {
-            if out.len() >= max_out {
-                return Err(too_large(out.len() + 1, max_out));
+            push_checked(&mut out, &[code as u8], max_out)?;
+            if let Some(l) = last {
+                suffix[hi as usize] = code as u8;
+                prefix[hi as usize] = l as u16;
             }
-            out.push(code as u8);
-            first = code as u8;
         } else if code == CLEAR {
             width = 9;
             hi = EOF;
             overflow = 1 << width;
             last = None;
-            table.clear();
             continue;
         } else if code == EOF {
             return Ok(out);
         } else if code <= hi {
-            // Push the expansion reversed, then reverse it in place.
-            let start = out.len();
+            // Expand into scratch from the end backwards.
+            let mut i = scratch.len();
             let mut c = code;
             if let (true, Some(l)) = (code == hi, last) {
-                // hi expands to last's expansion followed by its first byte.
+                // hi expands to last's expansion + its first byte.
                 let mut f = l;
                 while f >= CLEAR {
-                    f = entry(&table, f)?.0 as u32;
+                    f = prefix[f as usize] as u32;
                 }
-                out.push(f as u8);
+                i -= 1;
+                scratch[i] = f as u8;
                 c = l;
             }
             while c >= CLEAR {
-                let (p, s) = entry(&table, c)?;
-                out.push(s);
-                c = p as u32;
-                if out.len() - start > 1 << MAX_WIDTH {
+                if i == 0 {
                     return Err(WireError::BadLzw("code chain too long"));
                 }
+                i -= 1;
+                scratch[i] = suffix[c as usize];
+                c = prefix[c as usize] as u32;
             }
-            out.push(c as u8);
-            first = c as u8;
-            out[start..].reverse();
-            if out.len() > max_out {
-                return Err(too_large(out.len(), max_out));
+            if i == 0 {
+                return Err(WireError::BadLzw("code chain too long"));
+            }
+            i -= 1;
+            scratch[i] = c as u8;
+            push_checked(&mut out, &scratch[i..], max_out)?;
+            if let Some(l) = last {
+                suffix[hi as usize] = c as u8;
+                prefix[hi as usize] = l as u16;
             }
         } else {
             return Err(WireError::BadLzw("invalid code"));
-        }
-        if let Some(l) = last {
-            // Save what hi expands to: last's expansion + our first byte.
-            let i = (hi - EOF - 1) as usize;
-            if i < table.len() {
-                table[i] = (l as u16, first);
-            } else {
-                table.push((l as u16, first));
-            }
         }
         last = Some(code);
         hi += 1;
@@ -227,12 +213,16 @@ pub fn lzw_decompress(data: &[u8], max_out: usize) -> Result<Vec<u8>> {
     }
 }
 
-fn too_large(len: usize, max: usize) -> WireError {
-    WireError::TooLarge {
-        what: "decompressed data",
-        len: len as u64,
-        max: max as u64,
+fn push_checked(out: &mut Vec<u8>, s: &[u8], max_out: usize) -> Result<()> {
+    if out.len() + s.len() > max_out {
+        return Err(WireError::TooLarge {
+            what: "decompressed data",
+            len: (out.len() + s.len()) as u64,
+            max: max_out as u64,
+        });
     }
+    out.extend_from_slice(s);
+    Ok(())
 }
 
 #[cfg(test)]
