@@ -241,6 +241,61 @@ mod tests {
         assert_eq!(lzw_decompress(&lzw_compress(b"x"), 10).unwrap(), b"x");
     }
 
+    /// A writer that never clears (allowed by the format, not what Go writes): once the
+    /// 12-bit table is full it keeps emitting codes without adding entries.
+    fn compress_without_clear(data: &[u8]) -> Vec<u8> {
+        use std::collections::HashMap;
+        let mut w = BitWriter {
+            out: Vec::new(),
+            bits: 0,
+            nbits: 0,
+        };
+        let (mut width, mut hi, mut overflow) = (9u32, EOF, 512u32);
+        let mut table: HashMap<(u32, u8), u32> = HashMap::new();
+        w.put(CLEAR, width);
+        let mut code = data[0] as u32;
+        for &x in &data[1..] {
+            if let Some(&c) = table.get(&(code, x)) {
+                code = c;
+                continue;
+            }
+            w.put(code, width);
+            if hi < MAX_CODE {
+                hi += 1;
+                if hi == overflow {
+                    width += 1;
+                    overflow <<= 1;
+                }
+                table.insert((code, x), hi);
+            }
+            code = x as u32;
+        }
+        w.put(code, width);
+        if hi < MAX_CODE {
+            hi += 1;
+            if hi == overflow {
+                width += 1;
+            }
+        }
+        w.put(EOF, width);
+        if w.nbits > 0 {
+            w.out.push(w.bits as u8);
+        }
+        w.out
+    }
+
+    #[test]
+    fn lzw_reads_a_full_table_without_clear_codes_like_go() {
+        let mut data = Vec::new();
+        let mut x = 12345u32;
+        for _ in 0..60000 {
+            x = x.wrapping_mul(1103515245).wrapping_add(12345);
+            data.push(b'a' + ((x >> 16) % 5) as u8);
+        }
+        let c = compress_without_clear(&data);
+        assert_eq!(lzw_decompress(&c, 1 << 20).unwrap(), data);
+    }
+
     #[test]
     fn lzw_output_larger_than_the_limit_is_refused() {
         let c = lzw_compress(&[0u8; 1000]);
