@@ -396,16 +396,13 @@ impl State {
                 if awaits_check {
                     self.gate.insert(key.clone(), now);
                 }
-                match reason {
-                    Reason::Ready => {
-                        if let Some(t0) = self.gate.remove(&key) {
-                            let ms = now.duration_since(t0).as_millis() as u64;
-                            self.status.check_gate_last_ms = Some(ms);
-                            self.status.check_gate_max_ms =
-                                Some(self.status.check_gate_max_ms.unwrap_or(0).max(ms));
-                        }
+                if reason == Reason::Ready {
+                    if let Some(t0) = self.gate.remove(&key) {
+                        let ms = now.duration_since(t0).as_millis() as u64;
+                        self.status.check_gate_last_ms = Some(ms);
+                        self.status.check_gate_max_ms =
+                            Some(self.status.check_gate_max_ms.unwrap_or(0).max(ms));
                     }
-                    _ => {}
                 }
                 let addr = match &target {
                     Target::Serve { addr, port, .. } | Target::Leave { addr, port, .. } => {
