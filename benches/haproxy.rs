@@ -8,7 +8,6 @@
 //! Run: `cargo bench --bench haproxy` (needs `haproxy` installed).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::hint::black_box;
