@@ -179,9 +179,6 @@ pub struct PlanArgs {
     pub format: Format,
 }
 
-/// Exit status of a subcommand that is not implemented yet.
-pub const EXIT_NOT_IMPLEMENTED: i32 = 2;
-
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
@@ -189,7 +186,7 @@ pub fn run(cli: Cli) -> i32 {
             println!("{}", crate::keygen::generate());
             0
         }
-        Command::Agent(_) => not_implemented("agent", "Gossip (issue 3) and Agent (issue 5)"),
+        Command::Agent(args) => crate::agent::run(&args),
         Command::Members(args) => crate::control::client::run(&args, Request::Members),
         Command::Slots(args) => crate::control::client::run(&args, Request::Slots),
         Command::Status(args) => crate::control::client::run(&args, Request::Status),
@@ -197,9 +194,4 @@ pub fn run(cli: Cli) -> i32 {
         Command::Verify(args) => crate::slots::cmd::verify(&args),
         Command::Plan(args) => crate::slots::cmd::plan_cmd(&args),
     }
-}
-
-fn not_implemented(what: &str, issue: &str) -> i32 {
-    eprintln!("haserf {what}: not implemented yet (lands with {issue})");
-    EXIT_NOT_IMPLEMENTED
 }

@@ -396,7 +396,7 @@ impl State {
                 if awaits_check {
                     self.gate.insert(key.clone(), now);
                 }
-                if reason == Reason::Ready {
+                if matches!(reason, Reason::Ready) {
                     if let Some(t0) = self.gate.remove(&key) {
                         let ms = now.duration_since(t0).as_millis() as u64;
                         self.status.check_gate_last_ms = Some(ms);

@@ -10,7 +10,9 @@
 pub mod addr;
 pub mod haproxy;
 pub mod http;
+pub mod netns;
 pub mod process;
+pub mod serf;
 pub mod wait;
 
 pub use addr::{alloc_ip, alloc_socket_addr, free_port_on, test_range};
@@ -18,5 +20,7 @@ pub use haproxy::{runtime_command, Haproxy, HaproxyConfig, StatRow};
 pub use http::{
     http_get, HttpBackend, HttpClient, HttpResponse, LoopLimits, LoopStats, RequestLoop,
 };
+pub use netns::{Lab, NsHost};
 pub use process::{require_binary, Launch, Proc};
+pub use serf::{Member, QueryResult, SerfCluster, SerfOptions, SerfPeer};
 pub use wait::{try_wait_until, wait_until};
