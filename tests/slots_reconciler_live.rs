@@ -361,6 +361,21 @@ fn after_an_agent_restart_nobody_moves_and_nothing_is_sent() {
     );
     // a fresh agent, with the members listed in another order
     let r2 = spawn_reconciler(config(&h));
+    // before the new agent says what it wants, it reads HAProxy but changes nothing
+    wait_until(Duration::from_secs(5), "a few passes", || {
+        let s = r2.status();
+        if s.passes >= 3 {
+            Ok(())
+        } else {
+            Err(s.passes)
+        }
+    });
+    assert!(!r2.status().ready);
+    assert_eq!(r2.status().applies, 0);
+    assert_eq!(
+        h.slots("web").iter().filter(|x| x.status() == "UP").count(),
+        8
+    );
     let mut ms: Vec<DesiredMember> = backends.iter().map(member).collect();
     ms.reverse();
     r2.set_desired("web", ms);

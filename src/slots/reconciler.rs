@@ -60,7 +60,8 @@ impl ReconcilerConfig {
 /// What the reconciler reports (a snapshot; cheap to clone).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReconcilerStatus {
-    /// The first full reconcile is done (HAProxy read, first plan applied).
+    /// The first full reconcile is done: HAProxy read, every backend given its desired
+    /// members with [`ReconcilerHandle::set_desired`], first plan applied.
     pub ready: bool,
     /// Every slot of every managed backend, member filled in.
     pub slots: Vec<SlotView>,
@@ -313,6 +314,7 @@ impl State {
         let mut cmds: Vec<Command> = Vec::new();
         let mut pending = false;
         let mut errors: Vec<String> = Vec::new();
+        let mut waiting_for_desired = false;
         for b in self.cfg.backends.clone() {
             let Some(slots) = obs.backends.get(&b) else {
                 errors.push(format!("backend {b:?} has no servers in HAProxy"));
@@ -324,7 +326,12 @@ impl State {
                 }
             }
             let tport = self.tports.get(&b).copied();
-            let desired = self.desired.get(&b).cloned().unwrap_or_default();
+            // nothing is changed in a backend before the agent said what it wants there: a
+            // first pass with an empty list would drain every member after an agent restart
+            let Some(desired) = self.desired.get(&b).cloned() else {
+                waiting_for_desired = true;
+                continue;
+            };
             let book = self.books.entry(b.clone()).or_default();
             for slot in book.release_done(slots) {
                 tracing::info!(backend = %b, slot = %slot, "slot freed after graceful leave");
@@ -483,7 +490,10 @@ impl State {
         } else {
             Some(errors.join("; "))
         };
-        self.status.ready = true;
+        // ready once every backend got its desired members and was reconciled once
+        if !waiting_for_desired {
+            self.status.ready = true;
+        }
         self.refresh_views(&final_obs);
         self.next_pass = Instant::now()
             + if pending {
