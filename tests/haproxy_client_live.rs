@@ -199,3 +199,27 @@ fn plan_prints_the_exact_commands_without_sending_them() {
     };
     assert_eq!(strip(&before), strip(&after), "plan changed HAProxy");
 }
+
+#[test]
+fn the_client_also_speaks_to_a_tcp_runtime_socket() {
+    use support::{alloc_ip, free_port_on, HaproxyConfig};
+    let ip = alloc_ip();
+    let fe = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let st = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let api = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let h = Haproxy::start(
+        HaproxyConfig::slots("web", 3, fe, st)
+            .global(&format!("    stats socket ipv4@{api} level admin")),
+    );
+    let client = Client::new(&api.to_string());
+    assert!(matches!(
+        client.endpoint(),
+        haserf::haproxy::Endpoint::Tcp(_)
+    ));
+    let cmd = Command::set_addr("web", "web3", "10.7.7.7".parse().unwrap(), Some(81)).unwrap();
+    rt().block_on(client.run_all(&[cmd])).unwrap();
+    let t = h.cmd("show stat");
+    let t = StatTable::parse(&t).unwrap();
+    let web3 = t.servers().find(|r| r.name() == "web3").unwrap();
+    assert_eq!(web3.addr(), Some("10.7.7.7:81"));
+}

@@ -421,3 +421,24 @@ fn an_unreachable_socket_is_retried_until_haproxy_answers() {
     );
     rt.block_on(r.shutdown());
 }
+
+#[test]
+fn a_reconciler_on_a_socket_without_admin_level_reports_permission_denied() {
+    let h = Haproxy::start_slots("web", 2);
+    let a = HttpBackend::start("denied");
+    let rt = runtime();
+    let _g = rt.enter();
+    let mut cfg = config(&h);
+    cfg.socket = h.user_socket().display().to_string();
+    let r = spawn_reconciler(cfg);
+    r.set_desired("web", vec![member(&a)]);
+    let err = wait_until(Duration::from_secs(5), "a permission error", || {
+        match r.status().last_error {
+            Some(e) if e.contains("Permission denied") => Ok(e),
+            other => Err(other),
+        }
+    });
+    assert!(err.contains("level admin"), "{err}");
+    assert!(r.status().apply_errors >= 1);
+    rt.block_on(r.shutdown());
+}

@@ -430,6 +430,7 @@ impl State {
             }
         }
         let mut final_obs = obs;
+        let mut refused = false;
         if !cmds.is_empty() {
             match self.client.run(&cmds).await {
                 Ok(results) => {
@@ -437,6 +438,7 @@ impl State {
                     self.status.last_apply = Some(SystemTime::now());
                     for (c, r) in cmds.iter().zip(results) {
                         if let Err(e) = r {
+                            refused = true;
                             self.status.apply_errors += 1;
                             tracing::warn!(command = %c, error = %e, "HAProxy refused a command");
                             errors.push(format!("`{c}`: {e}"));
@@ -484,7 +486,6 @@ impl State {
                 return;
             }
         }
-        self.backoff = self.cfg.fast_poll;
         self.status.last_error = if errors.is_empty() {
             None
         } else {
@@ -495,12 +496,21 @@ impl State {
             self.status.ready = true;
         }
         self.refresh_views(&final_obs);
-        self.next_pass = Instant::now()
-            + if pending {
+        let delay = if refused {
+            // refused commands (e.g. a socket without admin level): retry with backoff
+            // rather than at the fast-poll rate
+            let d = self.backoff;
+            self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+            d
+        } else {
+            self.backoff = self.cfg.fast_poll;
+            if pending {
                 self.cfg.fast_poll
             } else {
                 self.cfg.resync_interval
-            };
+            }
+        };
+        self.next_pass = Instant::now() + delay;
     }
 
     fn refresh_views(&mut self, obs: &Observed) {
