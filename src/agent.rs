@@ -298,7 +298,9 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let gcfg = gossip_config(&cfg)?;
     let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
     tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted = gossip.encrypted(), "agent started");
-    let manager = Manager::start(&cfg, gossip.clone());
+    // A seed (no --join) has nothing to wait for; a joiner waits for its first join.
+    let (joined_tx, joined_rx) = tokio::sync::watch::channel(cfg.join.is_empty());
+    let manager = Manager::start(&cfg, gossip.clone(), joined_rx);
     match &manager {
         Some(m) => {
             let m = m.clone();
@@ -340,7 +342,11 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     if !cfg.join.is_empty() {
         let seeds = cfg.join.clone();
         let g = gossip.clone();
-        tokio::spawn(async move { join_with_backoff(g, seeds).await });
+        tokio::spawn(async move {
+            if join_with_backoff(g, seeds).await {
+                let _ = joined_tx.send(true);
+            }
+        });
     }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -375,7 +381,9 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     r.map_err(|e| e.to_string())
 }
 
-async fn join_with_backoff(g: Gossip, seeds: Vec<String>) {
+/// Joins through `seeds`, retrying with exponential backoff (1 s doubling to 30 s) until one
+/// answers; false when the member stopped first.
+async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
     let mut delay = Duration::from_secs(1);
     loop {
         let addrs: Vec<_> = seeds
@@ -385,9 +393,9 @@ async fn join_with_backoff(g: Gossip, seeds: Vec<String>) {
         match g.join(&addrs).await {
             Ok(n) => {
                 tracing::info!(contacted = n, "joined the cluster");
-                return;
+                return true;
             }
-            Err(crate::gossip::GossipError::Stopped) => return,
+            Err(crate::gossip::GossipError::Stopped) => return false,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "join failed");
                 tokio::time::sleep(delay).await;

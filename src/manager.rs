@@ -69,8 +69,14 @@ const MAX_ALERTS: usize = 32;
 
 impl Manager {
     /// Starts the reconciler and the evaluation task for `cfg`'s backends. Needs
-    /// `cfg.haproxy_socket`.
-    pub fn start(cfg: &AgentConfig, gossip: Gossip) -> Option<Manager> {
+    /// `cfg.haproxy_socket`. Nothing is sent to HAProxy before `joined` turns true: until the
+    /// join's push/pull brought the cluster's member list, an empty membership would drain
+    /// every slot a previous agent filled.
+    pub fn start(
+        cfg: &AgentConfig,
+        gossip: Gossip,
+        joined: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Manager> {
         let socket = cfg.haproxy_socket.clone()?;
         let backends: Vec<String> = cfg.backends.iter().map(|b| b.backend.clone()).collect();
         let mut rcfg = ReconcilerConfig::new(socket.clone(), backends.clone());
@@ -92,7 +98,7 @@ impl Manager {
             status,
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip));
+        let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip, joined));
         *lock(&inner.task) = Some(task);
         Some(Manager { inner })
     }
@@ -273,7 +279,15 @@ pub fn facts(m: &Member) -> MemberFacts {
     }
 }
 
-async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
+async fn evaluate_loop(
+    inner: Arc<Inner>,
+    mut policy: Policy,
+    gossip: Gossip,
+    mut joined: tokio::sync::watch::Receiver<bool>,
+) {
+    if joined.wait_for(|j| *j).await.is_err() {
+        return;
+    }
     let mut sent: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
     loop {
         let changed = tokio::time::timeout(TICK, inner.notify.notified())
