@@ -19,6 +19,10 @@ use super::book::{Book, DesiredMember, TimerRequest};
 use super::discovery::{discover, slot_state, template_port, Observed};
 use super::planner::{plan_slot, PlanContext, Reason, Target};
 
+/// How long a slot that waits (for its first check, or for sessions to end) is polled at
+/// the fast-poll rate before falling back to the resync interval.
+const FAST_POLL_FOR: Duration = Duration::from_secs(10);
+
 /// Settings of the reconciler.
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
@@ -165,6 +169,7 @@ struct State {
     timers: Vec<Timer>,
     converged: HashMap<(String, String), Target>,
     gate: HashMap<(String, String), Instant>,
+    waiting_since: HashMap<(String, String), Instant>,
     proc_id: Option<(u32, Option<u64>)>,
     status: ReconcilerStatus,
     backoff: Duration,
@@ -191,6 +196,7 @@ async fn run(
         timers: Vec::new(),
         converged: HashMap::new(),
         gate: HashMap::new(),
+        waiting_since: HashMap::new(),
         proc_id: None,
         status: ReconcilerStatus::default(),
         next_pass: Instant::now(),
@@ -375,8 +381,15 @@ impl State {
                         || matches!(target, Target::Serve { drain: false, .. }
                             if o.admin != crate::haproxy::AdminState::Ready)
                     {
-                        pending = true;
+                        // waiting for a first check or for sessions to end: poll fast for a
+                        // while, then at the resync interval (a backend that never passes
+                        // its check must not be polled at 20 Hz forever)
+                        let since = *self.waiting_since.entry(key).or_insert(now);
+                        if now.duration_since(since) < FAST_POLL_FOR {
+                            pending = true;
+                        }
                     } else {
+                        self.waiting_since.remove(&key);
                         self.converged.insert(key, target);
                     }
                     continue;
@@ -389,6 +402,7 @@ impl State {
                     tracing::warn!(backend = %b, slot = %slot, observed = %o.status, "drift: slot changed outside the agent; repairing");
                 }
                 self.converged.remove(&key);
+                self.waiting_since.remove(&key);
                 let reason = reason.unwrap_or(Reason::Assign);
                 let awaits_check = matches!(target, Target::Serve { drain: false, .. })
                     && c.iter().any(|c| {
