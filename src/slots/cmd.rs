@@ -12,7 +12,7 @@ use crate::control::model::{MembersReply, Request, SlotsReply};
 use crate::haproxy::Client;
 use crate::policy::{BackendSelector, MemberFacts, Policy, PolicyConfig};
 
-use super::book::{Book, DesiredMember, Want};
+use super::book::Book;
 use super::discovery::{discover, slot_views, template_port, Observed};
 use super::planner::{plan, PlanContext};
 
@@ -197,11 +197,10 @@ async fn plan_inner(args: &PlanArgs) -> Result<PlanReply, String> {
             .backends
             .get(backend)
             .ok_or_else(|| format!("backend {backend:?} has no servers in HAProxy"))?;
-        let desired: Vec<DesiredMember> = placements.iter().map(from_placement).collect();
         let tport = template_port(slots, PLACEHOLDER);
         let mut book = Book::new();
         book.update(
-            &desired,
+            placements,
             slots,
             PLACEHOLDER,
             tport,
@@ -218,20 +217,4 @@ async fn plan_inner(args: &PlanArgs) -> Result<PlanReply, String> {
         reply.queue.insert(backend.clone(), book.queue().to_vec());
     }
     Ok(reply)
-}
-
-/// Converts the policy's placement into the reconciler's desired member.
-pub fn from_placement(p: &crate::policy::Placement) -> DesiredMember {
-    DesiredMember {
-        name: p.member.clone(),
-        addr: p.addr,
-        port: p.port,
-        weight: p.weight,
-        want: match p.want {
-            crate::policy::Want::Ready => Want::Ready,
-            crate::policy::Want::Drain => Want::Drain,
-            crate::policy::Want::Leave => Want::Leave,
-            crate::policy::Want::Failed => Want::Failed,
-        },
-    }
 }

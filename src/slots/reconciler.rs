@@ -383,19 +383,26 @@ impl State {
                 }
                 self.converged.remove(&key);
                 let reason = reason.unwrap_or(Reason::Assign);
-                match reason {
-                    Reason::AwaitCheck => {
-                        self.gate.insert(key.clone(), now);
+                let awaits_check = matches!(target, Target::Serve { drain: false, .. })
+                    && c.iter().any(|c| {
+                        matches!(
+                            c,
+                            Command::SetState {
+                                state: crate::haproxy::AdminState::Drain,
+                                ..
+                            }
+                        )
+                    });
+                if awaits_check {
+                    self.gate.insert(key.clone(), now);
+                }
+                if matches!(reason, Reason::Ready) {
+                    if let Some(t0) = self.gate.remove(&key) {
+                        let ms = now.duration_since(t0).as_millis() as u64;
+                        self.status.check_gate_last_ms = Some(ms);
+                        self.status.check_gate_max_ms =
+                            Some(self.status.check_gate_max_ms.unwrap_or(0).max(ms));
                     }
-                    Reason::Ready => {
-                        if let Some(t0) = self.gate.remove(&key) {
-                            let ms = now.duration_since(t0).as_millis() as u64;
-                            self.status.check_gate_last_ms = Some(ms);
-                            self.status.check_gate_max_ms =
-                                Some(self.status.check_gate_max_ms.unwrap_or(0).max(ms));
-                        }
-                    }
-                    _ => {}
                 }
                 let addr = match &target {
                     Target::Serve { addr, port, .. } | Target::Leave { addr, port, .. } => {
