@@ -208,7 +208,7 @@ impl Cluster {
             haproxy_pid,
             _lab: lab,
         };
-        c.start_agent();
+        c.start_agent(&[]);
         for i in 0..spec.started {
             c.start_web(i, i >= spec.serf_webs);
         }
@@ -223,8 +223,9 @@ impl Cluster {
         format!("{}:{GOSSIP_PORT}", self.lb.ip())
     }
 
-    /// Starts (or restarts) the lb's haserf agent and waits until it answers.
-    fn start_agent(&mut self) {
+    /// Starts (or restarts) the lb's haserf agent and waits until it answers; `join`: seeds
+    /// (a restarted agent joins through the web hosts, as a deployment would).
+    fn start_agent(&mut self, join: &[String]) {
         let sock = self.status_socket();
         let _ = std::fs::remove_file(&sock);
         let mut args = vec![
@@ -242,6 +243,9 @@ impl Cluster {
         ];
         if let Some(k) = &self.key {
             args.extend(["--encrypt".to_string(), k.clone()]);
+        }
+        for j in join {
+            args.extend(["--join".to_string(), j.clone()]);
         }
         let mut launch = Launch::new(HASERF, &[], self.dir.path().join("lb-haserf.log"));
         launch.args = args;
@@ -446,6 +450,21 @@ impl Cluster {
 
     fn assert_no_failed_requests_since(&self, from: u64) {
         let (total, failed) = self.load().counts_since(from);
+        if failed > 0 {
+            // Say when and how: the first and last failures, relative to `from`.
+            let bad: Vec<String> = self
+                .load()
+                .samples()
+                .iter()
+                .filter(|(x, _)| x.start >= from && !(200..400).contains(&x.code))
+                .map(|(x, _)| format!("+{}ms:{}", (x.start - from) / 1000, x.code))
+                .collect();
+            eprintln!(
+                "failed requests (first, last): {:?} … {:?}",
+                &bad[..bad.len().min(5)],
+                &bad[bad.len().saturating_sub(3)..]
+            );
+        }
         assert!(total > 0, "no requests were sent");
         assert_eq!(failed, 0, "{failed} of {total} requests failed");
     }
@@ -713,7 +732,11 @@ fn restarting_the_haserf_agent_keeps_every_slot_and_fails_no_request() {
     if let Some(mut a) = c.agent.take() {
         a.kill();
     }
-    c.start_agent();
+    let seeds: Vec<String> = c.webs[..2]
+        .iter()
+        .map(|w| format!("{}:{GOSSIP_PORT}", w.host.ip()))
+        .collect();
+    c.start_agent(&seeds);
     wait_until(
         Duration::from_secs(30),
         "the restarted agent to see the same slots",
