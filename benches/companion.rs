@@ -98,6 +98,12 @@ fn wrk(url: &str, secs: u64, conns: u64, threads: u64) -> (f64, u64) {
     (rps, errors)
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn main() {
     require_binary("haproxy");
     require_binary("wrk");
@@ -233,8 +239,9 @@ backend haserf-spoe
 
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "companion bench: haproxy pid {}, {rounds} rounds x {secs}s per variant, wrk -t{threads} -c{conns}, {nproc} CPUs",
-        h.pid()
+        "companion bench: haproxy pid {}, {rounds} rounds x {secs}s per variant, wrk -t{threads} -c{conns}, {nproc} CPUs, loadavg at start: {}",
+        h.pid(),
+        loadavg()
     );
     let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut errors: u64 = 0;
@@ -247,13 +254,27 @@ backend haserf-spoe
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let base = mean(&results["plain"]);
-    println!();
-    println!("| variant | req/s (mean of {rounds}) | ratio to plain |");
-    println!("|---|---:|---:|");
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let (base_mean, base_median) = (mean(&results["plain"]), median(&results["plain"]));
+    println!("\nloadavg at end: {}\n", loadavg());
+    println!("| variant | req/s mean of {rounds} | ratio | req/s median | ratio |");
+    println!("|---|---:|---:|---:|---:|");
     for v in variants {
-        let m = mean(&results[v]);
-        println!("| {v} | {m:.0} | {:.3} |", m / base);
+        let (m, md) = (mean(&results[v]), median(&results[v]));
+        println!(
+            "| {v} | {m:.0} | {:.3} | {md:.0} | {:.3} |",
+            m / base_mean,
+            md / base_median
+        );
     }
     println!(
         "\nSPOE NOTIFY frames answered: {}, rejected connections: {}, HTTP errors: {errors}",

@@ -221,10 +221,15 @@ end
 -- Talking to the agent
 ---------------------------------------------------------------------------------------------
 
--- Sends each command of `cmds` on one connection and returns the decoded replies (in
--- order), or nil and an error text. Never raises. Only callable where core.tcp() is allowed
--- (tasks, services, actions); the socket yields, so HAProxy is never blocked.
-local function query(cmds)
+-- Sends one command and returns the decoded reply, or nil and an error text. Never raises.
+-- Only callable where core.tcp() is allowed (tasks, services, actions); the socket yields,
+-- so HAProxy is never blocked.
+--
+-- One connection per command, on purpose: HAProxy 2.6's Lua sockets cannot read a reply
+-- that does not fit in one buffer (tune.bufsize, 16 KB by default) and stall when the
+-- agent's pending output exceeds it, so pipelining several replies on one connection would
+-- hit that limit sooner.
+local function query(cmd)
   local s = core.tcp()
   s:settimeout(TIMEOUT_MS / 1000)
   local ok, cerr = s:connect(CONNECT_ADDR)
@@ -232,29 +237,22 @@ local function query(cmds)
     s:close()
     return nil, "cannot connect to the haserf agent at " .. SOCKET .. ": " .. tostring(cerr)
   end
-  local req = {}
-  for i, c in ipairs(cmds) do req[i] = '{"cmd":"' .. c .. '"}\n' end
-  local sent, serr = s:send(table.concat(req))
+  local sent, serr = s:send('{"cmd":"' .. cmd .. '"}\n')
   if not sent then
     s:close()
     return nil, "cannot send to the haserf agent at " .. SOCKET .. ": " .. tostring(serr)
   end
-  local replies = {}
-  for i, c in ipairs(cmds) do
-    local line, rerr = s:receive("*l")
-    if not line then
-      s:close()
-      return nil, "no reply from the haserf agent at " .. SOCKET .. " to " .. c .. ": " .. tostring(rerr)
-    end
-    local okd, obj = pcall(json.decode, line)
-    if not okd then
-      s:close()
-      return nil, "unreadable reply from the haserf agent to " .. c .. ": " .. tostring(obj)
-    end
-    replies[i] = obj
-  end
+  local line, rerr = s:receive("*l")
   s:close()
-  return replies
+  if not line then
+    return nil, "no reply from the haserf agent at " .. SOCKET .. " to " .. cmd .. ": " ..
+      tostring(rerr) .. " (a hung agent, or a reply larger than tune.bufsize)"
+  end
+  local okd, obj = pcall(json.decode, line)
+  if not okd then
+    return nil, "unreadable reply from the haserf agent to " .. cmd .. ": " .. tostring(obj)
+  end
+  return obj
 end
 
 local function reply_error(obj, key)
@@ -279,12 +277,12 @@ local node_map = {}
 local map_state = { refreshed = 0, last_error = nil, failures = 0 }
 
 local function refresh_map()
-  local replies, err = query({ "slots" })
-  if not replies then return nil, err end
-  local perr = reply_error(replies[1], "slots")
+  local reply, err = query("slots")
+  if not reply then return nil, err end
+  local perr = reply_error(reply, "slots")
   if perr then return nil, perr end
   local m = {}
-  for _, s in ipairs(replies[1].slots) do
+  for _, s in ipairs(reply.slots) do
     local be, slot, member = val(s.backend), val(s.slot), val(s.member)
     if type(be) == "string" and type(slot) == "string" and type(member) == "string" then
       m[be] = m[be] or {}
@@ -501,10 +499,16 @@ end
 
 core.register_service("haserf-status", "http", function(applet)
   local as_json = wants_json(applet)
-  local replies, err = query({ "members", "slots", "status" })
-  if replies then
-    err = reply_error(replies[1], "members") or reply_error(replies[2], "slots")
+  local members, slots, status, err
+  members, err = query("members")
+  if members then
+    err = reply_error(members, "members")
+    if not err then
+      slots, err = query("slots")
+      if slots then err = reply_error(slots, "slots") end
+    end
   end
+  if not err then status = query("status") end
   if err then
     if as_json then
       respond(applet, 503, "application/json", json.encode(object({
@@ -519,7 +523,7 @@ core.register_service("haserf-status", "http", function(applet)
     end
     return
   end
-  local view = build_view(replies[1], replies[2], replies[3])
+  local view = build_view(members, slots, status)
   if as_json then
     respond(applet, 200, "application/json", json.encode(view) .. "\n")
   else

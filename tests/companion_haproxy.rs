@@ -189,7 +189,7 @@ fn repo_file(rel: &str) -> String {
 
 /// HAProxy wired like haproxy/companion.cfg: lua-load, setenv, the status service, the
 /// X-Served-By fetch, the shipped spoe.conf, and headers showing the SPOE variables.
-fn companion_haproxy(status_socket: &Path, spoe: SocketAddr) -> Haproxy {
+fn companion_haproxy(status_socket: &Path, spoe: SocketAddr, global_extra: &str) -> Haproxy {
     let ip = alloc_ip();
     let fe = SocketAddr::from((ip, free_port_on(ip)));
     let cfg = HaproxyConfig::new(&format!(
@@ -205,6 +205,8 @@ fn companion_haproxy(status_socket: &Path, spoe: SocketAddr) -> Haproxy {
     http-response set-header X-Haserf-Live %[var(txn.haserf.backend_live)]
     http-response set-header X-Haserf-Members %[var(txn.haserf.backend_members)]
     http-response set-header X-Haserf-Node-Status %[var(txn.haserf.node_status)]
+    http-response set-header X-Haserf-Node-Tags %[var(txn.haserf.node_tags)]
+    http-response set-header X-Haserf-Node-Tag %[var(txn.haserf.node_tag)]
     http-response set-header X-Haserf-Error %[var(txn.haserf.error)]
     default_backend web
 
@@ -224,8 +226,13 @@ backend haserf-spoe
         spoe_conf = repo_file("haproxy/spoe.conf"),
     ))
     .global(&format!(
-        "    setenv HASERF_STATUS_SOCKET {}\n    setenv HASERF_REFRESH_MS 100\n    lua-load {}",
+        "    setenv HASERF_STATUS_SOCKET {}\n    setenv HASERF_REFRESH_MS 100\n    {} {}\n{global_extra}",
         status_socket.display(),
+        if global_extra.contains("nbthread") {
+            "lua-load-per-thread"
+        } else {
+            "lua-load"
+        },
         repo_file("lua/haserf.lua")
     ));
     Haproxy::start(cfg)
@@ -297,6 +304,11 @@ struct Setup {
 
 /// HAProxy + fake agent (status socket and SPOE) + two web nodes, `alpha` in slot web1.
 fn setup() -> Setup {
+    setup_with("")
+}
+
+/// [`setup`] with extra lines in HAProxy's global section.
+fn setup_with(global_extra: &str) -> Setup {
     let dir = tempfile::Builder::new()
         .prefix("haserf-companion-")
         .tempdir()
@@ -323,7 +335,7 @@ fn setup() -> Setup {
     view.set_slot(free("web3"));
     let agent = FakeAgent::new(sock.clone(), view.clone());
     let (spoe_addr, spoe_metrics) = agent.start_spoe();
-    let h = companion_haproxy(&sock, spoe_addr);
+    let h = companion_haproxy(&sock, spoe_addr, global_extra);
     fill_slot(&h, "web1", &alpha);
     Setup {
         h,
@@ -398,6 +410,56 @@ fn the_status_page_lists_members_and_slots_with_haproxy_live_status_as_json() {
     assert_eq!(slots[0]["live_addr"], s.alpha.addr().to_string());
     assert_eq!(slots[0]["member_status"], "alive");
     assert_eq!(v["status"]["slots_used"], 1);
+}
+
+fn add_bulk_members(s: &Setup, n: usize) -> usize {
+    let mut members = s.view.members();
+    for i in 0..n {
+        members.push(member(
+            &format!("bulk-node-{i:04}"),
+            &[("role", "batch"), ("rack", &format!("r{}", i % 17))],
+            MemberStatus::Alive,
+        ));
+    }
+    s.view.set_members(members);
+    serde_json::to_string(&MembersReply {
+        members: s.view.members(),
+    })
+    .unwrap()
+    .len()
+}
+
+#[test]
+fn the_status_page_lists_a_hundred_members_with_the_default_buffer_size() {
+    let s = setup();
+    let len = add_bulk_members(&s, 97);
+    assert!(len > 10_000 && len < 16_000, "members reply is {len} bytes");
+    let v = status_json(&s, &[], "/haserf?format=json");
+    assert_eq!(v["members"].as_array().unwrap().len(), 100);
+}
+
+#[test]
+fn the_status_page_lists_a_large_cluster_when_tune_bufsize_is_raised() {
+    let s = setup_with("    tune.bufsize 131072");
+    let len = add_bulk_members(&s, 400);
+    assert!(len > 40_000, "members reply is {len} bytes");
+    let v = status_json(&s, &[], "/haserf?format=json");
+    assert_eq!(v["members"].as_array().unwrap().len(), 403);
+    let html = get_with(s.h.frontend_addr(), "/haserf", &[]);
+    assert_eq!(html.status, 200);
+    assert!(html.body.contains("bulk-node-0399"));
+}
+
+#[test]
+fn a_reply_larger_than_the_buffer_gives_a_503_that_names_tune_bufsize() {
+    let s = setup();
+    let len = add_bulk_members(&s, 400);
+    assert!(len > 40_000, "members reply is {len} bytes");
+    let r = get_with(s.h.frontend_addr(), "/haserf?format=json", &[]);
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("tune.bufsize"), "{}", r.body);
+    // the fetch map (slots only) is unaffected
+    wait_served_by(&s, "alpha");
 }
 
 #[test]
@@ -578,13 +640,16 @@ fn spoe_variables_appear_in_response_headers() {
 #[test]
 fn an_acl_on_a_spoe_variable_refuses_a_request_pinned_to_a_failed_node() {
     let s = setup();
-    wait_until(WAIT, "SPOE to answer", || {
+    let r = wait_until(WAIT, "SPOE to answer", || {
         let r = get_with(s.h.frontend_addr(), "/", &[("x-haserf-node", "beta")]);
         match (r.status, r.header("x-haserf-node-status")) {
-            (200, Some("alive")) => Ok(()),
+            (200, Some("alive")) => Ok(r),
             other => Err(format!("{other:?}")),
         }
     });
+    // a member's tags by name, at request time
+    assert_eq!(r.header("x-haserf-node-tags"), Some("role=web,zone=b"));
+    assert_eq!(r.header("x-haserf-node-tag"), Some("b"));
     let r = get_with(s.h.frontend_addr(), "/", &[("x-haserf-node", "gamma")]);
     assert_eq!(r.status, 403, "gamma failed: {:?}", r.headers);
     let r = get_with(s.h.frontend_addr(), "/", &[("x-haserf-node", "nobody")]);
@@ -745,6 +810,25 @@ fn a_hung_agent_makes_the_status_page_503_after_the_timeout_while_traffic_flows(
         "bounded by HASERF_TIMEOUT_MS: {took:?}"
     );
     held.join().unwrap();
+}
+
+#[test]
+fn the_script_also_works_loaded_per_thread() {
+    // lua-load-per-thread: one Lua state (and one refresh task and map) per thread
+    let s = setup_with("    nbthread 2");
+    wait_served_by(&s, "alpha");
+    let v = status_json(&s, &[], "/haserf?format=json");
+    assert_eq!(v["members"].as_array().unwrap().len(), 3);
+    for _ in 0..20 {
+        let r = http_get(s.h.frontend_addr(), "/").unwrap();
+        assert_eq!(
+            r.header("x-served-by"),
+            Some("alpha"),
+            "every thread's map is filled"
+        );
+    }
+    let log = s.h.log();
+    assert!(!log.contains("runtime error"), "HAProxy log:\n{log}");
 }
 
 #[test]

@@ -510,3 +510,34 @@ fn keyring_from_base64_rejects_bad_base64_and_bad_sizes() {
         "Debug must not leak keys"
     );
 }
+
+#[test]
+fn many_large_messages_nest_in_compounds_under_the_u16_part_limit() {
+    let msgs: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| encode_message(&Message::User(vec![(i % 251) as u8; 1000])))
+        .collect();
+    let opts = PacketOptions {
+        compress: true,
+        ..Default::default()
+    };
+    let b = encode_packet(&msgs, &opts);
+    assert!(b.len() < 65536, "compressed: {}", b.len());
+    let p = decode_packet(&b, None).unwrap();
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    assert_eq!(p.messages.len(), 300);
+    assert_eq!(
+        p.messages[299],
+        Message::User(vec![(299 % 251) as u8; 1000])
+    );
+}
+
+#[test]
+fn compress_parts_of_one_compound_share_one_decompression_budget() {
+    // Each part alone expands to 600 KiB (under the 1 MiB limit); two together do not fit.
+    let part = encode_compress(&encode_message(&Message::User(vec![0; 600 << 10])));
+    let b = encode_compound(&[part.clone(), part]);
+    let p = decode_packet(&b, None).unwrap();
+    assert_eq!(p.messages.len(), 1);
+    assert_eq!(p.errors.len(), 1);
+    assert_eq!(p.errors[0].kind(), "too_large");
+}
