@@ -69,7 +69,19 @@ pub struct Policy {
     refusals: BTreeSet<Refusal>,
     suspicion_drains: u64,
     suspected: BTreeSet<String>,
+    failed_since: BTreeMap<String, Instant>,
 }
+
+/// How long a member reported failed keeps its slot in drain before the slot is freed.
+///
+/// A graceful leave can reach this node as "failed, then left": memberlist's own leave
+/// (a dead message from the node itself) and Serf's leave intent travel separately, and
+/// Serf reports a member whose memberlist leave arrives first as failed, then left once
+/// the intent follows (`EventMemberLeave (forced)`), usually within a few gossip rounds.
+/// Freeing the slot at "failed" would cut the requests a graceful leave must let finish;
+/// a member that really crashed was drained on suspicion already, and HAProxy's checks
+/// keep traffic off it, so the grace costs nothing.
+pub const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Policy {
     /// A policy with no history.
@@ -80,6 +92,7 @@ impl Policy {
             refusals: BTreeSet::new(),
             suspicion_drains: 0,
             suspected: BTreeSet::new(),
+            failed_since: BTreeMap::new(),
         }
     }
 
@@ -122,11 +135,25 @@ impl Policy {
             self.suspicion_drains += suspected_now.difference(&self.suspected).count() as u64;
         }
         self.suspected = suspected_now;
+        self.failed_since.retain(|name, _| {
+            members
+                .iter()
+                .any(|m| &m.name == name && m.status == MemberStatus::Failed)
+        });
+        for m in members.iter().filter(|m| m.status == MemberStatus::Failed) {
+            self.failed_since.entry(m.name.clone()).or_insert(now);
+        }
+        let in_grace: BTreeSet<String> = self
+            .failed_since
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) < FAILED_GRACE)
+            .map(|(n, _)| n.clone())
+            .collect();
 
         for selector in &self.config.backends {
             let mut placements = Vec::new();
             for m in members.iter().filter(|m| selector.matches(&m.tags)) {
-                match admit(&self.config, m) {
+                match admit(&self.config, m, in_grace.contains(&m.name)) {
                     Ok(p) => placements.push(p),
                     Err(reason) => {
                         refusals.insert(Refusal {
@@ -163,7 +190,7 @@ impl Policy {
     }
 }
 
-fn admit(cfg: &PolicyConfig, m: &MemberFacts) -> Result<Placement, String> {
+fn admit(cfg: &PolicyConfig, m: &MemberFacts, failed_in_grace: bool) -> Result<Placement, String> {
     if !cidr::allowed(&cfg.allow_cidrs, m.addr) {
         return Err(format!("address {} is outside --allow-cidr", m.addr));
     }
@@ -189,6 +216,7 @@ fn admit(cfg: &PolicyConfig, m: &MemberFacts) -> Result<Placement, String> {
         MemberStatus::Alive if m.suspect && cfg.suspicion_drain => Want::Drain,
         MemberStatus::Alive => Want::Ready,
         MemberStatus::Leaving | MemberStatus::Left => Want::Leave,
+        MemberStatus::Failed if failed_in_grace => Want::Drain,
         MemberStatus::Failed => Want::Failed,
     };
     Ok(Placement {
@@ -334,6 +362,29 @@ mod tests {
         );
         assert!(e.placements["web"].is_empty());
         assert_eq!(e.new_refusals.len(), 3);
+    }
+
+    #[test]
+    fn a_failed_member_drains_for_the_grace_time_before_its_slot_is_freed() {
+        let mut p = policy(&[]);
+        p.config.guard.share = 1.0; // one member of one: not the guard's business here
+        let t = Instant::now();
+        let alive = member("a", "127.0.0.2", &[("role", "web")], MemberStatus::Alive);
+        let mut failed = alive.clone();
+        failed.status = MemberStatus::Failed;
+        p.evaluate(t, &[alive]);
+        let e = p.evaluate(t + Duration::from_millis(10), std::slice::from_ref(&failed));
+        assert_eq!(wants(&e), vec![("a".into(), Want::Drain)]);
+        // the leave intent arrives: a graceful leave, not a failure
+        let mut left = failed.clone();
+        left.status = MemberStatus::Left;
+        let e = p.evaluate(t + Duration::from_millis(20), &[left]);
+        assert_eq!(wants(&e), vec![("a".into(), Want::Leave)]);
+        // a real failure is freed once the grace time has passed
+        let e = p.evaluate(t + Duration::from_millis(30), std::slice::from_ref(&failed));
+        assert_eq!(wants(&e), vec![("a".into(), Want::Drain)]);
+        let e = p.evaluate(t + FAILED_GRACE + Duration::from_millis(30), &[failed]);
+        assert_eq!(wants(&e), vec![("a".into(), Want::Failed)]);
     }
 
     #[test]

@@ -176,6 +176,26 @@ impl HaserfAgent {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The log lines that record slot changes, member events and guard decisions (for
+    /// failure messages).
+    pub fn decisions(&self) -> String {
+        self.log()
+            .lines()
+            .filter(|l| {
+                [
+                    "slot change",
+                    "member event",
+                    "partition guard",
+                    "refused",
+                    "freed",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The agent's pid.
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().and_then(|p| p.main_pid())
@@ -542,6 +562,19 @@ impl SlotWatcher {
             }
         }
         out
+    }
+
+    /// Waits until the latest observation of `slot` has admin state `admin`.
+    #[track_caller]
+    pub fn wait_admin(&self, slot: &str, admin: &str, timeout: Duration) {
+        wait_until(
+            timeout,
+            &format!("HAProxy to show slot {slot} in {admin}"),
+            || match self.history(slot).last() {
+                Some(o) if o.admin == admin => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        )
     }
 
     /// Every slot's history.
