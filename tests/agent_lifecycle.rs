@@ -185,6 +185,7 @@ fn status_says_ready_only_after_the_first_full_reconcile() {
 #[test]
 fn garbage_on_the_status_socket_gets_an_error_and_the_agent_keeps_serving() {
     let (h, nodes, mut agent) = cluster(2, 10);
+    let pid = h.pid();
     let serving = agent.wait_serving(&names(&nodes), T);
     let replies = agent
         .exchange(&[
@@ -219,6 +220,7 @@ fn garbage_on_the_status_socket_gets_an_error_and_the_agent_keeps_serving() {
     assert!(agent.is_running());
     assert_eq!(agent.wait_serving(&names(&nodes), T), serving);
     assert_eq!(hosts_seen(h.frontend_addr(), 20), set(&names(&nodes)));
+    assert_eq!(h.pid(), pid, "HAProxy was never reloaded");
 }
 
 #[test]
@@ -267,6 +269,7 @@ fn an_unknown_config_key_makes_the_agent_exit_non_zero_naming_it() {
 #[test]
 fn serf_query_haserf_status_answers_with_the_slot_table() {
     let (h, nodes, agent) = cluster(2, 10);
+    let pid = h.pid();
     let serving = agent.wait_serving(&names(&nodes), T);
     let r = nodes[0]
         .serf
@@ -292,12 +295,13 @@ fn serf_query_haserf_status_answers_with_the_slot_table() {
         r.responses.len() == 1,
         "stock serf nodes do not answer: {r:?}"
     );
-    drop(h);
+    assert_eq!(h.pid(), pid, "HAProxy was never reloaded");
 }
 
 #[test]
 fn the_cli_clients_print_members_slots_and_status() {
-    let (_h, nodes, agent) = cluster(2, 4);
+    let (h, nodes, agent) = cluster(2, 4);
+    let pid = h.pid();
     let serving = agent.wait_serving(&names(&nodes), T);
     let (ok, out, err) = agent.cli("members", &["--format", "json"]);
     assert!(ok, "{err}");
@@ -331,11 +335,14 @@ fn the_cli_clients_print_members_slots_and_status() {
     assert_eq!(v["ready"], true);
     assert_eq!(v["haproxy"]["backends"]["web"]["used"], 2);
     assert_eq!(v["haproxy"]["backends"]["web"]["free"], 2);
+    assert_eq!(v["haproxy"]["pid"], pid);
+    assert_eq!(h.pid(), pid, "HAProxy was never reloaded");
 }
 
 #[test]
 fn metrics_are_prometheus_text_with_members_slots_applies_errors_drift_queue_and_gossip() {
     let (h, nodes, agent) = cluster(2, 10);
+    let pid = h.pid();
     let serving = agent.wait_serving(&names(&nodes), T);
     // drift: someone puts web1's slot in maint by hand; the agent repairs it
     h.cmd(&format!("set server web/{} state maint", serving["web1"]));
@@ -388,4 +395,6 @@ fn metrics_are_prometheus_text_with_members_slots_applies_errors_drift_queue_and
         "dropped packets family: {text}"
     );
     assert_eq!(value("haserf_ready"), 1.0);
+    assert_eq!(value("haserf_haproxy_restarts_total"), 0.0);
+    assert_eq!(h.pid(), pid, "HAProxy was never reloaded");
 }
