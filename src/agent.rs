@@ -23,6 +23,10 @@ use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
 use crate::manager::Manager;
 use crate::spoe::{ClusterView, SpoeConfig, SpoeMetrics};
 
+/// Without `--join`, the longest the agent waits for another member to appear before it
+/// manages HAProxy with the membership it has (see `run_agent`).
+pub const STANDALONE_GRACE: Duration = Duration::from_secs(35);
+
 /// Name of the query the agent answers with its status.
 pub const STATUS_QUERY: &str = "haserf-status";
 
@@ -338,8 +342,19 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let serve = tokio::spawn(async move { srv.serve(handler).await });
 
     if cfg.join.is_empty() {
+        // No seeds: this agent is a seed itself. After a restart it knows nobody until a
+        // member reconnects (Serf retries failed members every reconnect_interval, 30 s by
+        // default): wait for the first other member, at most STANDALONE_GRACE, before
+        // touching HAProxy, or every filled slot would look ownerless and be drained.
         if let Some(m) = &manager {
-            m.membership_synced();
+            let (m, g) = (m.clone(), gossip.clone());
+            tokio::spawn(async move {
+                let start = tokio::time::Instant::now();
+                while g.members().len() < 2 && start.elapsed() < STANDALONE_GRACE {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                m.membership_synced();
+            });
         }
     } else {
         let seeds = cfg.join.clone();

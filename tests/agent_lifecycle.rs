@@ -89,6 +89,64 @@ fn an_agent_restart_moves_no_slot() {
 }
 
 #[test]
+fn an_agent_without_join_restarted_waits_for_its_members_and_moves_no_slot() {
+    // The load balancer is the seed: web nodes join it, it joins nobody.
+    let h = Haproxy::start_slots("web", 10);
+    let pid = h.pid();
+    let mut agent = HaserfAgent::start(HaserfOptions::manager("lb1", &h.admin_socket(), "web"));
+    let nodes: Vec<WebNode> = (1..=3)
+        .map(|i| {
+            WebNode::start_with(&format!("web{i}"), Some(agent.bind_addr()), |mut o| {
+                // reconnect to the failed seed quickly once it is back
+                o.config.insert("reconnect_interval".into(), "1s".into());
+                o.tag("role", "web")
+            })
+        })
+        .collect();
+    let before = agent.wait_serving(&names(&nodes), T);
+    let watch = SlotWatcher::start(&h.admin_socket(), "web");
+    wait_until(T, "the watcher's first read", || {
+        if watch.all().len() == 10 {
+            Ok(())
+        } else {
+            Err(watch.all().len())
+        }
+    });
+    agent.kill();
+    agent.restart();
+    // alone at first: not ready, nothing sent
+    let st = agent.status();
+    assert_eq!(st["ready"], false, "{st}");
+    wait_until(Duration::from_secs(40), "the restarted agent to be ready", || {
+        let st = agent.status();
+        if st["ready"] == true {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}\n{}",
+                st["members"],
+                nodes[0]
+                    .serf
+                    .log()
+                    .lines()
+                    .filter(|l| l.contains("lb1") || l.contains("econnect"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ))
+        }
+    });
+    assert_eq!(agent.wait_serving(&names(&nodes), T), before);
+    for (slot, hist) in watch.all() {
+        assert_eq!(
+            hist.len(),
+            1,
+            "slot {slot} changed during the restart: {hist:?}"
+        );
+    }
+    assert_eq!(h.pid(), pid, "HAProxy was never reloaded");
+}
+
+#[test]
 fn an_haproxy_restart_gets_every_slot_back() {
     let (mut h, nodes, agent) = cluster(3, 10);
     let before = agent.wait_serving(&names(&nodes), T);
