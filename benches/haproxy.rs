@@ -69,7 +69,8 @@ fn parse_bench() {
         let mut rec = csv::StringRecord::new();
         let mut n = 0u64;
         while rdr.read_record(&mut rec).unwrap() {
-            n += rec.get(4).map_or(0, |s| s.len() as u64) + rec.get(17).map_or(0, |s| s.len() as u64);
+            n += rec.get(4).map_or(0, |s| s.len() as u64)
+                + rec.get(17).map_or(0, |s| s.len() as u64);
         }
         n
     });
@@ -85,10 +86,25 @@ fn parse_bench() {
         }
         n
     });
-    println!("parse show stat, 10,000 servers ({:.1} MB), best of 20:", bytes as f64 / 1e6);
-    println!("  haserf StatTable (nom, typed rows)   {:>8.1} MB/s  ({:?})", mbps(bytes, ours), ours);
-    println!("  csv crate, StringRecord (reused)     {:>8.1} MB/s  ({:?})", mbps(bytes, csv_str), csv_str);
-    println!("  csv crate, ByteRecord (no UTF-8)     {:>8.1} MB/s  ({:?})", mbps(bytes, csv_bytes), csv_bytes);
+    println!(
+        "parse show stat, 10,000 servers ({:.1} MB), best of 20:",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  haserf StatTable (nom, typed rows)   {:>8.1} MB/s  ({:?})",
+        mbps(bytes, ours),
+        ours
+    );
+    println!(
+        "  csv crate, StringRecord (reused)     {:>8.1} MB/s  ({:?})",
+        mbps(bytes, csv_str),
+        csv_str
+    );
+    println!(
+        "  csv crate, ByteRecord (no UTF-8)     {:>8.1} MB/s  ({:?})",
+        mbps(bytes, csv_bytes),
+        csv_bytes
+    );
     println!(
         "  ratio haserf / csv StringRecord = {:.2}x, / csv ByteRecord = {:.2}x",
         csv_str.as_secs_f64() / ours.as_secs_f64(),
@@ -107,7 +123,12 @@ fn apply_bench() {
         (0..1000u16)
             .map(|i| {
                 let slot = i % 50 + 1;
-                let addr = IpAddr::V4(Ipv4Addr::new(10, round, (i / 250) as u8, (i % 250) as u8 + 1));
+                let addr = IpAddr::V4(Ipv4Addr::new(
+                    10,
+                    round,
+                    (i / 250) as u8,
+                    (i % 250) as u8 + 1,
+                ));
                 Command::set_addr("web", &format!("web{slot}"), addr, Some(8000 + i)).unwrap()
             })
             .collect()

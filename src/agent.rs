@@ -337,10 +337,21 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let srv = server.clone();
     let serve = tokio::spawn(async move { srv.serve(handler).await });
 
-    if !cfg.join.is_empty() {
+    if cfg.join.is_empty() {
+        if let Some(m) = &manager {
+            m.membership_synced();
+        }
+    } else {
         let seeds = cfg.join.clone();
         let g = gossip.clone();
-        tokio::spawn(async move { join_with_backoff(g, seeds).await });
+        let m = manager.clone();
+        tokio::spawn(async move {
+            if join_with_backoff(g, seeds).await {
+                if let Some(m) = m {
+                    m.membership_synced();
+                }
+            }
+        });
     }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -375,7 +386,9 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     r.map_err(|e| e.to_string())
 }
 
-async fn join_with_backoff(g: Gossip, seeds: Vec<String>) {
+/// Joins through `seeds`, retrying with backoff; true once joined, false if the member
+/// stopped first.
+async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
     let mut delay = Duration::from_secs(1);
     loop {
         let addrs: Vec<_> = seeds
@@ -385,9 +398,9 @@ async fn join_with_backoff(g: Gossip, seeds: Vec<String>) {
         match g.join(&addrs).await {
             Ok(n) => {
                 tracing::info!(contacted = n, "joined the cluster");
-                return;
+                return true;
             }
-            Err(crate::gossip::GossipError::Stopped) => return,
+            Err(crate::gossip::GossipError::Stopped) => return false,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "join failed");
                 tokio::time::sleep(delay).await;

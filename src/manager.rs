@@ -63,6 +63,7 @@ struct Inner {
     reconciler: Mutex<Option<ReconcilerHandle>>,
     status: tokio::sync::watch::Receiver<ReconcilerStatus>,
     task: Mutex<Option<JoinHandle<()>>>,
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 const MAX_ALERTS: usize = 32;
@@ -91,10 +92,25 @@ impl Manager {
             reconciler: Mutex::new(Some(reconciler)),
             status,
             task: Mutex::new(None),
+            synced: tokio::sync::watch::channel(false).0,
         });
         let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip));
         *lock(&inner.task) = Some(task);
         Some(Manager { inner })
+    }
+
+    /// The membership is known: the join through the seeds succeeded (or there are no
+    /// seeds). Nothing is evaluated or sent to HAProxy before this: a restarted agent that
+    /// has not heard from the cluster yet would otherwise see no members and drain every
+    /// slot it finds filled.
+    pub fn membership_synced(&self) {
+        self.inner.synced.send_replace(true);
+        self.inner.notify.notify_one();
+    }
+
+    /// True once [`Manager::membership_synced`] was called.
+    pub fn is_synced(&self) -> bool {
+        *self.inner.synced.borrow()
     }
 
     /// Membership changed: evaluate soon.
@@ -144,6 +160,7 @@ impl Manager {
         }
         json!({
             "ready": st.ready,
+            "membership_synced": *self.inner.synced.borrow(),
             "socket": self.inner.socket,
             "pid": st.haproxy_pid,
             "uptime_sec": st.haproxy_uptime_sec,
@@ -275,6 +292,11 @@ pub fn facts(m: &Member) -> MemberFacts {
 
 async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
     let mut sent: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
+    let mut synced = inner.synced.subscribe();
+    if synced.wait_for(|s| *s).await.is_err() {
+        return;
+    }
+    tracing::info!("membership known: managing HAProxy slots");
     loop {
         let changed = tokio::time::timeout(TICK, inner.notify.notified())
             .await

@@ -226,8 +226,13 @@ backend haserf-spoe
         spoe_conf = repo_file("haproxy/spoe.conf"),
     ))
     .global(&format!(
-        "    setenv HASERF_STATUS_SOCKET {}\n    setenv HASERF_REFRESH_MS 100\n    lua-load {}\n{global_extra}",
+        "    setenv HASERF_STATUS_SOCKET {}\n    setenv HASERF_REFRESH_MS 100\n    {} {}\n{global_extra}",
         status_socket.display(),
+        if global_extra.contains("nbthread") {
+            "lua-load-per-thread"
+        } else {
+            "lua-load"
+        },
         repo_file("lua/haserf.lua")
     ));
     Haproxy::start(cfg)
@@ -805,6 +810,25 @@ fn a_hung_agent_makes_the_status_page_503_after_the_timeout_while_traffic_flows(
         "bounded by HASERF_TIMEOUT_MS: {took:?}"
     );
     held.join().unwrap();
+}
+
+#[test]
+fn the_script_also_works_loaded_per_thread() {
+    // lua-load-per-thread: one Lua state (and one refresh task and map) per thread
+    let s = setup_with("    nbthread 2");
+    wait_served_by(&s, "alpha");
+    let v = status_json(&s, &[], "/haserf?format=json");
+    assert_eq!(v["members"].as_array().unwrap().len(), 3);
+    for _ in 0..20 {
+        let r = http_get(s.h.frontend_addr(), "/").unwrap();
+        assert_eq!(
+            r.header("x-served-by"),
+            Some("alpha"),
+            "every thread's map is filled"
+        );
+    }
+    let log = s.h.log();
+    assert!(!log.contains("runtime error"), "HAProxy log:\n{log}");
 }
 
 #[test]

@@ -199,3 +199,75 @@ fn plan_prints_the_exact_commands_without_sending_them() {
     };
     assert_eq!(strip(&before), strip(&after), "plan changed HAProxy");
 }
+
+#[test]
+fn the_client_also_speaks_to_a_tcp_runtime_socket() {
+    use support::{alloc_ip, free_port_on, HaproxyConfig};
+    let ip = alloc_ip();
+    let fe = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let st = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let api = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let h = Haproxy::start(
+        HaproxyConfig::slots("web", 3, fe, st)
+            .global(&format!("    stats socket ipv4@{api} level admin")),
+    );
+    let client = Client::new(&api.to_string());
+    assert!(matches!(
+        client.endpoint(),
+        haserf::haproxy::Endpoint::Tcp(_)
+    ));
+    let cmd = Command::set_addr("web", "web3", "10.7.7.7".parse().unwrap(), Some(81)).unwrap();
+    rt().block_on(client.run_all(&[cmd])).unwrap();
+    let t = h.cmd("show stat");
+    let t = StatTable::parse(&t).unwrap();
+    let web3 = t.servers().find(|r| r.name() == "web3").unwrap();
+    assert_eq!(web3.addr(), Some("10.7.7.7:81"));
+}
+
+#[test]
+fn plan_reads_the_membership_from_the_agents_status_socket_and_applies_the_selector() {
+    use std::io::{BufRead, BufReader, Write};
+    let h = Haproxy::start_slots("web", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("haserf.sock");
+    let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let server = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        let reply = r#"{"members":[
+          {"name":"p","addr":"10.8.0.1","port":7946,"tags":{"role":"web","env":"prod","port":"81"},"status":"alive"},
+          {"name":"q","addr":"10.8.0.2","port":7946,"tags":{"role":"web","env":"dev","port":"82"},"status":"alive"}]}"#
+            .replace('\n', "");
+        (&s).write_all(format!("{reply}\n").as_bytes()).unwrap();
+        line
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haserf"))
+        .args(["plan", "--haproxy-socket"])
+        .arg(h.admin_socket())
+        .arg("--status-socket")
+        .arg(&sock)
+        .args(["--backend", "web=role=web,env=prod", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked = server.join().unwrap();
+    assert_eq!(asked.trim(), r#"{"cmd":"members"}"#);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cmds: Vec<&str> = v["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    assert!(cmds[0].ends_with("addr 10.8.0.1 port 81"), "{cmds:?}");
+    assert!(
+        cmds.iter().all(|c| !c.contains("10.8.0.2")),
+        "q is not env=prod"
+    );
+}

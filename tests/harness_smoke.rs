@@ -132,7 +132,7 @@ fn a_killed_serf_peer_is_marked_failed_and_rejoins_after_restart() {
     let mut c = SerfCluster::start(3, "k", |_, o| o);
     c.peer("k2").kill();
     c.peers[0].wait_status("k2", "failed", Duration::from_secs(15));
-    c.peers[0].wait_log("Suspect k2 has failed", Duration::from_secs(5));
+    c.peers[0].wait_log("EventMemberFailed: k2", Duration::from_secs(5));
     c.peer("k2").restart(None);
     c.wait_converged(Duration::from_secs(15));
 }
@@ -176,6 +176,26 @@ fn a_namespace_host_reaches_another_until_its_link_is_cut() {
     assert_eq!(resp.status, 200);
     assert!(resp.body.contains("\"host\":\"bee\""), "{}", resp.body);
     assert!(a.tcp_connects(b.ip(), 8080));
+    let dir = tempfile::tempdir().unwrap();
+    let mut lp = a.request_loop(
+        &url,
+        LoopLimits {
+            max_requests: 5,
+            interval: Duration::from_millis(10),
+            ..LoopLimits::default()
+        },
+        dir.path(),
+    );
+    wait_until(Duration::from_secs(10), "5 looped requests", || {
+        if lp.is_finished() {
+            Ok(())
+        } else {
+            Err(lp.snapshot())
+        }
+    });
+    let stats = lp.stop();
+    assert_eq!((stats.ok, stats.failed), (5, 0), "{stats:?}");
+    assert_eq!(stats.by_host.get("bee"), Some(&5));
 
     a.cut_link();
     assert!(
@@ -211,4 +231,22 @@ fn serf_peers_in_namespace_hosts_see_a_cut_host_fail() {
     peers[0].wait_status("s3", "alive", Duration::from_secs(10));
     hosts[2].cut_link();
     peers[0].wait_status("s3", "failed", Duration::from_secs(20));
+}
+
+#[test]
+fn haproxy_reload_in_master_worker_mode_gives_a_new_worker_pid() {
+    let ip = alloc_ip();
+    let fe = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let st = std::net::SocketAddr::from((ip, free_port_on(ip)));
+    let mut h = Haproxy::start(HaproxyConfig::slots("web", 2, fe, st).master_worker());
+    let before = h.pid();
+    h.cmd("set server web/web1 addr 127.0.0.2 port 3000");
+    h.reload();
+    assert_ne!(h.pid(), before);
+    let web1 = h
+        .slots("web")
+        .into_iter()
+        .find(|r| r.server() == "web1")
+        .unwrap();
+    assert_eq!(web1.addr(), "127.0.0.1:9");
 }

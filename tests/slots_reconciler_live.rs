@@ -361,6 +361,21 @@ fn after_an_agent_restart_nobody_moves_and_nothing_is_sent() {
     );
     // a fresh agent, with the members listed in another order
     let r2 = spawn_reconciler(config(&h));
+    // before the new agent says what it wants, it reads HAProxy but changes nothing
+    wait_until(Duration::from_secs(5), "a few passes", || {
+        let s = r2.status();
+        if s.passes >= 3 {
+            Ok(())
+        } else {
+            Err(s.passes)
+        }
+    });
+    assert!(!r2.status().ready);
+    assert_eq!(r2.status().applies, 0);
+    assert_eq!(
+        h.slots("web").iter().filter(|x| x.status() == "UP").count(),
+        8
+    );
     let mut ms: Vec<DesiredMember> = backends.iter().map(member).collect();
     ms.reverse();
     r2.set_desired("web", ms);
@@ -404,5 +419,130 @@ fn an_unreachable_socket_is_retried_until_haproxy_answers() {
                 .ok_or(r.status().last_error)
         },
     );
+    rt.block_on(r.shutdown());
+}
+
+#[test]
+fn a_reconciler_on_a_socket_without_admin_level_reports_permission_denied() {
+    let h = Haproxy::start_slots("web", 2);
+    let a = HttpBackend::start("denied");
+    let rt = runtime();
+    let _g = rt.enter();
+    let mut cfg = config(&h);
+    cfg.socket = h.user_socket().display().to_string();
+    let r = spawn_reconciler(cfg);
+    r.set_desired("web", vec![member(&a)]);
+    let err = wait_until(Duration::from_secs(5), "a permission error", || {
+        match r.status().last_error {
+            Some(e) if e.contains("Permission denied") => Ok(e),
+            other => Err(other),
+        }
+    });
+    assert!(err.contains("level admin"), "{err}");
+    assert!(r.status().apply_errors >= 1);
+    rt.block_on(r.shutdown());
+}
+
+/// `GET /` with a `Cookie` header on a fresh connection; returns (backend host, set-cookie).
+fn get_with_cookie(fe: SocketAddr, cookie: Option<&str>) -> (Option<String>, Option<String>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(fe).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let c = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: t\r\n{c}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let set_cookie = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .map(|v| v.split(';').next().unwrap_or("").to_string());
+    let host = out
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .and_then(|v| v.get("host").and_then(|h| h.as_str()).map(str::to_string));
+    (host, set_cookie)
+}
+
+#[test]
+fn a_dynamic_cookie_follows_the_node_into_another_slot() {
+    use support::{alloc_ip, free_port_on, HaproxyConfig};
+    let ip = alloc_ip();
+    let fe = SocketAddr::from((ip, free_port_on(ip)));
+    let h = Haproxy::start(HaproxyConfig::new(&format!(
+        "frontend fe
+    bind {fe}
+    default_backend web
+
+backend web
+    balance roundrobin
+    option httpchk GET /healthz
+    default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2
+    cookie SRV insert indirect nocache dynamic
+    dynamic-cookie-key test-secret
+    server-template web 1-2 127.0.0.1:9 check disabled
+"
+    )));
+    let (a, b, c) = (
+        HttpBackend::start("A"),
+        HttpBackend::start("B"),
+        HttpBackend::start("C"),
+    );
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    let mut ma = member(&a);
+    r.set_desired("web", vec![ma.clone(), member(&b)]);
+    wait_until(Duration::from_secs(10), "A and B UP", || {
+        let up = up_members(&r);
+        if up.len() == 2 {
+            Ok(())
+        } else {
+            Err(up)
+        }
+    });
+    let slot_a = up_members(&r)["A"].clone();
+    // A's cookie
+    let cookie = wait_until(
+        Duration::from_secs(5),
+        "a response from A with a cookie",
+        || match get_with_cookie(fe, None) {
+            (Some(h), Some(c)) if h == "A" => Ok(c),
+            other => Err(other),
+        },
+    );
+    // A fails; C takes A's slot; A comes back (queued: no free slot); B leaves; A gets B's slot
+    ma.want = Want::Failed;
+    r.set_desired("web", vec![ma.clone(), member(&b), member(&c)]);
+    wait_until(Duration::from_secs(10), "C in A's old slot", || {
+        let up = up_members(&r);
+        if up.get("C") == Some(&slot_a) {
+            Ok(())
+        } else {
+            Err(up)
+        }
+    });
+    ma.want = Want::Ready;
+    r.set_desired("web", vec![ma.clone(), member(&c)]);
+    wait_until(Duration::from_secs(15), "A back, in B's old slot", || {
+        let up = up_members(&r);
+        match up.get("A") {
+            Some(s) if *s != slot_a && up.len() == 2 => Ok(()),
+            _ => Err(up),
+        }
+    });
+    // the old cookie still leads to A, not to C who now holds A's old slot
+    for _ in 0..10 {
+        assert_eq!(get_with_cookie(fe, Some(&cookie)).0.as_deref(), Some("A"));
+    }
     rt.block_on(r.shutdown());
 }

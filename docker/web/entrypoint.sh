@@ -23,8 +23,16 @@ case "${WEB_AGENT:-serf}" in
     serf agent "${args[@]}" &
     ;;
   haserf)
+    # --join takes IP:PORT: resolve the service name first (it may not exist for a moment).
+    host="${JOIN%:*}" port="${JOIN##*:}" join_ip=""
+    for _ in $(seq 300); do
+      join_ip=$(getent ahostsv4 "$host" | awk '{print $1; exit}')
+      [ -n "$join_ip" ] && break
+      sleep 0.2
+    done
+    [ -n "$join_ip" ] || { echo "web: cannot resolve $host" >&2; exit 1; }
     args=(--node "$NODE_NAME" --bind 0.0.0.0:7946 --advertise "$IP:7946"
-          --tag role=web --tag port="$WEB_PORT" --join "$JOIN"
+          --tag role=web --tag port="$WEB_PORT" --join "$join_ip:$port"
           --status-socket /run/haserf/haserf.sock)
     if [ -n "${SERF_ENCRYPT_KEY:-}" ]; then args+=(--encrypt "$SERF_ENCRYPT_KEY"); fi
     haserf agent "${args[@]}" &

@@ -19,6 +19,10 @@ use super::book::{Book, DesiredMember, TimerRequest};
 use super::discovery::{discover, slot_state, template_port, Observed};
 use super::planner::{plan_slot, PlanContext, Reason, Target};
 
+/// How long a slot that waits (for its first check, or for sessions to end) is polled at
+/// the fast-poll rate before falling back to the resync interval.
+const FAST_POLL_FOR: Duration = Duration::from_secs(10);
+
 /// Settings of the reconciler.
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
@@ -60,7 +64,8 @@ impl ReconcilerConfig {
 /// What the reconciler reports (a snapshot; cheap to clone).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReconcilerStatus {
-    /// The first full reconcile is done (HAProxy read, first plan applied).
+    /// The first full reconcile is done: HAProxy read, every backend given its desired
+    /// members with [`ReconcilerHandle::set_desired`], first plan applied.
     pub ready: bool,
     /// Every slot of every managed backend, member filled in.
     pub slots: Vec<SlotView>,
@@ -164,6 +169,7 @@ struct State {
     timers: Vec<Timer>,
     converged: HashMap<(String, String), Target>,
     gate: HashMap<(String, String), Instant>,
+    waiting_since: HashMap<(String, String), Instant>,
     proc_id: Option<(u32, Option<u64>)>,
     status: ReconcilerStatus,
     backoff: Duration,
@@ -190,6 +196,7 @@ async fn run(
         timers: Vec::new(),
         converged: HashMap::new(),
         gate: HashMap::new(),
+        waiting_since: HashMap::new(),
         proc_id: None,
         status: ReconcilerStatus::default(),
         next_pass: Instant::now(),
@@ -230,6 +237,12 @@ async fn run(
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 st.fire_timers();
+                if st.desired.is_empty() {
+                    // No desired state yet: a pass now would rebuild the book with no members
+                    // and drain every filled slot (agent restart). Wait for set_desired.
+                    st.next_pass = Instant::now() + st.cfg.resync_interval;
+                    continue;
+                }
                 st.pass().await;
                 let _ = stx.send(st.status.clone());
             }
@@ -313,6 +326,7 @@ impl State {
         let mut cmds: Vec<Command> = Vec::new();
         let mut pending = false;
         let mut errors: Vec<String> = Vec::new();
+        let mut waiting_for_desired = false;
         for b in self.cfg.backends.clone() {
             let Some(slots) = obs.backends.get(&b) else {
                 errors.push(format!("backend {b:?} has no servers in HAProxy"));
@@ -324,7 +338,12 @@ impl State {
                 }
             }
             let tport = self.tports.get(&b).copied();
-            let desired = self.desired.get(&b).cloned().unwrap_or_default();
+            // nothing is changed in a backend before the agent said what it wants there: a
+            // first pass with an empty list would drain every member after an agent restart
+            let Some(desired) = self.desired.get(&b).cloned() else {
+                waiting_for_desired = true;
+                continue;
+            };
             let book = self.books.entry(b.clone()).or_default();
             for slot in book.release_done(slots) {
                 tracing::info!(backend = %b, slot = %slot, "slot freed after graceful leave");
@@ -368,8 +387,15 @@ impl State {
                         || matches!(target, Target::Serve { drain: false, .. }
                             if o.admin != crate::haproxy::AdminState::Ready)
                     {
-                        pending = true;
+                        // waiting for a first check or for sessions to end: poll fast for a
+                        // while, then at the resync interval (a backend that never passes
+                        // its check must not be polled at 20 Hz forever)
+                        let since = *self.waiting_since.entry(key).or_insert(now);
+                        if now.duration_since(since) < FAST_POLL_FOR {
+                            pending = true;
+                        }
                     } else {
+                        self.waiting_since.remove(&key);
                         self.converged.insert(key, target);
                     }
                     continue;
@@ -382,6 +408,7 @@ impl State {
                     tracing::warn!(backend = %b, slot = %slot, observed = %o.status, "drift: slot changed outside the agent; repairing");
                 }
                 self.converged.remove(&key);
+                self.waiting_since.remove(&key);
                 let reason = reason.unwrap_or(Reason::Assign);
                 let awaits_check = matches!(target, Target::Serve { drain: false, .. })
                     && c.iter().any(|c| {
@@ -423,6 +450,7 @@ impl State {
             }
         }
         let mut final_obs = obs;
+        let mut refused = false;
         if !cmds.is_empty() {
             match self.client.run(&cmds).await {
                 Ok(results) => {
@@ -430,6 +458,7 @@ impl State {
                     self.status.last_apply = Some(SystemTime::now());
                     for (c, r) in cmds.iter().zip(results) {
                         if let Err(e) = r {
+                            refused = true;
                             self.status.apply_errors += 1;
                             tracing::warn!(command = %c, error = %e, "HAProxy refused a command");
                             errors.push(format!("`{c}`: {e}"));
@@ -477,20 +506,31 @@ impl State {
                 return;
             }
         }
-        self.backoff = self.cfg.fast_poll;
         self.status.last_error = if errors.is_empty() {
             None
         } else {
             Some(errors.join("; "))
         };
-        self.status.ready = true;
+        // ready once every backend got its desired members and was reconciled once
+        if !waiting_for_desired {
+            self.status.ready = true;
+        }
         self.refresh_views(&final_obs);
-        self.next_pass = Instant::now()
-            + if pending {
+        let delay = if refused {
+            // refused commands (e.g. a socket without admin level): retry with backoff
+            // rather than at the fast-poll rate
+            let d = self.backoff;
+            self.backoff = (self.backoff * 2).min(self.cfg.max_backoff);
+            d
+        } else {
+            self.backoff = self.cfg.fast_poll;
+            if pending {
                 self.cfg.fast_poll
             } else {
                 self.cfg.resync_interval
-            };
+            }
+        };
+        self.next_pass = Instant::now() + delay;
     }
 
     fn refresh_views(&mut self, obs: &Observed) {

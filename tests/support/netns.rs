@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::haproxy::{Haproxy, HaproxyConfig};
-use super::http::HttpResponse;
+use super::http::{HttpResponse, LoopLimits, LoopStats};
 use super::process::{require_binary, short_command, Launch, Proc};
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(1);
@@ -247,6 +247,32 @@ impl NsHost {
         }
     }
 
+    /// Starts a steady request loop from inside this host (curl in a bash loop, one request per
+    /// `limits.interval`, bounded by `limits.max_requests` and `limits.max_duration`; no
+    /// keep-alive). Read the counts with [`NsRequestLoop::snapshot`] / [`NsRequestLoop::stop`].
+    #[track_caller]
+    pub fn request_loop(
+        &self,
+        url: &str,
+        limits: LoopLimits,
+        log_dir: &std::path::Path,
+    ) -> NsRequestLoop {
+        require_binary("curl");
+        let log = log_dir.join(format!("loop-{}-{}.log", self.label, std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let script = format!(
+            "end=$((SECONDS+{secs})); n=0; \
+             while [ $n -lt {max} ] && [ $SECONDS -lt $end ]; do \
+               curl -s -m 2 -w ' %{{http_code}}\\n' '{url}'; n=$((n+1)); sleep {interval}; \
+             done",
+            secs = limits.max_duration.as_secs().max(1),
+            max = limits.max_requests,
+            interval = limits.interval.as_secs_f64(),
+        );
+        let proc = self.spawn(Launch::new("bash", &["-c", &script], &log));
+        NsRequestLoop { proc, log }
+    }
+
     /// Starts an HTTP backend inside this host on `port`, answering every request with
     /// `{"hello":"world","host":NAME,"ip":ADDR}` (a minimal HAProxy, since a thread of the test
     /// process cannot live in another namespace).
@@ -281,5 +307,48 @@ impl Drop for NsHost {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+    }
+}
+
+/// A request loop running inside a namespace host ([`NsHost::request_loop`]).
+pub struct NsRequestLoop {
+    proc: Proc,
+    log: std::path::PathBuf,
+}
+
+impl NsRequestLoop {
+    /// Counts so far: one output line per request, `BODY CODE` (`000` = no answer).
+    pub fn snapshot(&self) -> LoopStats {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut s = LoopStats::default();
+        for line in text.lines() {
+            let (body, code) = line.rsplit_once(' ').unwrap_or(("", line));
+            if code == "200" {
+                s.ok += 1;
+                let host = serde_json::from_str::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|v| v.get("host")?.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                *s.by_host.entry(host).or_default() += 1;
+            } else {
+                s.failed += 1;
+                if s.failures.len() < 20 {
+                    s.failures
+                        .push(format!("request {}: status {code} {body:.120}", s.total()));
+                }
+            }
+        }
+        s
+    }
+
+    /// True once the loop has ended by itself.
+    pub fn is_finished(&mut self) -> bool {
+        !self.proc.is_running()
+    }
+
+    /// Stops the loop and returns the final counts.
+    pub fn stop(mut self) -> LoopStats {
+        self.proc.kill();
+        self.snapshot()
     }
 }
