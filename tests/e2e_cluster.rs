@@ -622,8 +622,6 @@ fn a_crash_of_app_and_agent_leaves_rotation_and_reports_failed_requests() {
     let mut c = Cluster::start(Spec::default());
     let t0 = c.start_load();
     c.wait_serving(&ALL, t0, Duration::from_secs(30));
-    // Failures before the first slots fill (503s) are not part of the scenario.
-    let ready = now_us();
     let addr = c.webs[2].app_addr();
     let t_kill = Instant::now();
     let from = now_us();
@@ -693,8 +691,6 @@ fn after_haproxy_restarts_the_agent_refills_every_slot() {
     let mut c = Cluster::start(Spec::default());
     let t0 = c.start_load();
     c.wait_serving(&ALL, t0, Duration::from_secs(30));
-    // Failures before the first slots fill (503s) are not part of the scenario.
-    let ready = now_us();
     let before = c.haproxy.pid();
     c.haproxy.restart();
     assert_ne!(c.haproxy.pid(), before, "HAProxy did not restart");
