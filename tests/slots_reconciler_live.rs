@@ -633,3 +633,35 @@ backend web
     rt.block_on(r.shutdown());
     drop(master);
 }
+
+#[test]
+fn a_suspect_member_keeps_its_slot_in_drain_and_returns_to_rotation() {
+    let h = Haproxy::start_slots("web", 4);
+    let (a, b) = (HttpBackend::start("ok"), HttpBackend::start("suspect"));
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    let mut mb = member(&b);
+    r.set_desired("web", vec![member(&a), mb.clone()]);
+    wait_until(Duration::from_secs(10), "both UP", || {
+        let up = up_members(&r);
+        if up.len() == 2 {
+            Ok(())
+        } else {
+            Err(up)
+        }
+    });
+    let slot = up_members(&r)["suspect"].clone();
+    mb.want = Want::Drain;
+    r.set_desired("web", vec![member(&a), mb.clone()]);
+    h.wait_slot_status("web", &slot, "DRAIN", Duration::from_secs(5));
+    for _ in 0..10 {
+        let host = http_get(h.frontend_addr(), "/").unwrap().backend_host();
+        assert_eq!(host.as_deref(), Some("ok"));
+    }
+    mb.want = Want::Ready;
+    r.set_desired("web", vec![member(&a), mb]);
+    h.wait_slot_status("web", &slot, "UP", Duration::from_secs(5));
+    assert_eq!(up_members(&r).get("suspect"), Some(&slot), "same slot");
+    rt.block_on(r.shutdown());
+}
