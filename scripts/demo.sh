@@ -48,8 +48,10 @@ LIMIT=3600
 start() {
   local name="$1"; shift
   timeout -k 5 "$LIMIT" "$@" >"$STATE/$name.log" 2>&1 &
-  echo $! >>"$STATE/pids"
-  echo $! >"$STATE/$name.pid"
+  local pid=$!
+  disown "$pid"
+  echo "$pid" >>"$STATE/pids"
+  echo "$pid" >"$STATE/$name.pid"
 }
 
 # wait_for SECONDS WHAT CMD…: poll CMD until it succeeds, or fail saying WHAT.
@@ -108,13 +110,14 @@ web() { # web N: the app and a stock serf agent on $NET.(10+N)
     -join "$LB:7946" -tag role=web -tag port=8080 -log-level warn
 }
 
-filled() { "$HASERF" slots --status-socket "$STATE/haserf.sock" --format json | grep -o '"member":"[^"]*"' | wc -l; }
+# filled: how many slots hold a member that HAProxy's checks show UP.
+filled() { "$HASERF" slots --status-socket "$STATE/haserf.sock" | awk 'NR > 1 && $3 != "-" && $6 == "UP"' | wc -l; }
 served() { # what HAProxy serves: 8 requests through the frontend
   local out=""
   for _ in 1 2 3 4 5 6 7 8; do out+="$(curl -s --max-time 2 "http://$FRONT/" || echo FAIL) "; done
   echo "  HAProxy serves: $out"
 }
-wait_filled() { # wait_filled N: until N slots are filled and serving
+wait_filled() { # wait_filled N: until exactly N slots are filled and UP
   local end=$((SECONDS + 30))
   until [ "$(filled 2>/dev/null || true)" -eq "$1" ]; do
     ((SECONDS < end)) || { echo "demo: slots did not reach $1" >&2; return 1; }
@@ -141,6 +144,8 @@ served
 echo "demo: web2 leaves gracefully (serf leave)…"
 serf leave -rpc-addr "$NET.12:7373" >/dev/null
 wait_filled 3
+gone() { ! "$HASERF" slots --status-socket "$STATE/haserf.sock" | grep -qw web2; }
+wait_for 30 "web2 to leave its slot" gone
 slots
 served
 

@@ -298,9 +298,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let gcfg = gossip_config(&cfg)?;
     let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
     tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted = gossip.encrypted(), "agent started");
-    // A seed (no --join) has nothing to wait for; a joiner waits for its first join.
-    let (joined_tx, joined_rx) = tokio::sync::watch::channel(cfg.join.is_empty());
-    let manager = Manager::start(&cfg, gossip.clone(), joined_rx);
+    let manager = Manager::start(&cfg, gossip.clone());
     match &manager {
         Some(m) => {
             let m = m.clone();
@@ -339,12 +337,19 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let srv = server.clone();
     let serve = tokio::spawn(async move { srv.serve(handler).await });
 
-    if !cfg.join.is_empty() {
+    if cfg.join.is_empty() {
+        if let Some(m) = &manager {
+            m.membership_synced();
+        }
+    } else {
         let seeds = cfg.join.clone();
         let g = gossip.clone();
+        let m = manager.clone();
         tokio::spawn(async move {
             if join_with_backoff(g, seeds).await {
-                let _ = joined_tx.send(true);
+                if let Some(m) = m {
+                    m.membership_synced();
+                }
             }
         });
     }
@@ -381,8 +386,8 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     r.map_err(|e| e.to_string())
 }
 
-/// Joins through `seeds`, retrying with exponential backoff (1 s doubling to 30 s) until one
-/// answers; false when the member stopped first.
+/// Joins through `seeds`, retrying with backoff; true once joined, false if the member
+/// stopped first.
 async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
     let mut delay = Duration::from_secs(1);
     loop {

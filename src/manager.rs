@@ -63,20 +63,15 @@ struct Inner {
     reconciler: Mutex<Option<ReconcilerHandle>>,
     status: tokio::sync::watch::Receiver<ReconcilerStatus>,
     task: Mutex<Option<JoinHandle<()>>>,
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 const MAX_ALERTS: usize = 32;
 
 impl Manager {
     /// Starts the reconciler and the evaluation task for `cfg`'s backends. Needs
-    /// `cfg.haproxy_socket`. Nothing is sent to HAProxy before `joined` turns true: until the
-    /// join's push/pull brought the cluster's member list, an empty membership would drain
-    /// every slot a previous agent filled.
-    pub fn start(
-        cfg: &AgentConfig,
-        gossip: Gossip,
-        joined: tokio::sync::watch::Receiver<bool>,
-    ) -> Option<Manager> {
+    /// `cfg.haproxy_socket`.
+    pub fn start(cfg: &AgentConfig, gossip: Gossip) -> Option<Manager> {
         let socket = cfg.haproxy_socket.clone()?;
         let backends: Vec<String> = cfg.backends.iter().map(|b| b.backend.clone()).collect();
         let mut rcfg = ReconcilerConfig::new(socket.clone(), backends.clone());
@@ -97,10 +92,25 @@ impl Manager {
             reconciler: Mutex::new(Some(reconciler)),
             status,
             task: Mutex::new(None),
+            synced: tokio::sync::watch::channel(false).0,
         });
-        let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip, joined));
+        let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip));
         *lock(&inner.task) = Some(task);
         Some(Manager { inner })
+    }
+
+    /// The membership is known: the join through the seeds succeeded (or there are no
+    /// seeds). Nothing is evaluated or sent to HAProxy before this: a restarted agent that
+    /// has not heard from the cluster yet would otherwise see no members and drain every
+    /// slot it finds filled.
+    pub fn membership_synced(&self) {
+        self.inner.synced.send_replace(true);
+        self.inner.notify.notify_one();
+    }
+
+    /// True once [`Manager::membership_synced`] was called.
+    pub fn is_synced(&self) -> bool {
+        *self.inner.synced.borrow()
     }
 
     /// Membership changed: evaluate soon.
@@ -150,6 +160,7 @@ impl Manager {
         }
         json!({
             "ready": st.ready,
+            "membership_synced": *self.inner.synced.borrow(),
             "socket": self.inner.socket,
             "pid": st.haproxy_pid,
             "uptime_sec": st.haproxy_uptime_sec,
@@ -279,16 +290,13 @@ pub fn facts(m: &Member) -> MemberFacts {
     }
 }
 
-async fn evaluate_loop(
-    inner: Arc<Inner>,
-    mut policy: Policy,
-    gossip: Gossip,
-    mut joined: tokio::sync::watch::Receiver<bool>,
-) {
-    if joined.wait_for(|j| *j).await.is_err() {
+async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
+    let mut sent: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
+    let mut synced = inner.synced.subscribe();
+    if synced.wait_for(|s| *s).await.is_err() {
         return;
     }
-    let mut sent: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
+    tracing::info!("membership known: managing HAProxy slots");
     loop {
         let changed = tokio::time::timeout(TICK, inner.notify.notified())
             .await

@@ -303,6 +303,16 @@ fn check_serf(name: &str, bytes: &[u8], exp: &Value) {
     }
 }
 
+/// `Meta` decodes to the tags the fixture's human decode shows.
+fn check_tags(name: &str, meta: &[u8], exp: &Value) {
+    let tags = decode_tags(meta).unwrap_or_else(|e| panic!("{name}: tags: {e}"));
+    let expected = match exp.get("tags") {
+        Some(t) => t.clone(),
+        None => json!({ "role": exp["role"] }),
+    };
+    assert_eq!(json!(tags), expected, "{name}: tags");
+}
+
 /// Walk the fixture's message tree alongside our flattened messages.
 fn walk_udp(name: &str, exp: &Value, got: &mut std::slice::Iter<'_, Message>) {
     match exp["type_id"].as_u64().unwrap() {
@@ -325,6 +335,9 @@ fn walk_udp(name: &str, exp: &Value, got: &mut std::slice::Iter<'_, Message>) {
                 Message::User(b) => check_serf(name, b, &exp["serf"]),
                 m => assert_same(name, "body", &ml_body(m), &exp["body"]),
             }
+            if let Message::Alive(a) = m {
+                check_tags(name, &a.meta, &exp["decoded"]["Meta"]);
+            }
         }
     }
 }
@@ -344,6 +357,7 @@ fn check_stream_message(name: &str, m: &Message, d: &Value) {
             assert_eq!(pp.nodes.len(), exp_nodes.len(), "{name}: node count");
             for (n, e) in pp.nodes.iter().zip(exp_nodes) {
                 assert_same(name, "node state", &node_state(n), &e["state"]);
+                check_tags(name, &n.meta, &e["decoded"]["Meta"]);
             }
             if pp.user_state.is_empty() {
                 assert!(d["user_state"].is_null(), "{name}: user state expected");

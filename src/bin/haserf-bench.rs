@@ -68,6 +68,9 @@ enum Cmd {
         max_inflight: usize,
         #[arg(long, default_value_t = 600)]
         max_secs: u64,
+        /// Stop at end of stdin too (SIGTERM / SIGINT always stop it).
+        #[arg(long)]
+        stop_on_eof: bool,
     },
 }
 
@@ -126,12 +129,14 @@ fn main() {
             timeout_ms,
             max_inflight,
             max_secs,
+            stop_on_eof,
         } => report(load::generate(load::LoadSpec {
             target,
             rate,
             timeout_ms,
             max_inflight,
             max_secs,
+            stop_on_eof,
         })),
         Cmd::Scenario(argv) => {
             let args =

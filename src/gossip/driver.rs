@@ -70,7 +70,7 @@ enum Internal {
     },
     Dial {
         id: u64,
-        result: Result<Option<Message>, String>,
+        result: Result<Option<Message>, (Option<&'static str>, String)>,
     },
 }
 
@@ -292,7 +292,15 @@ impl Driver {
                 self.core.count_drop(kind);
                 let _ = reply.send(Some(self.core.error_reply(&text)));
             }
-            Internal::Dial { id, result } => self.core.dial_result(now, id, result),
+            Internal::Dial { id, result } => {
+                let result = result.map_err(|(kind, text)| {
+                    if let Some(kind) = kind {
+                        self.core.count_drop(kind);
+                    }
+                    text
+                });
+                self.core.dial_result(now, id, result)
+            }
         }
     }
 
@@ -532,14 +540,14 @@ async fn dial(
     timeout: Duration,
     keyring: &SharedKeyring,
     counters: &TcpCounters,
-) -> Result<Option<Message>, String> {
+) -> Result<Option<Message>, (Option<&'static str>, String)> {
     let fut = async {
         let mut sock = TcpStream::connect(to)
             .await
-            .map_err(|e| format!("dial {to}: {e}"))?;
+            .map_err(|e| (None, format!("dial {to}: {e}")))?;
         sock.write_all(&data)
             .await
-            .map_err(|e| format!("write {to}: {e}"))?;
+            .map_err(|e| (None, format!("write {to}: {e}")))?;
         counters
             .bytes_out
             .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -550,10 +558,13 @@ async fn dial(
         read_message(&mut sock, keyring, counters)
             .await
             .map(Some)
-            .map_err(|(_, t)| format!("read {to}: {t}"))
+            .map_err(|(kind, t)| {
+                let kind = (!matches!(kind, "stream_io" | "stream_empty")).then_some(kind);
+                (kind, format!("read {to}: {t}"))
+            })
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(format!("{to}: timed out")),
+        Err(_) => Err((None, format!("{to}: timed out"))),
     }
 }

@@ -237,6 +237,12 @@ async fn run(
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 st.fire_timers();
+                if st.desired.is_empty() {
+                    // No desired state yet: a pass now would rebuild the book with no members
+                    // and drain every filled slot (agent restart). Wait for set_desired.
+                    st.next_pass = Instant::now() + st.cfg.resync_interval;
+                    continue;
+                }
                 st.pass().await;
                 let _ = stx.send(st.status.clone());
             }

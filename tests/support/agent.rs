@@ -1,105 +1,71 @@
-//! The `haserf agent` binary under test (built by cargo for this test crate), started like the
-//! serf peers: own address (gossip on 7946), own temp dir with its status socket, bounded in
-//! time, killed on drop. Talks to the agent over its status socket (JSON lines, the shapes of
-//! `haserf::control::model`).
+//! (`support::agent`) The `haserf agent` binary as a separate process (bounded by `timeout`, killed by PID),
+//! with its status socket; "web nodes" (a real `serf agent` plus a real HTTP app on the same
+//! address, tagged `role`/`port`); and a watcher that records every admin-state transition of
+//! HAProxy's slots, so a test can prove "drained, then freed".
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use haserf::control::model::{MemberStatus, MemberView, MembersReply, SlotView, SlotsReply};
+use serde_json::Value;
 
 use super::addr::alloc_ip;
-use super::process::{Launch, Proc};
-use super::serf::SERF_PORT;
+use super::haproxy::runtime_command;
+use super::http::HttpBackend;
+use super::process::{short_command, Launch, Proc};
+use super::serf::{SerfOptions, SerfPeer, SERF_PORT};
 use super::wait::{try_wait_until, wait_until};
 
-/// Path of the haserf binary cargo built for this test crate.
+/// Path of the haserf binary under test.
 pub fn haserf_bin() -> &'static str {
     env!("CARGO_BIN_EXE_haserf")
 }
 
-/// Sends one JSON request line to a status socket and returns the reply line, parsed.
-pub fn status_request(socket: &Path, cmd: &str) -> Result<serde_json::Value, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("connect {socket:?}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    s.write_all(format!("{{\"cmd\":\"{cmd}\"}}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut line = String::new();
-    BufReader::new(s)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_str(&line).map_err(|e| format!("bad reply ({e}): {line:.300}"))?;
-    match v.get("error") {
-        Some(err) => Err(format!("agent error: {err}")),
-        None => Ok(v),
-    }
-}
-
-/// How to start one agent.
+/// How to start a `haserf agent`.
 #[derive(Clone, Debug)]
 pub struct HaserfOptions {
     /// `--node`.
     pub node: String,
-    /// Address for `--bind IP:7946`; `None` = allocate one.
+    /// Gossip address (`--bind IP:7946`); allocated when `None`.
     pub ip: Option<Ipv4Addr>,
-    /// `--tag k=v`.
-    pub tags: Vec<(String, String)>,
-    /// `--join`.
-    pub join: Vec<String>,
-    /// `--encrypt`.
-    pub encrypt: Option<String>,
-    /// `--haproxy-socket` (makes it the load balancer's agent).
+    /// `--haproxy-socket`.
     pub haproxy_socket: Option<PathBuf>,
-    /// `--backend` specs.
+    /// `--backend` values.
     pub backends: Vec<String>,
-    /// `--profile` (default `local`, like the serf peers).
-    pub profile: Option<String>,
-    /// `--log-level` (default `debug`).
-    pub log_level: String,
-    /// Any other flags.
-    pub extra_args: Vec<String>,
-    /// Run inside this network namespace.
-    pub netns: Option<String>,
+    /// `--join` seeds.
+    pub join: Vec<SocketAddr>,
+    /// Any other arguments.
+    pub extra: Vec<String>,
 }
 
 impl HaserfOptions {
-    /// Defaults for node `name`.
-    pub fn new(name: &str) -> HaserfOptions {
+    /// An agent called `node` managing `backend` through `socket`.
+    pub fn manager(node: &str, socket: &Path, backend: &str) -> HaserfOptions {
         HaserfOptions {
-            node: name.to_string(),
+            node: node.to_string(),
             ip: None,
-            tags: Vec::new(),
+            haproxy_socket: Some(socket.to_path_buf()),
+            backends: vec![backend.to_string()],
             join: Vec::new(),
-            encrypt: None,
-            haproxy_socket: None,
-            backends: Vec::new(),
-            profile: Some("local".into()),
-            log_level: "debug".into(),
-            extra_args: Vec::new(),
-            netns: None,
+            extra: Vec::new(),
         }
     }
 
-    /// Adds a tag (builder style).
-    pub fn tag(mut self, k: &str, v: &str) -> HaserfOptions {
-        self.tags.push((k.to_string(), v.to_string()));
+    /// Adds a seed (builder style).
+    pub fn join(mut self, addr: SocketAddr) -> HaserfOptions {
+        self.join.push(addr);
         self
     }
 
-    /// Joins `addr` (builder style).
-    pub fn join(mut self, addr: impl ToString) -> HaserfOptions {
-        self.join.push(addr.to_string());
-        self
-    }
-
-    /// Manages HAProxy through `socket`, filling `backend` (builder style).
-    pub fn haproxy(mut self, socket: &Path, backend: &str) -> HaserfOptions {
-        self.haproxy_socket = Some(socket.to_path_buf());
-        self.backends.push(backend.to_string());
+    /// Adds raw arguments (builder style).
+    pub fn args(mut self, args: &[&str]) -> HaserfOptions {
+        self.extra.extend(args.iter().map(|s| s.to_string()));
         self
     }
 }
@@ -113,7 +79,8 @@ pub struct HaserfAgent {
 }
 
 impl HaserfAgent {
-    /// Starts the agent and waits until its status socket answers `status`.
+    /// Starts the agent and waits until its status socket answers `status`. Panics with the
+    /// agent's log if it exits first.
     #[track_caller]
     pub fn start(opts: HaserfOptions) -> HaserfAgent {
         let ip = opts.ip.unwrap_or_else(alloc_ip);
@@ -131,39 +98,27 @@ impl HaserfAgent {
         a
     }
 
-    /// The command-line arguments it is started with.
+    /// The arguments the agent is started with (after `agent`).
     pub fn args(&self) -> Vec<String> {
         let o = &self.opts;
         let mut args = vec![
             "agent".to_string(),
-            "--node".into(),
-            o.node.clone(),
-            "--bind".into(),
-            self.bind_addr().to_string(),
-            "--status-socket".into(),
-            self.status_socket().display().to_string(),
-            "--log-level".into(),
-            o.log_level.clone(),
+            format!("--node={}", o.node),
+            format!("--bind={}", self.bind_addr()),
+            format!("--status-socket={}", self.status_socket().display()),
+            "--profile=local".to_string(),
+            "--log-level=debug".to_string(),
         ];
-        for (k, v) in &o.tags {
-            args.extend(["--tag".into(), format!("{k}={v}")]);
-        }
-        for j in &o.join {
-            args.extend(["--join".into(), j.clone()]);
-        }
-        if let Some(k) = &o.encrypt {
-            args.extend(["--encrypt".into(), k.clone()]);
-        }
         if let Some(s) = &o.haproxy_socket {
-            args.extend(["--haproxy-socket".into(), s.display().to_string()]);
+            args.push(format!("--haproxy-socket={}", s.display()));
         }
         for b in &o.backends {
-            args.extend(["--backend".into(), b.clone()]);
+            args.push(format!("--backend={b}"));
         }
-        if let Some(p) = &o.profile {
-            args.extend(["--profile".into(), p.clone()]);
+        for j in &o.join {
+            args.push(format!("--join={j}"));
         }
-        args.extend(o.extra_args.iter().cloned());
+        args.extend(o.extra.iter().cloned());
         args
     }
 
@@ -171,9 +126,7 @@ impl HaserfAgent {
     fn launch(&mut self) {
         let mut launch = Launch::new(haserf_bin(), &[], self.log_path());
         launch.args = self.args();
-        launch.netns = self.opts.netns.clone();
         let mut proc = Proc::spawn(launch);
-        let sock = self.status_socket();
         let r = try_wait_until(
             Duration::from_secs(15),
             &format!(
@@ -184,7 +137,7 @@ impl HaserfAgent {
                 if !proc.is_running() {
                     return Ok(false);
                 }
-                status_request(&sock, "status").map(|_| true)
+                self.request(r#"{"cmd":"status"}"#).map(|_| true)
             },
         );
         match r {
@@ -203,93 +156,178 @@ impl HaserfAgent {
         &self.opts.node
     }
 
-    /// Its address.
-    pub fn ip(&self) -> Ipv4Addr {
-        self.ip
-    }
-
     /// Gossip address `IP:7946`.
     pub fn bind_addr(&self) -> SocketAddr {
         SocketAddr::from((self.ip, SERF_PORT))
     }
 
-    /// Its status socket.
+    /// The status socket path.
     pub fn status_socket(&self) -> PathBuf {
         self.dir.path().join("haserf.sock")
     }
 
-    /// Path of its log.
+    /// The agent's log (all runs).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("haserf.log")
+        self.dir.path().join("agent.log")
     }
 
-    /// Its log so far (all runs).
+    /// The whole log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// The agent process's pid.
+    /// The agent's pid.
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().and_then(|p| p.main_pid())
     }
 
-    /// True while it runs.
-    pub fn is_running(&mut self) -> bool {
-        self.proc.as_mut().is_some_and(|p| p.is_running())
+    /// Sends one raw line on a fresh status-socket connection and returns the reply object.
+    pub fn request(&self, line: &str) -> Result<Value, String> {
+        let lines = self.exchange(&[line])?;
+        lines
+            .into_iter()
+            .next()
+            .ok_or_else(|| "no reply".to_string())
+    }
+
+    /// Sends several raw lines on one connection; returns one reply per line.
+    pub fn exchange(&self, lines: &[&str]) -> Result<Vec<Value>, String> {
+        let path = self.status_socket();
+        let mut s = UnixStream::connect(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        // The agent may answer and close before a (too long) line is fully written: a
+        // failed write still leaves its reply to read.
+        for l in lines {
+            if s.write_all(l.as_bytes())
+                .and_then(|_| s.write_all(b"\n"))
+                .is_err()
+            {
+                break;
+            }
+        }
+        let mut r = BufReader::new(s);
+        let mut out = Vec::new();
+        for _ in lines {
+            let mut line = String::new();
+            r.read_line(&mut line).map_err(|e| e.to_string())?;
+            out.push(serde_json::from_str(&line).map_err(|e| format!("bad reply {line:?}: {e}"))?);
+        }
+        Ok(out)
     }
 
     /// `{"cmd":"status"}`.
-    pub fn status(&self) -> Result<serde_json::Value, String> {
-        status_request(&self.status_socket(), "status")
-    }
-
-    /// `{"cmd":"members"}`, typed.
-    pub fn members(&self) -> Result<Vec<MemberView>, String> {
-        let v = status_request(&self.status_socket(), "members")?;
-        serde_json::from_value::<MembersReply>(v)
-            .map(|r| r.members)
-            .map_err(|e| e.to_string())
-    }
-
-    /// `{"cmd":"slots"}`, typed.
-    pub fn slots(&self) -> Result<Vec<SlotView>, String> {
-        let v = status_request(&self.status_socket(), "slots")?;
-        serde_json::from_value::<SlotsReply>(v)
-            .map(|r| r.slots)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Waits until the agent sees `node` with `status`.
     #[track_caller]
-    pub fn wait_status(&self, node: &str, status: MemberStatus, timeout: Duration) {
+    pub fn status(&self) -> Value {
+        self.request(r#"{"cmd":"status"}"#)
+            .unwrap_or_else(|e| panic!("status: {e}\n--- log:\n{}", self.log()))
+    }
+
+    /// `{"cmd":"slots"}`: the `slots` array.
+    pub fn try_slots(&self) -> Result<Vec<Slot>, String> {
+        let v = self.request(r#"{"cmd":"slots"}"#)?;
+        serde_json::from_value::<SlotsJson>(v.clone())
+            .map(|s| s.slots)
+            .map_err(|e| format!("bad slots reply ({e}): {v}"))
+    }
+
+    /// Member → slot for members whose slot is `ready` and `UP` in HAProxy.
+    pub fn serving(&self) -> BTreeMap<String, String> {
+        self.try_slots()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.state == "ready" && s.haproxy_status.starts_with("UP"))
+            .filter_map(|s| s.member.map(|m| (m, s.slot)))
+            .collect()
+    }
+
+    /// Member → slot for every slot holding a member (any state).
+    pub fn placed(&self) -> BTreeMap<String, String> {
+        self.try_slots()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| s.member.map(|m| (m, s.slot)))
+            .collect()
+    }
+
+    /// Waits until exactly `members` are serving (ready and UP); returns member → slot.
+    #[track_caller]
+    pub fn wait_serving(&self, members: &[&str], timeout: Duration) -> BTreeMap<String, String> {
+        let mut want: Vec<String> = members.iter().map(|s| s.to_string()).collect();
+        want.sort();
         wait_until(
             timeout,
-            &format!("{} to see {node} as {}", self.name(), status.as_str()),
+            &format!("{} to serve exactly {members:?}", self.name()),
             || {
-                let m = self.members()?;
-                if m.iter().any(|m| m.name == node && m.status == status) {
-                    Ok(())
+                let s = self.serving();
+                if s.keys().cloned().collect::<Vec<_>>() == want {
+                    Ok(s)
                 } else {
-                    Err(format!(
-                        "{:?}",
-                        m.iter()
-                            .map(|m| (m.name.as_str(), m.status.as_str()))
+                    Err(self.try_slots().map(|v| {
+                        v.into_iter()
+                            .filter(|s| s.member.is_some() || s.state != "maint")
                             .collect::<Vec<_>>()
-                    ))
+                    }))
                 }
             },
         )
     }
 
-    /// Graceful leave through the status socket; waits for the process to exit.
+    /// Member names as the agent sees them, with their status.
+    pub fn member_statuses(&self) -> BTreeMap<String, String> {
+        self.request(r#"{"cmd":"members"}"#)
+            .ok()
+            .and_then(|v| v["members"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                Some((
+                    m["name"].as_str()?.to_string(),
+                    m["status"].as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Prometheus text from `{"cmd":"metrics"}`.
     #[track_caller]
-    pub fn leave(&mut self) {
-        let r = status_request(&self.status_socket(), "leave");
-        assert!(r.is_ok(), "leave of {} failed: {r:?}", self.name());
-        if let Some(p) = self.proc.as_mut() {
-            p.wait_exit(Duration::from_secs(15));
+    pub fn metrics(&self) -> String {
+        let v = self
+            .request(r#"{"cmd":"metrics"}"#)
+            .unwrap_or_else(|e| panic!("metrics: {e}"));
+        v["metrics"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no metrics text in {v}"))
+            .to_string()
+    }
+
+    /// Runs `haserf SUB --status-socket S ARGS…`; returns (success, stdout, stderr).
+    pub fn cli(&self, sub: &str, args: &[&str]) -> (bool, String, String) {
+        let sock = format!("--status-socket={}", self.status_socket().display());
+        let mut all = vec![sub, sock.as_str()];
+        all.extend_from_slice(args);
+        run_haserf(&all)
+    }
+
+    /// Sends a signal to the agent process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(p) = &self.proc {
+            p.signal(sig);
         }
+    }
+
+    /// Waits for the agent to exit; returns its exit code (`None` if it did not exit).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let p = self.proc.as_mut()?;
+        let st = p.wait_exit(timeout)?;
         self.proc = None;
+        // `timeout` passes the program's exit status through.
+        st.code()
+    }
+
+    /// True while the agent runs.
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(|p| p.is_running())
     }
 
     /// kill -9.
@@ -299,17 +337,15 @@ impl HaserfAgent {
         }
     }
 
-    /// Sends a signal to the agent (e.g. `"INT"`, `"TERM"`).
-    pub fn signal(&self, sig: &str) {
-        if let Some(p) = &self.proc {
-            p.signal(sig);
-        }
-    }
-
-    /// Kills it (if running) and starts it again with the same options.
+    /// Starts it again (same name, address, socket and flags); kills it first if needed.
     #[track_caller]
     pub fn restart(&mut self) {
         self.kill();
+        let marker = format!("\n==== harness: restart of {} ====\n", self.name());
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log_path())
+            .and_then(|mut f| f.write_all(marker.as_bytes()));
         self.launch();
     }
 }
@@ -317,5 +353,208 @@ impl HaserfAgent {
 impl Drop for HaserfAgent {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Runs the haserf binary once (bounded to 20 s); returns (success, stdout, stderr).
+pub fn run_haserf(args: &[&str]) -> (bool, String, String) {
+    match short_command(None, 20, haserf_bin(), args).output() {
+        Ok(o) => (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ),
+        Err(e) => (false, String::new(), e.to_string()),
+    }
+}
+
+/// One row of the agent's `{"slots":[…]}`.
+#[derive(Clone, Debug, serde::Deserialize, PartialEq, Eq)]
+pub struct Slot {
+    /// Backend.
+    pub backend: String,
+    /// Slot (server) name.
+    pub slot: String,
+    /// Member, or `None` when free.
+    pub member: Option<String>,
+    /// `IP:PORT` or `None` when free.
+    pub addr: Option<String>,
+    /// `ready`, `drain` or `maint`.
+    pub state: String,
+    /// HAProxy's status string.
+    pub haproxy_status: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SlotsJson {
+    slots: Vec<Slot>,
+}
+
+/// A web node: a real `serf agent` tagged `role=ROLE port=P` and a real HTTP app listening
+/// on the same address, port P, answering with the node's name.
+pub struct WebNode {
+    /// The serf agent.
+    pub serf: SerfPeer,
+    /// The HTTP app.
+    pub app: HttpBackend,
+}
+
+impl WebNode {
+    /// Starts node `name` with role `web`, joined to `join` (if any).
+    #[track_caller]
+    pub fn start(name: &str, join: Option<SocketAddr>) -> WebNode {
+        WebNode::start_with(name, join, |o| o.tag("role", "web"))
+    }
+
+    /// Starts node `name` on a fresh address; `customize` adjusts the serf options (the
+    /// `port` tag is set afterwards to the app's port).
+    #[track_caller]
+    pub fn start_with(
+        name: &str,
+        join: Option<SocketAddr>,
+        customize: impl FnOnce(SerfOptions) -> SerfOptions,
+    ) -> WebNode {
+        let ip = alloc_ip();
+        let app = HttpBackend::start_on(name, SocketAddr::from((ip, 0)));
+        let mut o = SerfOptions::new(name);
+        o.ip = Some(ip);
+        if let Some(j) = join {
+            o = o.join(j);
+        }
+        let o = customize(o).tag("port", &app.addr().port().to_string());
+        WebNode {
+            serf: SerfPeer::start(o),
+            app,
+        }
+    }
+
+    /// Node name.
+    pub fn name(&self) -> &str {
+        self.serf.name()
+    }
+
+    /// `IP:PORT` of the app (what the slot should hold).
+    pub fn app_addr(&self) -> SocketAddr {
+        self.app.addr()
+    }
+}
+
+/// Starts `n` web nodes `{prefix}1..{prefix}n`, all joined to the first.
+#[track_caller]
+pub fn web_nodes(n: usize, prefix: &str) -> Vec<WebNode> {
+    let mut nodes: Vec<WebNode> = Vec::new();
+    for i in 1..=n {
+        let seed = nodes.first().map(|w| w.serf.bind_addr());
+        nodes.push(WebNode::start(&format!("{prefix}{i}"), seed));
+    }
+    nodes
+}
+
+/// One observed admin state of a slot: (`ready`|`drain`|`maint`, `IP:PORT`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotObservation {
+    /// Seconds since the watcher started.
+    pub at: f64,
+    /// `ready`, `drain` or `maint` (from `srv_admin_state`).
+    pub admin: String,
+    /// `IP:PORT` of the slot.
+    pub addr: String,
+}
+
+/// Polls `show servers state BACKEND` every 10 ms on a background thread and records every
+/// change of each slot's admin state and address.
+pub struct SlotWatcher {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<BTreeMap<String, Vec<SlotObservation>>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl SlotWatcher {
+    /// Starts watching `backend` through the admin socket `socket`.
+    pub fn start(socket: &Path, backend: &str) -> SlotWatcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<BTreeMap<String, Vec<SlotObservation>>>> = Arc::default();
+        let handle = {
+            let (stop, seen) = (stop.clone(), seen.clone());
+            let socket = socket.to_path_buf();
+            let cmd = format!("show servers state {backend}");
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(text) = runtime_command(&socket, &cmd) {
+                        if let Ok(st) = haserf::haproxy::servers_state::ServersState::parse(&text) {
+                            let mut seen = seen.lock().unwrap();
+                            for s in &st.servers {
+                                let admin = if s.in_maint() {
+                                    "maint"
+                                } else if s.draining() {
+                                    "drain"
+                                } else {
+                                    "ready"
+                                };
+                                let addr = format!(
+                                    "{}:{}",
+                                    s.addr.map(|a| a.to_string()).unwrap_or_default(),
+                                    s.port.unwrap_or(0)
+                                );
+                                let list = seen.entry(s.server.to_string()).or_default();
+                                if list
+                                    .last()
+                                    .is_none_or(|l| l.admin != admin || l.addr != addr)
+                                {
+                                    list.push(SlotObservation {
+                                        at: t0.elapsed().as_secs_f64(),
+                                        admin: admin.to_string(),
+                                        addr,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        SlotWatcher {
+            stop,
+            seen,
+            handle: Some(handle),
+        }
+    }
+
+    /// Every observation of `slot` so far.
+    pub fn history(&self, slot: &str) -> Vec<SlotObservation> {
+        self.seen
+            .lock()
+            .unwrap()
+            .get(slot)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The admin states of `slot` in order, consecutive duplicates (address-only changes)
+    /// merged.
+    pub fn admin_states(&self, slot: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for o in self.history(slot) {
+            if out.last() != Some(&o.admin) {
+                out.push(o.admin);
+            }
+        }
+        out
+    }
+
+    /// Every slot's history.
+    pub fn all(&self) -> BTreeMap<String, Vec<SlotObservation>> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for SlotWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }

@@ -398,17 +398,26 @@ impl Haproxy {
             "Haproxy::reload needs HaproxyConfig::master_worker()"
         );
         let old = self.pid();
-        self.proc
-            .as_ref()
-            .expect("HAProxy is not running")
-            .signal("USR2");
+        // Under heavy load the master has been seen to miss a USR2 sent right after start;
+        // another reload request is harmless (we only need some new worker), so re-send it
+        // every few seconds until one appears.
+        let mut last_signal: Option<std::time::Instant> = None;
         let log = || self.log();
         wait_until(
-            Duration::from_secs(10),
+            Duration::from_secs(20),
             "a new HAProxy worker after reload",
-            || match self.try_pid() {
-                Some(pid) if pid != old => Ok(pid),
-                other => Err(format!("pid {other:?}; log tail: {:.300}", log())),
+            || {
+                if last_signal.is_none_or(|t| t.elapsed() > Duration::from_secs(4)) {
+                    self.proc
+                        .as_ref()
+                        .expect("HAProxy is not running")
+                        .signal("USR2");
+                    last_signal = Some(std::time::Instant::now());
+                }
+                match self.try_pid() {
+                    Some(pid) if pid != old => Ok(pid),
+                    other => Err(format!("pid {other:?}; log tail: {:.300}", log())),
+                }
             },
         );
     }

@@ -37,6 +37,8 @@ pub struct LoadSpec {
     pub max_inflight: usize,
     /// Hard stop.
     pub max_secs: u64,
+    /// Also stop at end of stdin (the bench runner closes it); SIGTERM/SIGINT always stop.
+    pub stop_on_eof: bool,
 }
 
 /// Runs the generator (the `loadgen` subcommand).
@@ -47,15 +49,30 @@ pub fn generate(spec: LoadSpec) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        // stdin EOF = stop.
+        // Stop on SIGTERM / SIGINT, and on end of stdin when asked to.
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
-                line.clear();
-            }
-            let _ = stop_tx.send(true);
-        });
+        if spec.stop_on_eof {
+            let stop_tx = stop_tx.clone();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while std::io::stdin().read_line(&mut line).unwrap_or(0) > 0 {
+                    line.clear();
+                }
+                let _ = stop_tx.send(true);
+            });
+        }
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+            let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                let _ = stop_tx.send(true);
+            });
+        }
         let writer = tokio::task::spawn_blocking(move || {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
@@ -257,6 +274,7 @@ impl LoadMonitor {
             spec.max_inflight.to_string(),
             "--max-secs".into(),
             spec.max_secs.to_string(),
+            "--stop-on-eof".into(),
         ];
         let mut proc =
             lab.spawn_with(client, "loadgen", &me.to_string_lossy(), &args, &[], true)?;

@@ -90,6 +90,7 @@ fn setup(
             timeout_ms: 5000,
             max_inflight: 512,
             max_secs: o.proc_timeout,
+            stop_on_eof: true,
         },
     )?;
     let t0 = now_us();
