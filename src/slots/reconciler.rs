@@ -237,12 +237,8 @@ async fn run(
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 st.fire_timers();
-                if st.desired.is_empty() {
-                    // No desired state yet: a pass now would rebuild the book with no members
-                    // and drain every filled slot (agent restart). Wait for set_desired.
-                    st.next_pass = Instant::now() + st.cfg.resync_interval;
-                    continue;
-                }
+                // (before set_desired, a pass only reads HAProxy: every backend without
+                // desired members is skipped in `pass`, so nothing is drained)
                 st.pass().await;
                 let _ = stx.send(st.status.clone());
             }
