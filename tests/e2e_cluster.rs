@@ -576,7 +576,9 @@ fn in_an_encrypted_cluster_an_intruder_without_the_key_never_gets_a_slot() {
             "-node=intruder",
             &format!("-bind={}:{GOSSIP_PORT}", lab_host.ip()),
             &format!("-rpc-addr={}:7373", lab_host.ip()),
-            &format!("-join={}", c.seed()),
+            // Keeps trying for the whole window, as a persistent intruder would.
+            &format!("-retry-join={}", c.seed()),
+            "-retry-interval=1s",
             "-tag",
             "role=web",
             "-tag",
@@ -585,6 +587,14 @@ fn in_an_encrypted_cluster_an_intruder_without_the_key_never_gets_a_slot() {
         &log,
     ));
     // It tries for a while: watch the slots and the traffic the whole time.
+    wait_until(
+        Duration::from_secs(10),
+        "the intruder's serf agent to try joining",
+        || {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            log.contains("Joining").then_some(()).ok_or(log)
+        },
+    );
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
         let slots = c.slots().expect("slots");
@@ -611,6 +621,11 @@ fn in_an_encrypted_cluster_an_intruder_without_the_key_never_gets_a_slot() {
     );
     c.assert_no_failed_requests_since(ready);
     c.assert_haproxy_pid_unchanged();
+    assert!(
+        intruder.is_running(),
+        "the intruder gave up early, so the window proves less:\n{}",
+        intruder.log()
+    );
     intruder.kill();
     drop(app);
 }
