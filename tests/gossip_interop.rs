@@ -759,3 +759,76 @@ fn a_node_with_a_wrong_key_or_no_key_gets_nowhere_and_its_packets_are_counted_as
         "wrong-key member counted nothing: {wd:?}"
     );
 }
+
+/// Long: `cargo test --test gossip_interop -- --ignored health`. A 10-node cluster (9 serf
+/// agents with the default lan profile + haserf) in steady state for 3 minutes; no serf
+/// agent may ever suspect haserf (memberlist logs `Suspect NAME has failed` / `Failed ping`).
+#[test]
+#[ignore]
+fn health_haserf_is_never_suspected_by_a_ten_node_serf_cluster_in_three_minutes() {
+    let _g = serial();
+    let secs: u64 = std::env::var("HEALTH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180);
+    let mut serfs: Vec<Serf> = Vec::new();
+    for i in 0..9 {
+        let join = serfs.first().map(Serf::addr);
+        let ip = alloc_ip();
+        let mut args = vec![
+            "agent".to_string(),
+            format!("-node=s{i}"),
+            format!("-bind={ip}:7946"),
+            format!("-rpc-addr={ip}:7373"),
+            "-log-level=debug".into(),
+        ];
+        if let Some(j) = join {
+            args.push(format!("-join={j}"));
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut launch = Launch::new(
+            "serf",
+            &argv,
+            logdir().join(format!("health-s{i}-{ip}.log")),
+        );
+        launch.timeout_secs = Some(secs + 120);
+        let s = Serf {
+            name: format!("s{i}"),
+            ip,
+            proc: Proc::spawn(launch),
+        };
+        wait_until(Duration::from_secs(10), "serf RPC up", || {
+            s.members_json().map(|_| ()).ok_or(())
+        });
+        serfs.push(s);
+    }
+    let ip = alloc_ip();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = GossipConfig::new("hhealth", SocketAddr::new(IpAddr::V4(ip), 7946));
+    let (g, _rx) = rt.block_on(Gossip::start(cfg)).unwrap();
+    rt.block_on(g.join(&[serfs[0].addr()])).unwrap();
+    for s in &serfs {
+        wait_serf_sees(s, "hhealth", "alive", None);
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(5));
+        for s in &serfs {
+            assert_eq!(s.status_of("hhealth").as_deref(), Some("alive"));
+        }
+    }
+    let mut suspicions = 0;
+    let mut failed_pings = 0;
+    for s in &serfs {
+        let log = s.log();
+        suspicions += log.matches("Suspect hhealth").count();
+        failed_pings += log.matches("Failed ping: hhealth").count();
+    }
+    let stats = g.stats();
+    println!(
+        "health over {secs}s: serf suspicions of haserf {suspicions}, failed pings {failed_pings}; haserf health score {}, drops {:?}, udp in/out {}/{}",
+        stats.health_score, stats.dropped, stats.udp_packets_in, stats.udp_packets_out
+    );
+    assert_eq!(suspicions, 0, "serf suspected haserf");
+    rt.block_on(g.shutdown());
+}

@@ -253,14 +253,8 @@ impl Sim {
     }
 
     fn all_see_all_alive(&self, who: &[usize]) -> bool {
-        who.iter().all(|&i| {
-            let ms = self.nodes[i].members();
-            let alive = ms
-                .iter()
-                .filter(|m| m.status == MemberStatus::Alive)
-                .count();
-            alive == who.len()
-        })
+        who.iter()
+            .all(|&i| self.nodes[i].alive_count() == who.len())
     }
 }
 
@@ -276,6 +270,12 @@ fn build_cluster(sim: &mut Sim, n: usize) -> Duration {
         if i % 20 == 0 {
             let t = sim.now + Duration::from_millis(100);
             sim.run_until(t);
+        }
+        if i % 200 == 0 {
+            eprintln!(
+                "joined {i} nodes at {:?} virtual, {} packets",
+                sim.now, sim.packets
+            );
         }
     }
     let all: Vec<usize> = (0..n).collect();
@@ -313,7 +313,12 @@ fn a_hundred_nodes_converge_and_a_broadcast_reaches_everyone_within_the_swim_bou
     assert!(rounds <= bound, "{rounds} rounds > {bound}");
 }
 
+/// A 1,000-node join storm costs about N² log N message deliveries (every alive reaches
+/// every node and is retransmitted `4 × log10 N` times), i.e. ~10 M decodes: a few seconds
+/// in release, minutes in a debug build. Run it with
+/// `cargo test --release --test gossip_sim -- --ignored --nocapture thousand`.
 #[test]
+#[ignore]
 fn a_thousand_nodes_converge_and_a_broadcast_reaches_everyone_within_the_swim_bound() {
     let n = 1000;
     let wall = Instant::now();
