@@ -731,7 +731,14 @@ fn a_node_with_a_wrong_key_or_no_key_gets_nowhere_and_its_packets_are_counted_as
     let ring = Keyring::from_base64(&[K2.to_string()]).unwrap();
     let junk = ring.encrypt(b"\x00\x80", &[]);
     sock.send_to(&junk, h.addr()).unwrap();
-    sock.send_to(b"\x00\x81\xa4Node", h.addr()).unwrap();
+    let plain_ping = haserf::gossip::wire::encode_message(&haserf::gossip::wire::Message::Ping(
+        haserf::gossip::wire::Ping {
+            node: "h1".into(),
+            seq_no: 1,
+            ..Default::default()
+        },
+    ));
+    sock.send_to(&plain_ping, h.addr()).unwrap();
     wait_until(CONVERGE, "drops to be counted", || {
         let d = h.gossip.stats().dropped;
         if d.values().sum::<u64>() >= 3 {

@@ -287,6 +287,12 @@ fn build_cluster(sim: &mut Sim, n: usize) -> Duration {
 
 /// Broadcasts a user event from node 0; returns gossip rounds until everyone has it.
 fn event_rounds(sim: &mut Sim, n: usize, name: &str) -> f64 {
+    // Let the join storm's retransmissions finish first: memberlist messages take the
+    // packet budget before Serf's, so a backlog would measure the queue, not the epidemic.
+    sim.run_until_cond(Duration::from_millis(500), Duration::from_secs(300), |s| {
+        s.nodes.iter().all(|c| c.pending_broadcasts() == 0)
+    })
+    .expect("broadcast queues never drained");
     let t0 = sim.now;
     let now = sim.instant();
     sim.nodes[0]

@@ -490,6 +490,11 @@ impl Core {
         s
     }
 
+    /// Broadcasts still queued (memberlist + Serf).
+    pub fn pending_broadcasts(&self) -> usize {
+        self.ml_queue.len() + self.serf_queue.len()
+    }
+
     /// How many members have status `alive` (this node included).
     pub fn alive_count(&self) -> usize {
         self.members
@@ -1304,12 +1309,11 @@ impl Core {
                 state_change: now,
             };
             self.nodes.insert(a.node.clone(), node);
-            let pos = if self.probe_order.is_empty() {
-                0
-            } else {
-                self.rng.gen_range(0..=self.probe_order.len())
-            };
-            self.probe_order.insert(pos, a.node.clone());
+            // Random position (push, then swap), like memberlist.
+            self.probe_order.push(a.node.clone());
+            let last = self.probe_order.len() - 1;
+            let pos = self.rng.gen_range(0..=last);
+            self.probe_order.swap(pos, last);
             created = true;
         }
         let st = self.nodes.get(&a.node).expect("inserted").clone();

@@ -65,11 +65,14 @@ impl BroadcastQueue {
     pub fn take(&mut self, overhead: usize, limit: usize, retransmit_limit: u32) -> Vec<Vec<u8>> {
         let mut used = 0usize;
         let mut picked: Vec<Key> = Vec::new();
+        let mut misses = 0;
         for (k, it) in &self.items {
             let cost = it.msg.len() + overhead;
             if used + cost > limit {
-                // Smallest messages are rare; stop scanning a long queue early.
-                if limit.saturating_sub(used) < overhead + 8 || picked.len() > 64 {
+                // Skip a few larger messages looking for smaller ones, then stop: a
+                // long queue must not be scanned whole for every packet.
+                misses += 1;
+                if misses > 16 {
                     break;
                 }
                 continue;
