@@ -9,6 +9,8 @@ command -v haproxy >/dev/null || need+=(haproxy)
 command -v serf >/dev/null || need+=(serf)
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+command -v timeout >/dev/null || need+=(coreutils)
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 command -v cargo >/dev/null || need+=(cargo)
 
 if ((${#need[@]})); then

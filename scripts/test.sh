@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 cargo fmt --check
+# clippy --all-targets also compiles the benches and the bench runner.
 cargo clippy --all-targets --quiet -- -D warnings
-cargo test --all-targets --no-fail-fast "$@"
+# Library, binaries, integration tests and doc tests (benches are measured, not tested:
+# `cargo test --all-targets` would run their main()).
+cargo test --no-fail-fast "$@"

@@ -1,9 +1,12 @@
 //! Wires membership → slots → HAProxy; lifecycle and signals.
 //!
-//! For now the agent is a plain cluster member: it starts the gossip member, joins the
-//! seeds (retried with backoff until one answers), serves the status socket (`members`,
-//! `status`, `leave`, `metrics`), answers the `haserf-status` query, and leaves gracefully
-//! on SIGINT/SIGTERM or `haserf leave`.
+//! The agent starts the gossip member, joins the seeds (retried with backoff until one
+//! answers), serves the status socket (`members`, `slots`, `status`, `leave`, `metrics`),
+//! answers the `haserf-status` query, and leaves gracefully on SIGINT/SIGTERM or
+//! `haserf leave`. With `--haproxy-socket` it also runs the [`Manager`] (membership → slots);
+//! with `--spoe-bind` the SPOE agent. Without `--haproxy-socket` it is a plain member
+//! (backend-node mode). HAProxy keeps its slots when the agent stops: the load balancer is
+//! never emptied by the agent's absence.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +16,12 @@ use tokio::sync::mpsc;
 
 use crate::cli::{AgentArgs, LogFormat};
 use crate::config::{parse_gossip_addr, AgentConfig, Profile};
-use crate::control::model::{MemberView, MembersReply, Request};
+use crate::control::metrics::{Kind, Metrics};
+use crate::control::model::{MemberView, MembersReply, Request, SlotView, SlotsReply};
 use crate::control::server::{error_value, Handler, SocketOptions, StatusServer};
 use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
+use crate::manager::Manager;
+use crate::spoe::{ClusterView, SpoeConfig, SpoeMetrics};
 
 /// Name of the query the agent answers with its status.
 pub const STATUS_QUERY: &str = "haserf-status";
@@ -107,6 +113,8 @@ fn local_ip() -> Option<std::net::IpAddr> {
 
 struct AgentHandler {
     gossip: Gossip,
+    manager: Option<Manager>,
+    spoe: Option<Arc<SpoeMetrics>>,
     leave_tx: mpsc::UnboundedSender<()>,
 }
 
@@ -114,50 +122,148 @@ impl Handler for AgentHandler {
     fn handle(&self, request: Request) -> Value {
         match request {
             Request::Members => members_json(&self.gossip),
-            Request::Status => status_json(&self.gossip),
+            Request::Status => {
+                let mut status = status_json(&self.gossip);
+                status["ready"] = json!(self.manager.as_ref().is_none_or(Manager::ready));
+                status["mode"] = json!(if self.manager.is_some() {
+                    "load-balancer"
+                } else {
+                    "member"
+                });
+                if let Some(m) = &self.manager {
+                    status["haproxy"] = m.status_json();
+                }
+                status
+            }
             Request::Leave => {
                 let _ = self.leave_tx.send(());
                 json!({"leaving": true})
             }
-            Request::Metrics => {
-                let s = self.gossip.stats();
-                let mut text = String::new();
-                text.push_str(&format!(
-                    "haserf_gossip_udp_packets_in {}\n",
-                    s.udp_packets_in
-                ));
-                text.push_str(&format!(
-                    "haserf_gossip_udp_packets_out {}\n",
-                    s.udp_packets_out
-                ));
-                for (k, v) in &s.dropped {
-                    text.push_str(&format!("haserf_gossip_dropped{{reason=\"{k}\"}} {v}\n"));
+            Request::Metrics => json!({ "metrics": self.metrics() }),
+            Request::Slots => match &self.manager {
+                Some(m) => {
+                    serde_json::to_value(SlotsReply { slots: m.slots() }).unwrap_or(Value::Null)
                 }
-                text.push_str(&format!("haserf_gossip_health_score {}\n", s.health_score));
-                json!({ "metrics": text })
-            }
-            Request::Slots => {
-                error_value("slots: no HAProxy manager in this agent (no --haproxy-socket)")
-            }
+                None => {
+                    error_value("slots: no HAProxy manager in this agent (no --haproxy-socket)")
+                }
+            },
         }
     }
+}
+
+impl AgentHandler {
+    fn metrics(&self) -> String {
+        let s = self.gossip.stats();
+        let mut m = Metrics::new();
+        let by_status: Vec<(Vec<(&str, String)>, f64)> =
+            ["alive", "leaving", "left", "failed", "suspect"]
+                .iter()
+                .map(|st| {
+                    (
+                        vec![("status", st.to_string())],
+                        *s.members.get(*st).unwrap_or(&0) as f64,
+                    )
+                })
+                .collect();
+        m.family(
+            "haserf_members",
+            "Cluster members by status (suspect counts alive members under suspicion).",
+            Kind::Gauge,
+            &by_status,
+        );
+        m.family(
+            "haserf_gossip_packets_total",
+            "Gossip UDP packets by direction.",
+            Kind::Counter,
+            &[
+                (vec![("direction", "in".into())], s.udp_packets_in as f64),
+                (vec![("direction", "out".into())], s.udp_packets_out as f64),
+            ],
+        );
+        m.family(
+            "haserf_gossip_streams_total",
+            "Gossip TCP streams by direction.",
+            Kind::Counter,
+            &[
+                (vec![("direction", "in".into())], s.tcp_streams_in as f64),
+                (vec![("direction", "out".into())], s.tcp_streams_out as f64),
+            ],
+        );
+        let dropped: Vec<(Vec<(&str, String)>, f64)> = s
+            .dropped
+            .iter()
+            .map(|(k, v)| (vec![("reason", k.clone())], *v as f64))
+            .collect();
+        m.family(
+            "haserf_gossip_dropped_total",
+            "Gossip input dropped, by reason.",
+            Kind::Counter,
+            &dropped,
+        );
+        m.single(
+            "haserf_gossip_health_score",
+            "Lifeguard health score (0 is healthy).",
+            Kind::Gauge,
+            f64::from(s.health_score),
+        );
+        if let Some(manager) = &self.manager {
+            manager.metrics(&mut m);
+        }
+        if let Some(spoe) = &self.spoe {
+            m.single(
+                "haserf_spoe_notifies_total",
+                "SPOE NOTIFY frames answered.",
+                Kind::Counter,
+                SpoeMetrics::get(&spoe.notifies) as f64,
+            );
+            m.single(
+                "haserf_spoe_rejected_total",
+                "SPOE connections closed for bad input or timeouts.",
+                Kind::Counter,
+                SpoeMetrics::get(&spoe.rejected) as f64,
+            );
+        }
+        m.finish()
+    }
+}
+
+/// What the SPOE agent sees: live membership and the slot table.
+struct AgentView {
+    gossip: Gossip,
+    manager: Option<Manager>,
+}
+
+impl ClusterView for AgentView {
+    fn members(&self) -> Vec<MemberView> {
+        member_views(&self.gossip)
+    }
+    fn slots(&self) -> Vec<SlotView> {
+        self.manager
+            .as_ref()
+            .map(Manager::slots)
+            .unwrap_or_default()
+    }
+}
+
+fn member_views(g: &Gossip) -> Vec<MemberView> {
+    g.members()
+        .into_iter()
+        .map(|m| MemberView {
+            name: m.name,
+            addr: m.addr.to_string(),
+            port: m.port,
+            tags: m.tags,
+            status: m.status,
+            suspect: m.suspect,
+        })
+        .collect()
 }
 
 /// `{"members":[…]}` for the status socket.
 pub fn members_json(g: &Gossip) -> Value {
     let reply = MembersReply {
-        members: g
-            .members()
-            .into_iter()
-            .map(|m| MemberView {
-                name: m.name,
-                addr: m.addr.to_string(),
-                port: m.port,
-                tags: m.tags,
-                status: m.status,
-                suspect: m.suspect,
-            })
-            .collect(),
+        members: member_views(g),
     };
     serde_json::to_value(reply).unwrap_or(Value::Null)
 }
@@ -173,10 +279,7 @@ pub fn status_json(g: &Gossip) -> Value {
 }
 
 async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
-    let gcfg = gossip_config(&cfg)?;
-    let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
-    tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted = gossip.encrypted(), "agent started");
-    let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
+    // The status socket first: a second agent on the same socket fails before it gossips.
     let server = StatusServer::bind(&SocketOptions {
         path: cfg.status_socket.clone(),
         mode: cfg.status_socket_mode,
@@ -184,18 +287,71 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?;
+    let spoe_listener = match cfg.spoe_bind {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("--spoe-bind {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let gcfg = gossip_config(&cfg)?;
+    let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
+    tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted = gossip.encrypted(), "agent started");
+    let manager = Manager::start(&cfg, gossip.clone());
+    match &manager {
+        Some(m) => {
+            let m = m.clone();
+            let socket = cfg.haproxy_socket.clone().unwrap_or_default();
+            tokio::spawn(async move {
+                m.wait_ready().await;
+                tracing::info!(haproxy_socket = %socket, "ready: HAProxy read and first plan applied");
+            });
+        }
+        None => tracing::info!("ready (member mode: no --haproxy-socket)"),
+    }
+    let spoe_metrics = spoe_listener.zip(cfg.spoe_bind).map(|(listener, addr)| {
+        let scfg = SpoeConfig::new(addr);
+        let metrics = scfg.metrics.clone();
+        let view: Arc<dyn ClusterView> = Arc::new(AgentView {
+            gossip: gossip.clone(),
+            manager: manager.clone(),
+        });
+        tokio::spawn(async move {
+            if let Err(e) =
+                crate::spoe::serve_listener(listener, scfg, view, std::future::pending()).await
+            {
+                tracing::error!(error = %e, "SPOE agent stopped");
+            }
+        });
+        metrics
+    });
+    let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
     let handler: Arc<dyn Handler> = Arc::new(AgentHandler {
         gossip: gossip.clone(),
+        manager: manager.clone(),
+        spoe: spoe_metrics,
         leave_tx,
     });
     let server = Arc::new(server);
     let srv = server.clone();
     let serve = tokio::spawn(async move { srv.serve(handler).await });
 
-    if !cfg.join.is_empty() {
+    if cfg.join.is_empty() {
+        if let Some(m) = &manager {
+            m.membership_synced();
+        }
+    } else {
         let seeds = cfg.join.clone();
         let g = gossip.clone();
-        tokio::spawn(async move { join_with_backoff(g, seeds).await });
+        let m = manager.clone();
+        tokio::spawn(async move {
+            if join_with_backoff(g, seeds).await {
+                if let Some(m) = m {
+                    m.membership_synced();
+                }
+            }
+        });
     }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -203,7 +359,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => on_event(&gossip, ev),
+                Some(ev) => on_event(&gossip, manager.as_ref(), ev),
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => {
@@ -220,13 +376,19 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
             }
         }
     }
+    // HAProxy keeps its slots as they are: stop managing first, then leave the cluster.
+    if let Some(m) = &manager {
+        m.shutdown().await;
+    }
     let r = gossip.leave().await;
     serve.abort();
     drop(server);
     r.map_err(|e| e.to_string())
 }
 
-async fn join_with_backoff(g: Gossip, seeds: Vec<String>) {
+/// Joins through `seeds`, retrying with backoff; true once joined, false if the member
+/// stopped first.
+async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
     let mut delay = Duration::from_secs(1);
     loop {
         let addrs: Vec<_> = seeds
@@ -236,9 +398,9 @@ async fn join_with_backoff(g: Gossip, seeds: Vec<String>) {
         match g.join(&addrs).await {
             Ok(n) => {
                 tracing::info!(contacted = n, "joined the cluster");
-                return;
+                return true;
             }
-            Err(crate::gossip::GossipError::Stopped) => return,
+            Err(crate::gossip::GossipError::Stopped) => return false,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "join failed");
                 tokio::time::sleep(delay).await;
@@ -248,18 +410,12 @@ async fn join_with_backoff(g: Gossip, seeds: Vec<String>) {
     }
 }
 
-fn on_event(g: &Gossip, ev: GossipEvent) {
+fn on_event(g: &Gossip, manager: Option<&Manager>, ev: GossipEvent) {
     match ev {
         GossipEvent::Query(mut q) => {
             if q.name == STATUS_QUERY {
-                let members = g.members();
-                let alive = members
-                    .iter()
-                    .filter(|m| m.status == crate::control::model::MemberStatus::Alive)
-                    .count();
-                let payload =
-                    json!({"node": g.local_name(), "members": members.len(), "alive": alive});
-                if let Err(e) = q.respond(payload.to_string().as_bytes()) {
+                let payload = status_query_answer(g, manager);
+                if let Err(e) = q.respond(payload.as_bytes()) {
                     tracing::warn!(error = %e, "cannot answer {STATUS_QUERY}");
                 }
             } else {
@@ -269,6 +425,60 @@ fn on_event(g: &Gossip, ev: GossipEvent) {
         GossipEvent::User(u) => {
             tracing::info!(name = %u.name, ltime = u.ltime, "user event");
         }
-        other => tracing::debug!(event = ?other, "member event"),
+        member_event => {
+            tracing::debug!(event = ?member_event, "member event");
+            if let Some(m) = manager {
+                m.membership_changed();
+            }
+        }
     }
+}
+
+/// Serf's default limit on a query response.
+pub const QUERY_RESPONSE_LIMIT: usize = 1024;
+
+/// The `haserf-status` answer: this node's view in one compact JSON line that fits Serf's
+/// 1 KiB response limit (slots beyond it are counted, not listed).
+pub fn status_query_answer(g: &Gossip, manager: Option<&Manager>) -> String {
+    let members = g.members();
+    let alive = members
+        .iter()
+        .filter(|m| m.status == crate::control::model::MemberStatus::Alive)
+        .count();
+    let mut answer = json!({
+        "node": g.local_name(),
+        "members": members.len(),
+        "alive": alive,
+    });
+    let Some(m) = manager else {
+        answer["mode"] = json!("member");
+        return answer.to_string();
+    };
+    answer["ready"] = json!(m.ready());
+    let slots = m.slots();
+    let used: Vec<&SlotView> = slots.iter().filter(|s| s.member.is_some()).collect();
+    answer["slots_used"] = json!(used.len());
+    answer["slots_free"] = json!(slots.len() - used.len());
+    let mut table = serde_json::Map::new();
+    let mut omitted = 0;
+    for s in used {
+        let key = format!("{}/{}", s.backend, s.slot);
+        let state = serde_json::to_value(s.state).unwrap_or(Value::Null);
+        let entry = json!([s.member, state]);
+        let projected = answer.to_string().len()
+            + Value::Object(table.clone()).to_string().len()
+            + key.len()
+            + entry.to_string().len()
+            + 40;
+        if projected > QUERY_RESPONSE_LIMIT {
+            omitted += 1;
+        } else {
+            table.insert(key, entry);
+        }
+    }
+    answer["slots"] = Value::Object(table);
+    if omitted > 0 {
+        answer["slots_omitted"] = json!(omitted);
+    }
+    answer.to_string()
 }

@@ -179,9 +179,6 @@ pub struct PlanArgs {
     pub format: Format,
 }
 
-/// Exit status of a subcommand that is not implemented yet.
-pub const EXIT_NOT_IMPLEMENTED: i32 = 2;
-
 /// Runs a parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
@@ -194,12 +191,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Slots(args) => crate::control::client::run(&args, Request::Slots),
         Command::Status(args) => crate::control::client::run(&args, Request::Status),
         Command::Leave(args) => crate::control::client::run(&args, Request::Leave),
-        Command::Verify(_) => not_implemented("verify", "HAProxy (issue 4)"),
-        Command::Plan(_) => not_implemented("plan", "HAProxy (issue 4)"),
+        Command::Verify(args) => crate::slots::cmd::verify(&args),
+        Command::Plan(args) => crate::slots::cmd::plan_cmd(&args),
     }
-}
-
-fn not_implemented(what: &str, issue: &str) -> i32 {
-    eprintln!("haserf {what}: not implemented yet (lands with {issue})");
-    EXIT_NOT_IMPLEMENTED
 }

@@ -17,6 +17,7 @@ pub mod control;
 pub mod gossip;
 pub mod haproxy;
 pub mod keygen;
+pub mod manager;
 pub mod policy;
 pub mod slots;
 pub mod spoe;

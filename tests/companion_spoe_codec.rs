@@ -487,9 +487,20 @@ fn a_frame_of_an_unknown_type_is_skipped() {
 }
 
 #[test]
-fn a_hello_timeout_sends_status_2_before_hello_only() {
+fn a_timeout_sends_status_2_before_and_after_hello_but_not_after_close() {
     let mut conn = Connection::new(16380);
-    let out = conn.hello_timeout();
+    let out = conn.timed_out();
+    assert!(out.close);
+    assert_eq!(disconnect_status(&frames_in(&out.bytes)[0]), 2);
+    assert!(
+        conn.timed_out().bytes.is_empty(),
+        "closed: nothing more to say"
+    );
+
+    let mut conn = Connection::new(16380);
+    let mut hello = BytesMut::from(&fixture("03-haproxy-hello")[..]);
+    conn.receive(&mut hello, &echo_handler());
+    let out = conn.timed_out();
     assert!(out.close);
     assert_eq!(disconnect_status(&frames_in(&out.bytes)[0]), 2);
 }

@@ -64,7 +64,7 @@ fn the_mixed_show_stat_parses_every_status_form() {
         .unwrap();
     assert_eq!(be.status(), ServerStatus::Stable(Health::Up));
     assert_eq!(be.weight(), Some(2));
-    assert_eq!(be.get("algo"), Some("roundrobin"));
+    assert_eq!(be.get("algo").as_deref(), Some("roundrobin"));
 }
 
 #[test]
@@ -135,8 +135,8 @@ fn a_2_8_style_reply_with_inserted_and_unknown_columns_parses_by_header_name() {
     let web1 = t.servers().find(|r| r.name() == "web1").unwrap();
     assert_eq!(web1.status(), ServerStatus::Stable(Health::Up));
     assert_eq!(web1.addr(), Some("127.0.0.2:3000"));
-    assert_eq!(web1.get("future_col"), Some("42"));
-    assert_eq!(web1.get("proto"), Some("tcp"));
+    assert_eq!(web1.get("future_col").as_deref(), Some("42"));
+    assert_eq!(web1.get("proto").as_deref(), Some("tcp"));
 }
 
 #[test]

@@ -235,7 +235,8 @@ async fn pipeline<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Splits interactive-mode output into replies: every reply ends with a `> ` prompt at the
-/// start of a line. Terminating newlines are removed. Output after the last prompt (if the
+/// start of a line. Blank-line terminators are removed; a non-empty reply keeps one final
+/// newline. Output after the last prompt (if the
 /// connection closed mid-reply) is dropped.
 pub fn split_prompt_replies(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -245,8 +246,12 @@ pub fn split_prompt_replies(text: &str) -> Vec<String> {
     while i + 1 < b.len() {
         let at_line_start = i == 0 || b[i - 1] == b'\n';
         if at_line_start && b[i] == b'>' && b[i + 1] == b' ' {
-            let reply = &text[start..i];
-            out.push(reply.trim_end_matches('\n').to_string());
+            let reply = text[start..i].trim_end_matches('\n');
+            out.push(if reply.is_empty() {
+                String::new()
+            } else {
+                format!("{reply}\n")
+            });
             i += 2;
             start = i;
             continue;
@@ -285,10 +290,10 @@ mod tests {
             r,
             vec![
                 "",
-                "IP changed from 'a' to 'b'",
+                "IP changed from 'a' to 'b'\n",
                 "",
-                "No such server.",
-                "Server deleted."
+                "No such server.\n",
+                "Server deleted.\n"
             ]
         );
     }

@@ -165,24 +165,48 @@ pub const COLUMNS_2_6: [&str; 128] = [
 /// Positions of the columns the slot manager reads (None when the header lacks them).
 #[derive(Debug, Clone, Copy, Default)]
 struct Known {
-    pxname: usize,
-    svname: usize,
-    status: Option<usize>,
     kind: Option<usize>,
-    scur: Option<usize>,
-    weight: Option<usize>,
-    addr: Option<usize>,
-    check_status: Option<usize>,
-    sid: Option<usize>,
 }
 
-/// A parsed `show stat` reply. Cells borrow from the input (quoted cells with doubled
-/// quotes are the only owned ones).
+/// Known columns materialised per row (the rest is read on demand from the row's line).
+const K_PXNAME: usize = 0;
+const K_SVNAME: usize = 1;
+const K_STATUS: usize = 2;
+const K_TYPE: usize = 3;
+const K_SCUR: usize = 4;
+const K_WEIGHT: usize = 5;
+const K_ADDR: usize = 6;
+const K_CHECK: usize = 7;
+const K_SID: usize = 8;
+const KNOWN: [&str; 9] = [
+    "pxname",
+    "svname",
+    "status",
+    "type",
+    "scur",
+    "weight",
+    "addr",
+    "check_status",
+    "sid",
+];
+const NONE: u8 = u8::MAX;
+
+#[derive(Debug, Clone)]
+struct RowData<'a> {
+    /// The row's line (with its newline), for columns read on demand.
+    line: &'a str,
+    known: [Cow<'a, str>; 9],
+    kind: RowKind,
+}
+
+/// A parsed `show stat` reply. Zero-copy: the columns the slot manager reads are kept per
+/// row as slices of the input (only a quoted cell with doubled quotes is copied); any other
+/// column is read on demand from the row's line.
 #[derive(Debug, Clone)]
 pub struct StatTable<'a> {
     columns: Vec<&'a str>,
-    cells: Vec<Cow<'a, str>>,
-    kinds: Vec<RowKind>,
+    rows: Vec<RowData<'a>>,
+    #[allow(dead_code)]
     known: Known,
 }
 
@@ -211,12 +235,12 @@ impl<'a> StatTable<'a> {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.kinds.len()
+        self.rows.len()
     }
 
     /// True when there are no rows.
     pub fn is_empty(&self) -> bool {
-        self.kinds.is_empty()
+        self.rows.is_empty()
     }
 
     /// Row `index`.
@@ -236,70 +260,76 @@ impl<'a> StatTable<'a> {
 }
 
 impl<'t, 'a> StatRow<'t, 'a> {
-    fn cell(&self, col: usize) -> &'t str {
-        let n = self.table.columns.len();
-        &self.table.cells[self.index * n + col]
+    fn data(&self) -> &'t RowData<'a> {
+        &self.table.rows[self.index]
     }
 
-    fn opt(&self, col: Option<usize>) -> Option<&'t str> {
-        col.map(|c| self.cell(c)).filter(|s| !s.is_empty())
+    fn k(&self, i: usize) -> &'t str {
+        &self.data().known[i]
     }
 
-    /// A cell by column name (`None` if the column does not exist).
-    pub fn get(&self, name: &str) -> Option<&'t str> {
-        self.table.column(name).map(|c| self.cell(c))
+    fn opt(&self, i: usize) -> Option<&'t str> {
+        Some(self.k(i)).filter(|s| !s.is_empty())
+    }
+
+    /// A cell by column name (`None` if the column does not exist). Re-reads the row's line
+    /// (a borrowed slice of the input unless the cell was quoted with doubled quotes).
+    pub fn get(&self, name: &str) -> Option<Cow<'a, str>> {
+        let col = self.table.column(name)?;
+        let mut cells = Vec::with_capacity(self.table.columns.len() + 1);
+        // rows were validated at parse time, so this succeeds
+        parse_line(self.data().line, 0, &mut cells).ok()?;
+        cells.into_iter().nth(col)
     }
 
     /// Row kind.
     pub fn kind(&self) -> RowKind {
-        self.table.kinds[self.index]
+        self.data().kind
     }
 
     /// `pxname`: proxy (backend) name.
     pub fn proxy(&self) -> &'t str {
-        self.cell(self.table.known.pxname)
+        self.k(K_PXNAME)
     }
 
     /// `svname`: server (slot) name, or `FRONTEND` / `BACKEND`.
     pub fn name(&self) -> &'t str {
-        self.cell(self.table.known.svname)
+        self.k(K_SVNAME)
     }
 
     /// `status`, parsed.
     pub fn status(&self) -> ServerStatus {
-        ServerStatus::parse(self.opt(self.table.known.status).unwrap_or(""))
+        ServerStatus::parse(self.k(K_STATUS))
     }
 
     /// `status`, raw.
     pub fn status_str(&self) -> &'t str {
-        self.opt(self.table.known.status).unwrap_or("")
+        self.k(K_STATUS)
     }
 
     /// `scur`: current sessions.
     pub fn scur(&self) -> Option<u64> {
-        self.opt(self.table.known.scur).and_then(|s| s.parse().ok())
+        self.opt(K_SCUR).and_then(|s| s.parse().ok())
     }
 
     /// `weight`.
     pub fn weight(&self) -> Option<u32> {
-        self.opt(self.table.known.weight)
-            .and_then(|s| s.parse().ok())
+        self.opt(K_WEIGHT).and_then(|s| s.parse().ok())
     }
 
     /// `sid`: server id.
     pub fn sid(&self) -> Option<u32> {
-        self.opt(self.table.known.sid).and_then(|s| s.parse().ok())
+        self.opt(K_SID).and_then(|s| s.parse().ok())
     }
 
     /// `addr`: `ip:port` (IPv6 in brackets), `None` if empty.
     pub fn addr(&self) -> Option<&'t str> {
-        self.opt(self.table.known.addr)
+        self.opt(K_ADDR)
     }
 
     /// `check_status` without the `* ` "check running" prefix; `None` if empty.
     pub fn check_status(&self) -> Option<&'t str> {
-        self.opt(self.table.known.check_status)
-            .map(|s| s.strip_prefix("* ").unwrap_or(s))
+        self.opt(K_CHECK).map(|s| s.strip_prefix("* ").unwrap_or(s))
     }
 }
 
@@ -397,67 +427,154 @@ fn parse_table(text: &str) -> Result<StatTable<'_>, ParseError> {
     }
     let n = columns.len();
     let find = |name: &str| columns.iter().position(|c| *c == name);
-    let known = Known {
-        pxname: find("pxname").ok_or_else(|| fail(base, 2, "no `pxname` column"))?,
-        svname: find("svname").ok_or_else(|| fail(base, 2, "no `svname` column"))?,
-        status: find("status"),
-        kind: find("type"),
-        scur: find("scur"),
-        weight: find("weight"),
-        addr: find("addr"),
-        check_status: find("check_status"),
-        sid: find("sid"),
-    };
-    let mut kinds = Vec::new();
-    cells.reserve(n * (base.len() / (n * 2 + 1)).max(1));
+    if find("pxname").is_none() {
+        return Err(fail(base, 2, "no `pxname` column"));
+    }
+    if find("svname").is_none() {
+        return Err(fail(base, 2, "no `svname` column"));
+    }
+    // column index → known slot
+    let mut want = vec![NONE; n + 1];
+    for (k, name) in KNOWN.iter().enumerate() {
+        if let Some(c) = find(name) {
+            want[c] = k as u8;
+        }
+    }
+    let known = Known { kind: find("type") };
+    let mut rows = Vec::with_capacity(base.len() / (n * 2 + 1) + 1);
+    let expect = if trailing { n + 1 } else { n };
     while pos < base.len() {
         if base[pos] == b'\n' {
             // the empty line ending the reply
             break;
         }
-        let line_start = pos;
-        let before = cells.len();
-        pos = parse_line(text, pos, &mut cells)?;
-        let got = cells.len() - before;
-        let expect = if trailing { n + 1 } else { n };
-        if got != expect && !(trailing && got == n) {
-            return Err(fail(
-                base,
-                line_start,
-                format!("row has {got} cells, header has {expect}"),
-            ));
-        }
-        if got > n {
-            cells.truncate(before + n);
-        }
-        let row = &cells[before..];
-        let kind = match known.kind.map(|k| &*row[k]) {
-            Some("0") => RowKind::Frontend,
-            Some("1") => RowKind::Backend,
-            Some("2") => RowKind::Server,
-            Some("3") => RowKind::Listener,
-            Some(other) => match other.parse::<u8>() {
+        let (row, next) = scan_row(text, pos, &want, expect, trailing, n)?;
+        let kind = match (known.kind, &*row.known[K_TYPE]) {
+            (Some(_), "0") => RowKind::Frontend,
+            (Some(_), "1") => RowKind::Backend,
+            (Some(_), "2") => RowKind::Server,
+            (Some(_), "3") => RowKind::Listener,
+            (Some(_), other) => match other.parse::<u8>() {
                 Ok(v) => RowKind::Other(v),
                 Err(_) => {
-                    return Err(fail(
-                        base,
-                        line_start,
-                        format!("bad `type` value {other:?}"),
-                    ))
+                    return Err(fail(base, pos, format!("bad `type` value {other:?}")));
                 }
             },
-            None => match &*row[known.svname] {
+            (None, _) => match &*row.known[K_SVNAME] {
                 "FRONTEND" => RowKind::Frontend,
                 "BACKEND" => RowKind::Backend,
                 _ => RowKind::Server,
             },
         };
-        kinds.push(kind);
+        rows.push(RowData { kind, ..row });
+        pos = next;
     }
     Ok(StatTable {
         columns,
-        cells,
-        kinds,
+        rows,
         known,
     })
+}
+
+/// Scans one data row starting at `pos`, keeping only the known columns. Hot path: find the
+/// line end and any quote with memchr; walk the bytes up to the last known column; count
+/// the remaining separators (vectorised). A line with a quote goes to the nom cell parser.
+/// Returns the row and the position after its newline.
+fn scan_row<'a>(
+    text: &'a str,
+    pos: usize,
+    want: &[u8],
+    expect: usize,
+    trailing: bool,
+    n: usize,
+) -> Result<(RowData<'a>, usize), ParseError> {
+    let base = text.as_bytes();
+    let Some(len) = memchr::memchr(b'\n', &base[pos..]) else {
+        return Err(fail(base, base.len(), "truncated: line has no end"));
+    };
+    let end = pos + len;
+    let line = &base[pos..end];
+    if memchr::memchr(b'"', line).is_some() {
+        let mut cells = Vec::new();
+        let next = parse_line(text, pos, &mut cells)?;
+        return finish_slow(text, pos, next, cells, want, expect, trailing, n);
+    }
+    let last_known = want.iter().rposition(|&k| k != NONE).unwrap_or(0);
+    let mut known: [Cow<'a, str>; 9] = Default::default();
+    let mut col = 0usize;
+    let mut cell_start = 0usize;
+    let mut j = 0usize;
+    while j < line.len() && col <= last_known {
+        if line[j] == b',' {
+            let k = want[col];
+            if k != NONE {
+                known[k as usize] = Cow::Borrowed(&text[pos + cell_start..pos + j]);
+            }
+            col += 1;
+            cell_start = j + 1;
+        }
+        j += 1;
+    }
+    let cells = if col <= last_known {
+        // the line ended inside the known columns: its last cell
+        let k = want[col];
+        if k != NONE {
+            known[k as usize] = Cow::Borrowed(&text[pos + cell_start..end]);
+        }
+        col + 1
+    } else {
+        col + 1 + line[j..].iter().filter(|&&b| b == b',').count()
+    };
+    if cells != expect && !(trailing && cells == n) {
+        return Err(fail(
+            base,
+            pos,
+            format!("row has {cells} cells, header has {expect}"),
+        ));
+    }
+    Ok((
+        RowData {
+            line: &text[pos..=end],
+            known,
+            kind: RowKind::Other(u8::MAX),
+        },
+        end + 1,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_slow<'a>(
+    text: &'a str,
+    pos: usize,
+    next: usize,
+    cells: Vec<Cow<'a, str>>,
+    want: &[u8],
+    expect: usize,
+    trailing: bool,
+    n: usize,
+) -> Result<(RowData<'a>, usize), ParseError> {
+    let got = cells.len();
+    if got != expect && !(trailing && got == n) {
+        return Err(fail(
+            text.as_bytes(),
+            pos,
+            format!("row has {got} cells, header has {expect}"),
+        ));
+    }
+    let mut known: [Cow<'a, str>; 9] = Default::default();
+    for (col, c) in cells.into_iter().enumerate() {
+        if let Some(&k) = want.get(col) {
+            if k != NONE {
+                known[k as usize] = c;
+            }
+        }
+    }
+    Ok((
+        RowData {
+            line: &text[pos..next],
+            known,
+            kind: RowKind::Other(u8::MAX),
+        },
+        next,
+    ))
 }

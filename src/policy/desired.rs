@@ -9,6 +9,7 @@ use super::cidr::{self, Cidr};
 use super::guard::{GuardAlert, GuardConfig, PartitionGuard};
 use super::selector::BackendSelector;
 use crate::control::model::MemberStatus;
+pub use crate::slots::{DesiredMember as Placement, Want};
 
 /// What the agent knows of a member, as input to the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,34 +24,6 @@ pub struct MemberFacts {
     pub status: MemberStatus,
     /// Suspected by the failure detector.
     pub suspect: bool,
-}
-
-/// What should happen to a member's slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Want {
-    /// In rotation.
-    Ready,
-    /// Keep the slot, no new requests (suspected).
-    Drain,
-    /// Graceful leave: drain, then maint when idle or at the deadline, then free.
-    Leave,
-    /// Failed: maint at once; the slot is freed but remembered for the member's return.
-    Failed,
-}
-
-/// One member's desired placement in one backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    /// Node name.
-    pub member: String,
-    /// Address for the slot.
-    pub addr: IpAddr,
-    /// Port from the member's `port` tag; `None` = the slot's template port.
-    pub port: Option<u16>,
-    /// Weight from the member's `weight` tag.
-    pub weight: Option<u16>,
-    /// What should happen.
-    pub want: Want,
 }
 
 /// A member refused a slot, and why.
@@ -167,16 +140,16 @@ impl Policy {
             let in_rotation: BTreeSet<String> = placements
                 .iter()
                 .filter(|p| p.want == Want::Ready)
-                .map(|p| p.member.clone())
+                .map(|p| p.name.clone())
                 .collect();
             let departed: BTreeSet<String> = placements
                 .iter()
                 .filter(|p| matches!(p.want, Want::Drain | Want::Failed))
-                .map(|p| p.member.clone())
+                .map(|p| p.name.clone())
                 .collect();
             let guard = self.guards.entry(selector.backend.clone()).or_default();
             let (held, alert) = guard.evaluate(&self.config.guard, now, &in_rotation, &departed);
-            for p in placements.iter_mut().filter(|p| held.contains(&p.member)) {
+            for p in placements.iter_mut().filter(|p| held.contains(&p.name)) {
                 p.want = Want::Ready;
             }
             if let Some(alert) = alert {
@@ -219,7 +192,7 @@ fn admit(cfg: &PolicyConfig, m: &MemberFacts) -> Result<Placement, String> {
         MemberStatus::Failed => Want::Failed,
     };
     Ok(Placement {
-        member: m.name.clone(),
+        name: m.name.clone(),
         addr: m.addr,
         port,
         weight,
@@ -257,7 +230,7 @@ mod tests {
     fn wants(e: &Evaluation) -> Vec<(String, Want)> {
         e.placements["web"]
             .iter()
-            .map(|p| (p.member.clone(), p.want))
+            .map(|p| (p.name.clone(), p.want))
             .collect()
     }
 
@@ -279,7 +252,7 @@ mod tests {
         assert_eq!(
             e.placements["web"],
             vec![Placement {
-                member: "a".into(),
+                name: "a".into(),
                 addr: "127.0.0.2".parse().unwrap(),
                 port: Some(3000),
                 weight: Some(7),

@@ -168,13 +168,17 @@ impl Connection {
         out
     }
 
-    /// Tells the machine the peer did not say HELLO in time; returns the goodbye to send.
-    pub fn hello_timeout(&mut self) -> Output {
+    /// Tells the machine the peer stayed silent too long (no HELLO in time, or idle);
+    /// returns the AGENT-DISCONNECT (status 2) to send. The connection is closed after.
+    pub fn timed_out(&mut self) -> Output {
         let mut out = Output::default();
-        if self.phase == Phase::AwaitHello {
-            self.reject(&mut out, Status::Timeout, "no HELLO in time".into());
-            out.close = true;
-        }
+        let reason = match self.phase {
+            Phase::AwaitHello => "no HELLO in time",
+            Phase::Processing => "idle timeout",
+            Phase::Closed => return out,
+        };
+        self.reject(&mut out, Status::Timeout, reason.into());
+        out.close = true;
         out
     }
 

@@ -95,7 +95,7 @@ async fn connection(
         let n = match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
             Ok(r) => r?,
             Err(_) => {
-                let out = conn.hello_timeout();
+                let out = conn.timed_out();
                 count(cfg, &out.events);
                 if !out.bytes.is_empty() {
                     let _ = stream.write_all(&out.bytes).await;

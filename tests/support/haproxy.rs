@@ -42,6 +42,8 @@ pub struct HaproxyConfig {
     pub vars: Vec<(String, String)>,
     /// Run HAProxy inside this network namespace.
     pub netns: Option<String>,
+    /// Master-worker mode (`-W`): needed for [`Haproxy::reload`].
+    pub master_worker: bool,
 }
 
 /// The harness's default `defaults` section.
@@ -63,6 +65,7 @@ impl HaproxyConfig {
             defaults: None,
             vars: Vec::new(),
             netns: None,
+            master_worker: false,
         }
     }
 
@@ -114,6 +117,12 @@ listen stats
     /// Runs HAProxy inside network namespace `ns` (builder style).
     pub fn in_netns(mut self, ns: &str) -> HaproxyConfig {
         self.netns = Some(ns.to_string());
+        self
+    }
+
+    /// Master-worker mode, so that [`Haproxy::reload`] works (builder style).
+    pub fn master_worker(mut self) -> HaproxyConfig {
+        self.master_worker = true;
         self
     }
 
@@ -239,12 +248,13 @@ impl Haproxy {
     #[track_caller]
     fn launch(&mut self) {
         let old_pid = self.try_pid();
-        let launch = Launch::new(
-            "haproxy",
-            &["-db", "-f", &self.cfg_path.display().to_string()],
-            self.dir.path().join("haproxy.log"),
-        )
-        .in_netns(self.config.netns.as_deref());
+        let cfg = self.cfg_path.display().to_string();
+        let mut args = vec!["-db", "-f", cfg.as_str()];
+        if self.config.master_worker {
+            args.insert(0, "-W");
+        }
+        let launch = Launch::new("haproxy", &args, self.dir.path().join("haproxy.log"))
+            .in_netns(self.config.netns.as_deref());
         let mut proc = Proc::spawn(launch);
         let admin = self.admin_socket();
         let r = try_wait_until(
@@ -375,6 +385,41 @@ impl Haproxy {
     pub fn restart(&mut self) {
         self.stop();
         self.launch();
+    }
+
+    /// Reloads HAProxy (master-worker mode only, see [`HaproxyConfig::master_worker`]): the
+    /// master starts a new worker from the same config (a new pid in `show info`, runtime
+    /// changes gone) and the old one finishes its connections. Waits until the admin socket
+    /// is answered by the new worker.
+    #[track_caller]
+    pub fn reload(&mut self) {
+        assert!(
+            self.config.master_worker,
+            "Haproxy::reload needs HaproxyConfig::master_worker()"
+        );
+        let old = self.pid();
+        // Under heavy load the master has been seen to miss a USR2 sent right after start;
+        // another reload request is harmless (we only need some new worker), so re-send it
+        // every few seconds until one appears.
+        let mut last_signal: Option<std::time::Instant> = None;
+        let log = || self.log();
+        wait_until(
+            Duration::from_secs(20),
+            "a new HAProxy worker after reload",
+            || {
+                if last_signal.is_none_or(|t| t.elapsed() > Duration::from_secs(4)) {
+                    self.proc
+                        .as_ref()
+                        .expect("HAProxy is not running")
+                        .signal("USR2");
+                    last_signal = Some(std::time::Instant::now());
+                }
+                match self.try_pid() {
+                    Some(pid) if pid != old => Ok(pid),
+                    other => Err(format!("pid {other:?}; log tail: {:.300}", log())),
+                }
+            },
+        );
     }
 
     /// HAProxy's output (startup messages and the log, `log stdout`).

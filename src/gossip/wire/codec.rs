@@ -388,7 +388,7 @@ fn decode_alive(r: &mut Reader<'_>) -> Result<Alive> {
             b"Meta" => meta = r.byte_vec("Meta")?,
             b"Node" => node = r.string("Node")?,
             b"Port" => port = r.u16("Port")?,
-            b"Vsn" => vsn = Vsn::from_bytes(&r.byte_vec("Vsn")?)?,
+            b"Vsn" => vsn = Vsn::from_bytes(r.bytes("Vsn")?.as_deref().unwrap_or(&[]))?,
             _ => r.skip()?,
         }
     }
@@ -469,7 +469,7 @@ fn decode_node_state(r: &mut Reader<'_>) -> Result<PushNodeState> {
             b"Name" => name = r.string("Name")?,
             b"Port" => port = r.u16("Port")?,
             b"State" => state = r.i64("State")?,
-            b"Vsn" => vsn = Vsn::from_bytes(&r.byte_vec("Vsn")?)?,
+            b"Vsn" => vsn = Vsn::from_bytes(r.bytes("Vsn")?.as_deref().unwrap_or(&[]))?,
             _ => r.skip()?,
         }
     }

@@ -8,9 +8,10 @@ const CLEAR: u32 = 256;
 const EOF: u32 = 257;
 const MAX_WIDTH: u32 = 12;
 const MAX_CODE: u32 = (1 << MAX_WIDTH) - 1; // 4095
-const TABLE_BITS: u32 = 14;
-const TABLE_SIZE: usize = 1 << TABLE_BITS;
-const TABLE_MASK: u32 = (TABLE_SIZE as u32) - 1;
+/// Go's hash table size. The table is only a map (key → code), so a smaller one gives the
+/// same output; small inputs use a smaller table (load factor ≤ 1/2) to avoid clearing
+/// 64 KiB per packet.
+const MAX_TABLE_SIZE: usize = 1 << 14;
 const INVALID_ENTRY: u32 = 0;
 
 struct BitWriter {
@@ -43,7 +44,11 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
     let mut hi = EOF;
     let mut overflow = 1u32 << width;
     // key = code << 8 | literal; entry = key << 12 | code (key fits in 20 bits)
-    let mut table = vec![INVALID_ENTRY; TABLE_SIZE];
+    let table_size = (data.len() * 2)
+        .next_power_of_two()
+        .clamp(256, MAX_TABLE_SIZE);
+    let table_mask = table_size as u32 - 1;
+    let mut table = vec![INVALID_ENTRY; table_size];
 
     w.put(CLEAR, width);
     let Some((&first, rest)) = data.split_first() else {
@@ -81,7 +86,7 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
     'outer: for &x in rest {
         let literal = x as u32;
         let key = (code << 8) | literal;
-        let mut hash = ((key >> 12) ^ key) & TABLE_MASK;
+        let mut hash = ((key >> 12) ^ key) & table_mask;
         let mut h = hash;
         loop {
             let t = table[h as usize];
@@ -92,7 +97,7 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
                 code = t & MAX_CODE;
                 continue 'outer;
             }
-            h = (h + 1) & TABLE_MASK;
+            h = (h + 1) & table_mask;
         }
         w.put(code, width);
         code = literal;
@@ -104,7 +109,7 @@ pub fn lzw_compress(data: &[u8]) -> Vec<u8> {
                 table[hash as usize] = (key << 12) | hi;
                 break;
             }
-            hash = (hash + 1) & TABLE_MASK;
+            hash = (hash + 1) & table_mask;
         }
     }
     w.put(code, width);
@@ -234,6 +239,61 @@ mod tests {
         assert_eq!(lzw_decompress(&c, 1 << 20).unwrap(), data);
         assert_eq!(lzw_decompress(&lzw_compress(b""), 10).unwrap(), b"");
         assert_eq!(lzw_decompress(&lzw_compress(b"x"), 10).unwrap(), b"x");
+    }
+
+    /// A writer that never clears (allowed by the format, not what Go writes): once the
+    /// 12-bit table is full it keeps emitting codes without adding entries.
+    fn compress_without_clear(data: &[u8]) -> Vec<u8> {
+        use std::collections::HashMap;
+        let mut w = BitWriter {
+            out: Vec::new(),
+            bits: 0,
+            nbits: 0,
+        };
+        let (mut width, mut hi, mut overflow) = (9u32, EOF, 512u32);
+        let mut table: HashMap<(u32, u8), u32> = HashMap::new();
+        w.put(CLEAR, width);
+        let mut code = data[0] as u32;
+        for &x in &data[1..] {
+            if let Some(&c) = table.get(&(code, x)) {
+                code = c;
+                continue;
+            }
+            w.put(code, width);
+            if hi < MAX_CODE {
+                hi += 1;
+                if hi == overflow {
+                    width += 1;
+                    overflow <<= 1;
+                }
+                table.insert((code, x), hi);
+            }
+            code = x as u32;
+        }
+        w.put(code, width);
+        if hi < MAX_CODE {
+            hi += 1;
+            if hi == overflow {
+                width += 1;
+            }
+        }
+        w.put(EOF, width);
+        if w.nbits > 0 {
+            w.out.push(w.bits as u8);
+        }
+        w.out
+    }
+
+    #[test]
+    fn lzw_reads_a_full_table_without_clear_codes_like_go() {
+        let mut data = Vec::new();
+        let mut x = 12345u32;
+        for _ in 0..60000 {
+            x = x.wrapping_mul(1103515245).wrapping_add(12345);
+            data.push(b'a' + ((x >> 16) % 5) as u8);
+        }
+        let c = compress_without_clear(&data);
+        assert_eq!(lzw_decompress(&c, 1 << 20).unwrap(), data);
     }
 
     #[test]

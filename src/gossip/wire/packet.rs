@@ -20,7 +20,7 @@ pub const COMPOUND_PART_OVERHEAD: usize = 2;
 pub const CRC_OVERHEAD: usize = 5;
 /// Most parts in one compound.
 pub const MAX_COMPOUND_PARTS: usize = 255;
-/// Most bytes a compressed packet may expand to.
+/// Most bytes all compress containers of one packet may expand to, together.
 pub const MAX_PACKET_DECOMPRESSED: usize = 1 << 20;
 /// Deepest nesting of compress/compound containers accepted.
 pub const MAX_NESTING: u32 = 4;
@@ -55,16 +55,31 @@ pub struct DecodedPacket {
 }
 
 /// A compound message (`07 | n | len_i... | msg_i...`) of at most 255 parts.
+///
+/// Part lengths are u16 on the wire: a part longer than 65535 bytes cannot be framed and
+/// is left out (logged); parts beyond 255 are left out too (use [`encode_packet`], which
+/// nests). Gossip parts are far below both limits.
 pub fn encode_compound(messages: &[Vec<u8>]) -> Vec<u8> {
-    debug_assert!(messages.len() <= MAX_COMPOUND_PARTS);
+    let (fit, too_long): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = messages
+        .iter()
+        .take(MAX_COMPOUND_PARTS)
+        .partition(|m| m.len() <= u16::MAX as usize);
+    if !too_long.is_empty() || messages.len() > MAX_COMPOUND_PARTS {
+        tracing::warn!(
+            too_long = too_long.len(),
+            parts = messages.len(),
+            "compound: parts over 65535 bytes or beyond 255 left out"
+        );
+    }
+    let messages = fit;
     let total: usize = messages.iter().map(|m| m.len() + 2).sum();
     let mut out = Vec::with_capacity(2 + total);
     out.push(MessageType::Compound as u8);
     out.push(messages.len() as u8);
-    for m in messages {
+    for m in &messages {
         out.extend_from_slice(&(m.len() as u16).to_be_bytes());
     }
-    for m in messages {
+    for m in &messages {
         out.extend_from_slice(m);
     }
     out
@@ -87,12 +102,31 @@ fn compound_tree(messages: &[Vec<u8>]) -> Vec<u8> {
     if messages.len() <= MAX_COMPOUND_PARTS {
         return encode_compound(messages);
     }
-    // More than 255: compounds of ≤ 255 nested in a compound (receivers recurse).
-    let chunks: Vec<Vec<u8>> = messages
-        .chunks(MAX_COMPOUND_PARTS)
-        .map(encode_compound)
-        .collect();
-    compound_tree(&chunks)
+    // More than 255: group them into inner compounds (each ≤ 255 parts and ≤ 65535 bytes,
+    // a group of one is the message itself) inside an outer compound; receivers recurse.
+    let mut groups: Vec<Vec<u8>> = Vec::new();
+    let mut cur: Vec<Vec<u8>> = Vec::new();
+    let mut cur_size = COMPOUND_HEADER_OVERHEAD;
+    let flush = |cur: &mut Vec<Vec<u8>>, groups: &mut Vec<Vec<u8>>| match cur.len() {
+        0 => {}
+        1 => groups.push(cur.pop().unwrap_or_default()),
+        _ => groups.push(encode_compound(&std::mem::take(cur))),
+    };
+    for m in messages {
+        let add = COMPOUND_PART_OVERHEAD + m.len();
+        if cur.len() == MAX_COMPOUND_PARTS || cur_size + add > u16::MAX as usize {
+            flush(&mut cur, &mut groups);
+            cur_size = COMPOUND_HEADER_OVERHEAD;
+        }
+        cur.push(m.clone());
+        cur_size += add;
+    }
+    flush(&mut cur, &mut groups);
+    if groups.len() >= messages.len() {
+        // No progress (parts too large to group): frame what fits.
+        return encode_compound(messages);
+    }
+    compound_tree(&groups)
 }
 
 /// Frame encoded messages (each: type byte + body, e.g. from
@@ -153,7 +187,10 @@ fn looks_like_plaintext(bytes: &[u8]) -> bool {
     let mut p = DecodedPacket::default();
     match bytes.first() {
         Some(&t) if t == MessageType::HasCrc as u8 => true,
-        Some(_) => decode_payload(bytes, 0, &mut p).is_ok() && p.errors.is_empty(),
+        Some(_) => {
+            let mut budget = MAX_PACKET_DECOMPRESSED;
+            decode_payload(bytes, 0, &mut p, &mut budget).is_ok() && p.errors.is_empty()
+        }
         None => false,
     }
 }
@@ -214,7 +251,8 @@ pub fn decode_packet(bytes: &[u8], keyring: Option<&Keyring>) -> Result<DecodedP
         buf = &buf[CRC_OVERHEAD..];
         out.had_crc = true;
     }
-    match decode_payload(buf, 0, &mut out) {
+    let mut budget = MAX_PACKET_DECOMPRESSED;
+    match decode_payload(buf, 0, &mut out, &mut budget) {
         Ok(()) => Ok(out),
         Err(e) => {
             let ciphertext_like = keyring.is_none()
@@ -232,7 +270,12 @@ pub fn decode_packet(bytes: &[u8], keyring: Option<&Keyring>) -> Result<DecodedP
 
 /// Decode `buf` (one message or container). Errors of compound parts are recorded in
 /// `out.errors`; anything else is returned.
-fn decode_payload(buf: &[u8], depth: u32, out: &mut DecodedPacket) -> Result<()> {
+fn decode_payload(
+    buf: &[u8],
+    depth: u32,
+    out: &mut DecodedPacket,
+    budget: &mut usize,
+) -> Result<()> {
     if depth > MAX_NESTING {
         return Err(WireError::TooDeep);
     }
@@ -254,15 +297,18 @@ fn decode_payload(buf: &[u8], depth: u32, out: &mut DecodedPacket) -> Result<()>
                 }
                 let (part, tail) = parts.split_at(len);
                 parts = tail;
-                if let Err(e) = decode_payload(part, depth + 1, out) {
+                if let Err(e) = decode_payload(part, depth + 1, out, budget) {
                     out.errors.push(e);
                 }
             }
             Ok(())
         }
         Some(MessageType::Compress) => {
-            let raw = decompress_body(body, MAX_PACKET_DECOMPRESSED)?;
-            decode_payload(&raw, depth + 1, out)
+            // One budget for the whole packet: a compound of many compress parts cannot
+            // multiply it.
+            let raw = decompress_body(body, *budget)?;
+            *budget -= raw.len();
+            decode_payload(&raw, depth + 1, out, budget)
         }
         // Only messages Go handles on its packet path.
         Some(

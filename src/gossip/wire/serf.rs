@@ -102,7 +102,7 @@ pub fn encode_serf_message_into(msg: &SerfMessage, out: &mut Vec<u8>) {
                             mp::w_str(out, "Name");
                             mp::w_str(out, &e.name);
                             mp::w_str(out, "Payload");
-                            mp::w_raw(out, &e.payload);
+                            w_payload(out, &e.payload);
                         }
                         mp::w_str(out, "LTime");
                         mp::w_uint(out, s.ltime);
@@ -134,7 +134,7 @@ pub fn encode_serf_message_into(msg: &SerfMessage, out: &mut Vec<u8>) {
             mp::w_str(out, "Name");
             mp::w_str(out, &e.name);
             mp::w_str(out, "Payload");
-            mp::w_raw(out, &e.payload);
+            w_payload(out, &e.payload);
         }
         SerfMessage::Query(q) => {
             mp::w_map(out, 11);
@@ -158,7 +158,7 @@ pub fn encode_serf_message_into(msg: &SerfMessage, out: &mut Vec<u8>) {
             mp::w_str(out, "Name");
             mp::w_str(out, &q.name);
             mp::w_str(out, "Payload");
-            mp::w_raw(out, &q.payload);
+            w_payload(out, &q.payload);
             mp::w_str(out, "Port");
             mp::w_uint(out, q.port as u64);
             mp::w_str(out, "RelayFactor");
@@ -196,6 +196,11 @@ pub fn encode_serf_message_into(msg: &SerfMessage, out: &mut Vec<u8>) {
             out.extend_from_slice(&r.inner);
         }
     }
+}
+
+/// Event/query payloads: Go sends an empty payload as a nil slice (`c0`), as captured.
+fn w_payload(out: &mut Vec<u8>, p: &[u8]) {
+    mp::w_opt_raw(out, (!p.is_empty()).then_some(p));
 }
 
 // ------------------------------------------------------------------ decode

@@ -1,0 +1,81 @@
+#!/bin/bash
+# The `ha` container: HAProxy and the haserf agent side by side under tini (PID 1).
+# If either process exits, the other is stopped and the container exits non-zero, so
+# Docker's restart policy restarts both together; haserf re-pushes the slot table from
+# membership when it starts against a fresh HAProxy.
+set -uo pipefail
+
+IP=$(hostname -i | awk '{print $1}')
+NODE="${HASERF_NODE:-$(hostname)}"
+mkdir -p /run/haproxy /run/haserf
+
+if [ -f /etc/haproxy/haserf.lua ]; then
+  export HASERF_LUA=1
+fi
+
+haproxy -db -f /etc/haproxy/haproxy.cfg &
+haproxy_pid=$!
+
+# HAProxy must answer on its runtime socket before the agent reads the slots.
+for _ in $(seq 100); do
+  echo "show info" | socat -t 2 - UNIX-CONNECT:/run/haproxy/admin.sock 2>/dev/null | grep -q '^Pid:' && break
+  kill -0 "$haproxy_pid" 2>/dev/null || { echo "ha: HAProxy exited at start-up" >&2; exit 1; }
+  sleep 0.1
+done
+
+# When this container restarts, the web nodes are already running: join them right away
+# (addresses from Docker's DNS for the service name) instead of waiting for them to reconnect.
+join=() serf_join=()
+for ip in $(getent ahostsv4 "${HA_JOIN_SERVICE:-web}" 2>/dev/null | awk '{print $1}' | sort -u | head -3); do
+  join+=(--join "$ip:7946")
+  serf_join+=(-retry-join="$ip:7946")
+done
+
+encrypt=()
+if [ -n "${SERF_ENCRYPT_KEY:-}" ]; then encrypt=(--encrypt "$SERF_ENCRYPT_KEY"); fi
+
+case "${HA_AGENT:-haserf}" in
+  haserf)
+    # shellcheck disable=SC2086
+    haserf agent --node "$NODE" --bind 0.0.0.0:7946 --advertise "$IP:7946" \
+      --tag role=lb \
+      --haproxy-socket /run/haproxy/admin.sock \
+      --backend "${HASERF_BACKEND:-web}" \
+      --status-socket /run/haserf/haserf.sock \
+      "${join[@]}" "${encrypt[@]}" ${HASERF_ARGS:-} &
+    ;;
+  serf-runtime)
+    # Stand-in for debugging the container plumbing without haserf: a stock serf agent whose
+    # event handler fills the same slots through the runtime API (docker/ha/slots-handler.py).
+    serf_encrypt=()
+    if [ -n "${SERF_ENCRYPT_KEY:-}" ]; then serf_encrypt=(-encrypt="$SERF_ENCRYPT_KEY"); fi
+    serf agent -node="$NODE" -bind=0.0.0.0:7946 -advertise="$IP:7946" -rpc-addr=127.0.0.1:7373 \
+      -tag role=lb "${serf_encrypt[@]}" "${serf_join[@]}" \
+      -event-handler="member-join,member-leave,member-failed,member-update,member-reap=/usr/local/bin/slots-handler.py" &
+    ;;
+  *) echo "ha: unknown HA_AGENT '${HA_AGENT}' (haserf or serf-runtime)" >&2; exit 2 ;;
+esac
+agent_pid=$!
+
+stopping=0
+on_term() {
+  stopping=1
+  if [ "${HA_AGENT:-haserf}" = haserf ]; then
+    haserf leave --status-socket /run/haserf/haserf.sock >/dev/null 2>&1 || true
+  else
+    serf leave -rpc-addr=127.0.0.1:7373 >/dev/null 2>&1 || true
+  fi
+  kill -TERM "$agent_pid" 2>/dev/null
+  kill -USR1 "$haproxy_pid" 2>/dev/null   # soft stop: finish in-flight requests
+}
+trap on_term TERM INT
+
+wait -n "$haproxy_pid" "$agent_pid"
+if [ "$stopping" = 0 ]; then
+  echo "ha: HAProxy or the agent exited; stopping the container" >&2
+  kill -TERM "$agent_pid" "$haproxy_pid" 2>/dev/null
+  wait
+  exit 1
+fi
+wait
+exit 0

@@ -1,0 +1,23 @@
+//! The example haproxy/haproxy.cfg is valid for the installed HAProxy.
+
+mod support;
+
+#[test]
+fn the_example_haproxy_cfg_is_accepted_by_haproxy() {
+    let bin = support::require_binary("haproxy");
+    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/haproxy/haproxy.cfg");
+    let out = std::process::Command::new(bin)
+        .args(["-c", "-f", cfg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "haproxy -c rejected {cfg}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(cfg).unwrap();
+    assert!(text.contains("server-template web 1-50 127.0.0.1:8080 check disabled"));
+    assert!(text.contains("level admin"));
+    assert!(text.contains("dynamic-cookie-key"));
+}
