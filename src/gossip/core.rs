@@ -1725,33 +1725,23 @@ impl Core {
 
     // ------------------------------------------------------------------ gossip, push/pull
 
-    /// Up to `k` distinct random nodes passing `keep` (memberlist `kRandomNodes`: random
-    /// picks, at most 3n tries), as (address, PMax).
+    /// Up to `k` distinct random nodes passing `keep` (memberlist `kRandomNodes`), as
+    /// (address, PMax): one pass over the probe list and a partial Fisher-Yates shuffle.
     fn k_random_nodes(&mut self, k: usize, keep: impl Fn(&Node) -> bool) -> Vec<(SocketAddr, u8)> {
-        let n = self.probe_order.len();
-        let mut out: Vec<(SocketAddr, u8)> = Vec::with_capacity(k);
-        let mut picked: Vec<usize> = Vec::with_capacity(k);
-        if n == 0 {
-            return out;
+        let mut elig: Vec<(SocketAddr, u8)> = self
+            .probe_order
+            .iter()
+            .filter_map(|name| self.nodes.get(name))
+            .filter(|n| n.name != self.name && keep(n))
+            .map(|n| (n.sock(), n.vsn.pmax))
+            .collect();
+        let len = elig.len();
+        for i in 0..k.min(len) {
+            let j = self.rng.gen_range(i..len);
+            elig.swap(i, j);
         }
-        for _ in 0..3 * n {
-            if out.len() >= k {
-                break;
-            }
-            let idx = self.rng.gen_range(0..n);
-            if picked.contains(&idx) {
-                continue;
-            }
-            let Some(node) = self.nodes.get(&self.probe_order[idx]) else {
-                continue;
-            };
-            if node.name == self.name || !keep(node) {
-                continue;
-            }
-            picked.push(idx);
-            out.push((node.sock(), node.vsn.pmax));
-        }
-        out
+        elig.truncate(k);
+        elig
     }
 
     fn gossip(&mut self, now: Instant) {
