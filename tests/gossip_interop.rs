@@ -839,3 +839,22 @@ fn health_haserf_is_never_suspected_by_a_ten_node_serf_cluster_in_three_minutes(
     assert_eq!(suspicions, 0, "serf suspected haserf");
     rt.block_on(g.shutdown());
 }
+
+#[test]
+fn sigterm_to_the_haserf_agent_is_a_graceful_leave_shown_as_left_on_serf() {
+    let _g = serial();
+    let serfs = serf_cluster(2, None);
+    let mut h = HaserfProc::start("hterm", serfs[0].addr(), None);
+    for s in &serfs {
+        wait_serf_sees(s, "hterm", "alive", None);
+    }
+    h.proc.signal("TERM");
+    let status = h
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("agent did not exit after SIGTERM");
+    assert!(status.success(), "agent exit status {status:?}");
+    for s in &serfs {
+        wait_serf_sees(s, "hterm", "left", None);
+    }
+}
