@@ -7,9 +7,7 @@
 //! Every scenario asserts zero failed requests unless its name says otherwise, and that
 //! HAProxy's pid never changes except where the scenario restarts it.
 //!
-//! `cargo test` runs six of the eight (about 25 s on 2 cores). The crash and partition
-//! scenarios depend most on timing and are `#[ignore]`d as heavy; run all eight with
-//! `cargo test --test e2e_cluster -- --include-ignored` (see docs/e2e.md).
+//! `cargo test` runs all eight (about 35 s on 2 cores; see docs/e2e.md).
 
 mod support;
 
@@ -631,7 +629,6 @@ fn in_an_encrypted_cluster_an_intruder_without_the_key_never_gets_a_slot() {
 }
 
 #[test]
-#[ignore = "heavy e2e: cargo test --test e2e_cluster -- --include-ignored"]
 fn a_crash_of_app_and_agent_leaves_rotation_and_reports_failed_requests() {
     let _g = serial();
     let mut c = Cluster::start(Spec::default());
@@ -673,7 +670,6 @@ fn a_crash_of_app_and_agent_leaves_rotation_and_reports_failed_requests() {
 }
 
 #[test]
-#[ignore = "heavy e2e: cargo test --test e2e_cluster -- --include-ignored"]
 fn a_partitioned_web_host_leaves_rotation_and_comes_back_when_healed() {
     let _g = serial();
     let mut c = Cluster::start(Spec::default());
