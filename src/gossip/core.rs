@@ -2869,6 +2869,40 @@ mod tests {
         assert!(c.ml_queue.len() >= 2, "own alive + b's alive queued");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic_the_core(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut c = core("a", 1);
+            let now = Instant::now();
+            c.handle_packet(now, peer(), &data);
+            // Also as a stream message, if it decodes as one.
+            if let Ok(Some((m, _))) = decode_stream(&data, None) {
+                let _ = c.handle_stream(now, peer(), m);
+            }
+            c.tick(now + Duration::from_secs(5));
+            while c.poll_output().is_some() {}
+        }
+
+        #[test]
+        fn mutated_valid_packets_never_panic_the_core(flip in 0usize..200, byte in proptest::prelude::any::<u8>()) {
+            let mut c = core("a", 1);
+            let alive = encode_message(&Message::Alive(Alive {
+                incarnation: 3,
+                node: "b".into(),
+                addr: IpAddr::from([10, 0, 0, 2]),
+                port: 7946,
+                meta: vec![0xff, 0x81, 0xa1, b'k', 0xa1, b'v'],
+                vsn: Some(Vsn::SERF),
+            }));
+            let join = encode_message(&Message::User(encode_serf_message(&SerfMessage::Join(JoinIntent { ltime: 4, node: "b".into() }))));
+            let mut pkt = encode_packet(&[alive, join], &PacketOptions { keyring: None, crc: false, compress: true, label: None });
+            let i = flip % pkt.len();
+            pkt[i] = byte;
+            c.handle_packet(Instant::now(), peer(), &pkt);
+            while c.poll_output().is_some() {}
+        }
+    }
+
     #[test]
     fn a_lamport_witness_moves_past_the_seen_value() {
         assert_eq!(witness(1, 5), 6);
