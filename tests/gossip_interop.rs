@@ -731,7 +731,14 @@ fn a_node_with_a_wrong_key_or_no_key_gets_nowhere_and_its_packets_are_counted_as
     let ring = Keyring::from_base64(&[K2.to_string()]).unwrap();
     let junk = ring.encrypt(b"\x00\x80", &[]);
     sock.send_to(&junk, h.addr()).unwrap();
-    sock.send_to(b"\x00\x81\xa4Node", h.addr()).unwrap();
+    let plain_ping = haserf::gossip::wire::encode_message(&haserf::gossip::wire::Message::Ping(
+        haserf::gossip::wire::Ping {
+            node: "h1".into(),
+            seq_no: 1,
+            ..Default::default()
+        },
+    ));
+    sock.send_to(&plain_ping, h.addr()).unwrap();
     wait_until(CONVERGE, "drops to be counted", || {
         let d = h.gossip.stats().dropped;
         if d.values().sum::<u64>() >= 3 {
@@ -758,4 +765,96 @@ fn a_node_with_a_wrong_key_or_no_key_gets_nowhere_and_its_packets_are_counted_as
         wd.values().sum::<u64>() >= 1,
         "wrong-key member counted nothing: {wd:?}"
     );
+}
+
+/// Long: `cargo test --test gossip_interop -- --ignored health`. A 10-node cluster (9 serf
+/// agents with the default lan profile + haserf) in steady state for 3 minutes; no serf
+/// agent may ever suspect haserf (memberlist logs `Suspect NAME has failed` / `Failed ping`).
+#[test]
+#[ignore]
+fn health_haserf_is_never_suspected_by_a_ten_node_serf_cluster_in_three_minutes() {
+    let _g = serial();
+    let secs: u64 = std::env::var("HEALTH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180);
+    let mut serfs: Vec<Serf> = Vec::new();
+    for i in 0..9 {
+        let join = serfs.first().map(Serf::addr);
+        let ip = alloc_ip();
+        let mut args = vec![
+            "agent".to_string(),
+            format!("-node=s{i}"),
+            format!("-bind={ip}:7946"),
+            format!("-rpc-addr={ip}:7373"),
+            "-log-level=debug".into(),
+        ];
+        if let Some(j) = join {
+            args.push(format!("-join={j}"));
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut launch = Launch::new(
+            "serf",
+            &argv,
+            logdir().join(format!("health-s{i}-{ip}.log")),
+        );
+        launch.timeout_secs = Some(secs + 120);
+        let s = Serf {
+            name: format!("s{i}"),
+            ip,
+            proc: Proc::spawn(launch),
+        };
+        wait_until(Duration::from_secs(10), "serf RPC up", || {
+            s.members_json().map(|_| ()).ok_or(())
+        });
+        serfs.push(s);
+    }
+    let ip = alloc_ip();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = GossipConfig::new("hhealth", SocketAddr::new(IpAddr::V4(ip), 7946));
+    let (g, _rx) = rt.block_on(Gossip::start(cfg)).unwrap();
+    rt.block_on(g.join(&[serfs[0].addr()])).unwrap();
+    for s in &serfs {
+        wait_serf_sees(s, "hhealth", "alive", None);
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(5));
+        for s in &serfs {
+            assert_eq!(s.status_of("hhealth").as_deref(), Some("alive"));
+        }
+    }
+    let mut suspicions = 0;
+    let mut failed_pings = 0;
+    for s in &serfs {
+        let log = s.log();
+        suspicions += log.matches("Suspect hhealth").count();
+        failed_pings += log.matches("Failed ping: hhealth").count();
+    }
+    let stats = g.stats();
+    println!(
+        "health over {secs}s: serf suspicions of haserf {suspicions}, failed pings {failed_pings}; haserf health score {}, drops {:?}, udp in/out {}/{}",
+        stats.health_score, stats.dropped, stats.udp_packets_in, stats.udp_packets_out
+    );
+    assert_eq!(suspicions, 0, "serf suspected haserf");
+    rt.block_on(g.shutdown());
+}
+
+#[test]
+fn sigterm_to_the_haserf_agent_is_a_graceful_leave_shown_as_left_on_serf() {
+    let _g = serial();
+    let serfs = serf_cluster(2, None);
+    let mut h = HaserfProc::start("hterm", serfs[0].addr(), None);
+    for s in &serfs {
+        wait_serf_sees(s, "hterm", "alive", None);
+    }
+    h.proc.signal("TERM");
+    let status = h
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("agent did not exit after SIGTERM");
+    assert!(status.success(), "agent exit status {status:?}");
+    for s in &serfs {
+        wait_serf_sees(s, "hterm", "left", None);
+    }
 }

@@ -253,14 +253,8 @@ impl Sim {
     }
 
     fn all_see_all_alive(&self, who: &[usize]) -> bool {
-        who.iter().all(|&i| {
-            let ms = self.nodes[i].members();
-            let alive = ms
-                .iter()
-                .filter(|m| m.status == MemberStatus::Alive)
-                .count();
-            alive == who.len()
-        })
+        who.iter()
+            .all(|&i| self.nodes[i].alive_count() == who.len())
     }
 }
 
@@ -277,6 +271,12 @@ fn build_cluster(sim: &mut Sim, n: usize) -> Duration {
             let t = sim.now + Duration::from_millis(100);
             sim.run_until(t);
         }
+        if i % 200 == 0 {
+            eprintln!(
+                "joined {i} nodes at {:?} virtual, {} packets",
+                sim.now, sim.packets
+            );
+        }
     }
     let all: Vec<usize> = (0..n).collect();
     sim.run_until_cond(Duration::from_millis(200), Duration::from_secs(120), |s| {
@@ -287,6 +287,12 @@ fn build_cluster(sim: &mut Sim, n: usize) -> Duration {
 
 /// Broadcasts a user event from node 0; returns gossip rounds until everyone has it.
 fn event_rounds(sim: &mut Sim, n: usize, name: &str) -> f64 {
+    // Let the join storm's retransmissions finish first: memberlist messages take the
+    // packet budget before Serf's, so a backlog would measure the queue, not the epidemic.
+    sim.run_until_cond(Duration::from_millis(500), Duration::from_secs(300), |s| {
+        s.nodes.iter().all(|c| c.pending_broadcasts() == 0)
+    })
+    .expect("broadcast queues never drained");
     let t0 = sim.now;
     let now = sim.instant();
     sim.nodes[0]
@@ -313,7 +319,12 @@ fn a_hundred_nodes_converge_and_a_broadcast_reaches_everyone_within_the_swim_bou
     assert!(rounds <= bound, "{rounds} rounds > {bound}");
 }
 
+/// A 1,000-node join storm costs about N² log N message deliveries (every alive reaches
+/// every node and is retransmitted `4 × log10 N` times), i.e. ~10 M decodes: a few seconds
+/// in release, minutes in a debug build. Run it with
+/// `cargo test --release --test gossip_sim -- --ignored --nocapture thousand`.
 #[test]
+#[ignore]
 fn a_thousand_nodes_converge_and_a_broadcast_reaches_everyone_within_the_swim_bound() {
     let n = 1000;
     let wall = Instant::now();

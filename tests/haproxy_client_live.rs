@@ -271,3 +271,28 @@ fn plan_reads_the_membership_from_the_agents_status_socket_and_applies_the_selec
         "q is not env=prod"
     );
 }
+
+#[test]
+fn replies_without_the_blank_line_terminator_do_not_break_a_batch() {
+    // 2.6 answers `del server` with a single newline (no blank line); the prompt-mode
+    // framing still gives one reply per command
+    let h = Haproxy::start_slots("web", 3);
+    let client = Client::new(&h.admin_socket().display().to_string());
+    let lines: Vec<String> = [
+        "del server web/nope",
+        "del server web/web3",
+        "show cli level",
+        "set server web/web1 state maint",
+        "show backend",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let r = rt().block_on(client.exchange(&lines)).unwrap();
+    assert_eq!(r.len(), 5, "{r:?}");
+    assert_eq!(r[0], "No such server.\n");
+    assert_eq!(r[1], "Server deleted.\n");
+    assert_eq!(r[2], "admin\n");
+    assert_eq!(r[3], "");
+    assert!(r[4].starts_with("# name\n"), "{:?}", r[4]);
+}

@@ -546,3 +546,122 @@ backend web
     }
     rt.block_on(r.shutdown());
 }
+
+#[test]
+fn a_master_worker_reload_is_detected_and_the_slots_are_pushed_to_the_new_worker() {
+    use support::{alloc_ip, free_port_on, Launch, Proc};
+    let dir = tempfile::tempdir().unwrap();
+    let ip = alloc_ip();
+    let fe = SocketAddr::from((ip, free_port_on(ip)));
+    let admin = dir.path().join("admin.sock");
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global
+    stats socket {} mode 600 level admin
+    stats timeout 30s
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    timeout check 1s
+frontend fe
+    bind {fe}
+    default_backend web
+backend web
+    balance roundrobin
+    option httpchk GET /healthz
+    default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2
+    server-template web 1-4 127.0.0.1:9 check disabled
+",
+            admin.display()
+        ),
+    )
+    .unwrap();
+    let master = Proc::spawn(Launch::new(
+        "haproxy",
+        &["-W", "-db", "-f", &cfg.display().to_string()],
+        dir.path().join("haproxy.log"),
+    ));
+    let show_info_pid = || -> Result<u32, String> {
+        let r = support::runtime_command(&admin, "show info").map_err(|e| e.to_string())?;
+        haserf::haproxy::Info::parse(&r)
+            .map(|i| i.pid)
+            .map_err(|e| e.to_string())
+    };
+    let pid1 = wait_until(Duration::from_secs(10), "the worker answers", show_info_pid);
+    let a = HttpBackend::start("reloaded");
+    let rt = runtime();
+    let _g = rt.enter();
+    let mut c = ReconcilerConfig::new(admin.display().to_string(), vec!["web".into()]);
+    c.resync_interval = Duration::from_millis(300);
+    let r = spawn_reconciler(c);
+    r.set_desired("web", vec![member(&a)]);
+    wait_until(Duration::from_secs(10), "placed", || {
+        up_members(&r).get("reloaded").cloned().ok_or(())
+    });
+    // reload: a new worker, runtime state gone
+    master.signal("USR2");
+    let pid2 = wait_until(
+        Duration::from_secs(10),
+        "a new worker",
+        || match show_info_pid() {
+            Ok(p) if p != pid1 => Ok(p),
+            other => Err(other),
+        },
+    );
+    wait_until(
+        Duration::from_secs(3),
+        "the slot back in the new worker",
+        || {
+            let s = r.status();
+            let up = up_members(&r);
+            if s.haproxy_pid == Some(pid2) && s.haproxy_restarts >= 1 && up.contains_key("reloaded")
+            {
+                Ok(())
+            } else {
+                Err((s.haproxy_pid, s.haproxy_restarts, up))
+            }
+        },
+    );
+    assert_eq!(
+        http_get(fe, "/").unwrap().backend_host().as_deref(),
+        Some("reloaded")
+    );
+    rt.block_on(r.shutdown());
+    drop(master);
+}
+
+#[test]
+fn a_suspect_member_keeps_its_slot_in_drain_and_returns_to_rotation() {
+    let h = Haproxy::start_slots("web", 4);
+    let (a, b) = (HttpBackend::start("ok"), HttpBackend::start("suspect"));
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = spawn_reconciler(config(&h));
+    let mut mb = member(&b);
+    r.set_desired("web", vec![member(&a), mb.clone()]);
+    wait_until(Duration::from_secs(10), "both UP", || {
+        let up = up_members(&r);
+        if up.len() == 2 {
+            Ok(())
+        } else {
+            Err(up)
+        }
+    });
+    let slot = up_members(&r)["suspect"].clone();
+    mb.want = Want::Drain;
+    r.set_desired("web", vec![member(&a), mb.clone()]);
+    h.wait_slot_status("web", &slot, "DRAIN", Duration::from_secs(5));
+    for _ in 0..10 {
+        let host = http_get(h.frontend_addr(), "/").unwrap().backend_host();
+        assert_eq!(host.as_deref(), Some("ok"));
+    }
+    mb.want = Want::Ready;
+    r.set_desired("web", vec![member(&a), mb]);
+    h.wait_slot_status("web", &slot, "UP", Duration::from_secs(5));
+    assert_eq!(up_members(&r).get("suspect"), Some(&slot), "same slot");
+    rt.block_on(r.shutdown());
+}

@@ -322,6 +322,8 @@ pub struct Core {
     leave_epoch: u64,
     leave_ready: bool,
     last_now: Instant,
+    /// Name conflict vote about ourselves: (query handle, responses, matching our address).
+    conflict: Option<(u64, u32, u32)>,
     stopped: bool,
     stats: GossipStats,
     members_dirty: bool,
@@ -398,6 +400,7 @@ impl Core {
             leave_epoch: 0,
             leave_ready: false,
             last_now: now,
+            conflict: None,
             stopped: false,
             stats: GossipStats::default(),
             members_dirty: true,
@@ -485,6 +488,19 @@ impl Core {
             .count() as u64;
         s.members.insert("suspect".into(), suspects);
         s
+    }
+
+    /// Broadcasts still queued (memberlist + Serf).
+    pub fn pending_broadcasts(&self) -> usize {
+        self.ml_queue.len() + self.serf_queue.len()
+    }
+
+    /// How many members have status `alive` (this node included).
+    pub fn alive_count(&self) -> usize {
+        self.members
+            .values()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .count()
     }
 
     /// Every member known (Serf's view), this node included, sorted by name.
@@ -587,6 +603,31 @@ impl Core {
             Timer::QueryEnd(h) => {
                 if let Some(q) = self.out_queries.remove(&h) {
                     self.out_query_by_id.remove(&q.id);
+                }
+                if let Some((ch, responses, matching)) = self.conflict {
+                    if ch == h {
+                        self.conflict = None;
+                        let majority = responses / 2 + 1;
+                        if matching >= majority {
+                            tracing::info!(
+                                matching,
+                                responses,
+                                "majority in name conflict resolution"
+                            );
+                        } else {
+                            tracing::warn!(
+                                matching,
+                                responses,
+                                "minority in name conflict resolution, quitting"
+                            );
+                            self.stopped = true;
+                            self.outputs.push_back(Output::Fatal(format!(
+                                "minority in name conflict resolution [{matching} / {responses}]: another node uses the name {}",
+                                self.name
+                            )));
+                        }
+                        return;
+                    }
                 }
                 self.outputs.push_back(Output::QueryDone { handle: h });
             }
@@ -1133,6 +1174,19 @@ impl Core {
         Ok(())
     }
 
+    fn start_conflict_resolution(&mut self, now: Instant) {
+        let name = self.name.clone();
+        match self.query_inner(
+            now,
+            "_serf_conflict",
+            name.as_bytes(),
+            QueryParams::default(),
+        ) {
+            Ok((h, _)) => self.conflict = Some((h, 0, 0)),
+            Err(e) => tracing::warn!(error = %e, "cannot start name conflict resolution"),
+        }
+    }
+
     /// Graceful leave; completes with [`Output::LeaveDone`].
     pub fn leave(&mut self, now: Instant) {
         if self.leave_phase != LeavePhase::None {
@@ -1255,12 +1309,11 @@ impl Core {
                 state_change: now,
             };
             self.nodes.insert(a.node.clone(), node);
-            let pos = if self.probe_order.is_empty() {
-                0
-            } else {
-                self.rng.gen_range(0..=self.probe_order.len())
-            };
-            self.probe_order.insert(pos, a.node.clone());
+            // Random position (push, then swap), like memberlist.
+            self.probe_order.push(a.node.clone());
+            let last = self.probe_order.len() - 1;
+            let pos = self.rng.gen_range(0..=last);
+            self.probe_order.swap(pos, last);
             created = true;
         }
         let st = self.nodes.get(&a.node).expect("inserted").clone();
@@ -1278,6 +1331,9 @@ impl Core {
                     "conflicting address for a known node"
                 );
                 self.count_drop("name_conflict");
+                if is_local && self.conflict.is_none() && self.leave_phase == LeavePhase::None {
+                    self.start_conflict_resolution(now);
+                }
                 return;
             }
         }
@@ -1585,17 +1641,10 @@ impl Core {
             return;
         };
         // Indirect probes.
-        let me = self.name.clone();
-        let mut peers: Vec<&Node> = self
-            .nodes
-            .values()
-            .filter(|n| n.name != me && n.name != target && n.state == NodeStateKind::Alive)
-            .collect();
-        peers.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut peers: Vec<(SocketAddr, u8)> =
-            peers.iter().map(|n| (n.sock(), n.vsn.pmax)).collect();
-        peers.shuffle(&mut self.rng);
-        peers.truncate(self.timing.indirect_checks);
+        let tname = target.clone();
+        let peers = self.k_random_nodes(self.timing.indirect_checks, |n| {
+            n.name != tname && n.state == NodeStateKind::Alive
+        });
         let mut expected = 0;
         for (addr, pmax) in peers {
             let nack = pmax >= 4;
@@ -1676,26 +1725,36 @@ impl Core {
 
     // ------------------------------------------------------------------ gossip, push/pull
 
-    fn gossip(&mut self, now: Instant) {
-        let me = self.name.clone();
-        let gttd = self.timing.gossip_to_the_dead;
-        let mut cands: Vec<(String, SocketAddr, u8)> = self
-            .nodes
-            .values()
-            .filter(|n| {
-                n.name != me
-                    && match n.state {
-                        NodeStateKind::Alive | NodeStateKind::Suspect => true,
-                        NodeStateKind::Dead => now.duration_since(n.state_change) <= gttd,
-                        NodeStateKind::Left => false,
-                    }
-            })
-            .map(|n| (n.name.clone(), n.sock(), n.vsn.pmax))
+    /// Up to `k` distinct random nodes passing `keep` (memberlist `kRandomNodes`), as
+    /// (address, PMax): one pass over the probe list and a partial Fisher-Yates shuffle.
+    fn k_random_nodes(&mut self, k: usize, keep: impl Fn(&Node) -> bool) -> Vec<(SocketAddr, u8)> {
+        let mut elig: Vec<(SocketAddr, u8)> = self
+            .probe_order
+            .iter()
+            .filter_map(|name| self.nodes.get(name))
+            .filter(|n| n.name != self.name && keep(n))
+            .map(|n| (n.sock(), n.vsn.pmax))
             .collect();
-        cands.sort();
-        cands.shuffle(&mut self.rng);
-        cands.truncate(self.timing.gossip_nodes);
-        for (_, addr, pmax) in cands {
+        let len = elig.len();
+        for i in 0..k.min(len) {
+            let j = self.rng.gen_range(i..len);
+            elig.swap(i, j);
+        }
+        elig.truncate(k);
+        elig
+    }
+
+    fn gossip(&mut self, now: Instant) {
+        if self.ml_queue.is_empty() && self.serf_queue.is_empty() {
+            return;
+        }
+        let gttd = self.timing.gossip_to_the_dead;
+        let cands = self.k_random_nodes(self.timing.gossip_nodes, |n| match n.state {
+            NodeStateKind::Alive | NodeStateKind::Suspect => true,
+            NodeStateKind::Dead => now.duration_since(n.state_change) <= gttd,
+            NodeStateKind::Left => false,
+        });
+        for (addr, pmax) in cands {
             let msgs = self.take_broadcasts(self.packet_budget());
             if msgs.is_empty() {
                 return;
@@ -2289,6 +2348,19 @@ impl Core {
         if q.ltime != r.ltime {
             return;
         }
+        if let Some((ch, responses, matching)) = self.conflict.as_mut() {
+            if *ch == handle {
+                if r.flags & QUERY_RESPONSE_FLAG_ACK == 0 && q.responses.insert(r.from.clone()) {
+                    if let Ok(Some(m)) = decode_conflict_response(&r.payload.unwrap_or_default()) {
+                        *responses += 1;
+                        if m.addr == self.adv.ip() && m.port == self.adv.port() {
+                            *matching += 1;
+                        }
+                    }
+                }
+                return;
+            }
+        }
         if r.flags & QUERY_RESPONSE_FLAG_ACK != 0 {
             if q.acks.insert(r.from.clone()) {
                 self.outputs.push_back(Output::QueryAck {
@@ -2671,6 +2743,164 @@ mod tests {
             "db"
         ));
         assert!(!simple_regex_match("^cache", "web"));
+    }
+
+    fn core(name: &str, ip: u8) -> Core {
+        let mut cfg = GossipConfig::new(name, SocketAddr::from(([10, 0, 0, ip], 7946)));
+        cfg.seed = Some(ip as u64);
+        cfg.compress = false;
+        Core::new(cfg, Instant::now()).expect("core")
+    }
+
+    fn udp_out(c: &mut Core) -> Vec<(SocketAddr, Vec<u8>)> {
+        let mut v = Vec::new();
+        while let Some(o) = c.poll_output() {
+            if let Output::Udp { to, data } = o {
+                v.push((to, data));
+            }
+        }
+        v
+    }
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 9], 7946))
+    }
+
+    #[test]
+    fn a_ping_for_another_node_is_dropped_and_counted() {
+        let mut c = core("a", 1);
+        let ping = encode_message(&Message::Ping(Ping {
+            node: "someone-else".into(),
+            seq_no: 7,
+            ..Ping::default()
+        }));
+        c.handle_packet(Instant::now(), peer(), &ping);
+        assert!(udp_out(&mut c).is_empty());
+        assert_eq!(c.stats().dropped.get("ping_for_other_node"), Some(&1));
+    }
+
+    #[test]
+    fn a_ping_is_acked_to_its_source_address() {
+        let mut c = core("a", 1);
+        let ping = encode_message(&Message::Ping(Ping {
+            node: "a".into(),
+            seq_no: 7,
+            source_addr: Some(IpAddr::from([10, 0, 0, 5])),
+            source_node: "b".into(),
+            source_port: 7000,
+        }));
+        c.handle_packet(Instant::now(), peer(), &ping);
+        let out = udp_out(&mut c);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, SocketAddr::from(([10, 0, 0, 5], 7000)));
+        let d = decode_packet(&out[0].1, None).unwrap();
+        assert!(matches!(&d.messages[0], Message::Ack(a) if a.seq_no == 7));
+    }
+
+    #[test]
+    fn a_suspicion_about_this_node_is_refuted_with_a_higher_incarnation() {
+        let mut c = core("a", 1);
+        let now = Instant::now();
+        let sus = encode_message(&Message::Suspect(Suspect {
+            incarnation: 5,
+            node: "a".into(),
+            from: "b".into(),
+        }));
+        c.handle_packet(now, peer(), &sus);
+        assert_eq!(c.incarnation, 6);
+        assert_eq!(c.stats().health_score, 1);
+    }
+
+    #[test]
+    fn tags_over_serfs_meta_limit_are_refused_with_a_clear_error() {
+        let mut tags = BTreeMap::new();
+        tags.insert("big".to_string(), "x".repeat(600));
+        let err = encode_meta(&tags).unwrap_err();
+        assert!(
+            matches!(err, GossipError::TagsTooLarge { limit: 512, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("512"));
+    }
+
+    #[test]
+    fn garbage_and_truncated_packets_are_dropped_and_counted_never_a_panic() {
+        let mut c = core("a", 1);
+        let now = Instant::now();
+        let inputs: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0xff; 3],
+            vec![7, 3, 0, 9],
+            vec![12, 1, 2, 3, 4, 0],
+            vec![0, 0x85, 0xa4],
+            vec![9, 0x82, 0xa4, b'A', b'l', b'g', b'o', 1],
+        ];
+        for b in &inputs {
+            c.handle_packet(now, peer(), b);
+        }
+        let dropped: u64 = c.stats().dropped.values().sum();
+        assert!(
+            dropped >= inputs.len() as u64 - 1,
+            "{:?}",
+            c.stats().dropped
+        );
+    }
+
+    #[test]
+    fn an_alive_about_a_new_node_emits_a_join_event_and_is_regossiped() {
+        let mut c = core("a", 1);
+        let now = Instant::now();
+        let alive = encode_message(&Message::Alive(Alive {
+            incarnation: 1,
+            node: "b".into(),
+            addr: IpAddr::from([10, 0, 0, 2]),
+            port: 7946,
+            meta: encode_tags(&BTreeMap::from([("role".to_string(), "web".to_string())])).unwrap(),
+            vsn: Some(Vsn::SERF),
+        }));
+        c.handle_packet(now, peer(), &alive);
+        let mut joined = false;
+        while let Some(o) = c.poll_output() {
+            if let Output::Event(CoreEvent::MemberJoin(m)) = o {
+                joined = m.name == "b" && m.tags.get("role").map(String::as_str) == Some("web");
+            }
+        }
+        assert!(joined);
+        assert!(c.ml_queue.len() >= 2, "own alive + b's alive queued");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic_the_core(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut c = core("a", 1);
+            let now = Instant::now();
+            c.handle_packet(now, peer(), &data);
+            // Also as a stream message, if it decodes as one.
+            if let Ok(Some((m, _))) = decode_stream(&data, None) {
+                let _ = c.handle_stream(now, peer(), m);
+            }
+            c.tick(now + Duration::from_secs(5));
+            while c.poll_output().is_some() {}
+        }
+
+        #[test]
+        fn mutated_valid_packets_never_panic_the_core(flip in 0usize..200, byte in proptest::prelude::any::<u8>()) {
+            let mut c = core("a", 1);
+            let alive = encode_message(&Message::Alive(Alive {
+                incarnation: 3,
+                node: "b".into(),
+                addr: IpAddr::from([10, 0, 0, 2]),
+                port: 7946,
+                meta: vec![0xff, 0x81, 0xa1, b'k', 0xa1, b'v'],
+                vsn: Some(Vsn::SERF),
+            }));
+            let join = encode_message(&Message::User(encode_serf_message(&SerfMessage::Join(JoinIntent { ltime: 4, node: "b".into() }))));
+            let mut pkt = encode_packet(&[alive, join], &PacketOptions { keyring: None, crc: false, compress: true, label: None });
+            let i = flip % pkt.len();
+            pkt[i] = byte;
+            c.handle_packet(Instant::now(), peer(), &pkt);
+            while c.poll_output().is_some() {}
+        }
     }
 
     #[test]

@@ -1,20 +1,25 @@
 //! Transmit-limited broadcast queue (memberlist `queue.go`): each message is piggybacked
 //! until it was sent `limit` times; a newer message with the same name replaces the queued one.
 
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+
 /// One queued broadcast.
 #[derive(Debug, Clone)]
 struct Item {
     name: Option<String>,
     msg: Vec<u8>,
-    transmits: u32,
-    id: u64,
     notify: Option<u64>,
 }
+
+/// Queue order: fewest transmissions first, then newest first.
+type Key = (u32, Reverse<u64>);
 
 /// A transmit-limited queue of encoded messages.
 #[derive(Debug, Default)]
 pub struct BroadcastQueue {
-    items: Vec<Item>,
+    items: BTreeMap<Key, Item>,
+    by_name: HashMap<String, Key>,
     next_id: u64,
     /// Notification ids of broadcasts that were fully sent or replaced.
     pub finished: Vec<u64>,
@@ -24,26 +29,20 @@ impl BroadcastQueue {
     /// Queues `msg`; a queued message with the same `name` is dropped (invalidated).
     pub fn push(&mut self, name: Option<String>, msg: Vec<u8>, notify: Option<u64>) {
         if let Some(n) = &name {
-            let finished = &mut self.finished;
-            self.items.retain(|it| {
-                if it.name.as_deref() == Some(n.as_str()) {
+            if let Some(old) = self.by_name.remove(n) {
+                if let Some(it) = self.items.remove(&old) {
                     if let Some(id) = it.notify {
-                        finished.push(id);
+                        self.finished.push(id);
                     }
-                    false
-                } else {
-                    true
                 }
-            });
+            }
         }
         self.next_id += 1;
-        self.items.push(Item {
-            name,
-            msg,
-            transmits: 0,
-            id: self.next_id,
-            notify,
-        });
+        let key = (0, Reverse(self.next_id));
+        if let Some(n) = &name {
+            self.by_name.insert(n.clone(), key);
+        }
+        self.items.insert(key, Item { name, msg, notify });
     }
 
     /// Number of queued messages.
@@ -58,51 +57,67 @@ impl BroadcastQueue {
 
     /// Whether a broadcast with this notification id is still queued.
     pub fn has_notify(&self, id: u64) -> bool {
-        self.items.iter().any(|it| it.notify == Some(id))
+        self.items.values().any(|it| it.notify == Some(id))
     }
 
     /// Takes as many messages as fit in `limit` bytes (each costing `overhead` extra),
     /// least-transmitted (then newest) first; each counts as one transmission.
     pub fn take(&mut self, overhead: usize, limit: usize, retransmit_limit: u32) -> Vec<Vec<u8>> {
-        if self.items.is_empty() {
-            return Vec::new();
-        }
-        self.items
-            .sort_by(|a, b| a.transmits.cmp(&b.transmits).then(b.id.cmp(&a.id)));
         let mut used = 0usize;
-        let mut out = Vec::new();
-        for it in self.items.iter_mut() {
+        let mut picked: Vec<Key> = Vec::new();
+        let mut misses = 0;
+        for (k, it) in &self.items {
             let cost = it.msg.len() + overhead;
             if used + cost > limit {
+                // Skip a few larger messages looking for smaller ones, then stop: a
+                // long queue must not be scanned whole for every packet.
+                misses += 1;
+                if misses > 16 {
+                    break;
+                }
                 continue;
             }
             used += cost;
-            it.transmits += 1;
-            out.push(it.msg.clone());
-            if out.len() >= 255 {
+            picked.push(*k);
+            if picked.len() >= 255 {
                 break;
             }
         }
-        let finished = &mut self.finished;
-        self.items.retain(|it| {
-            if it.transmits >= retransmit_limit {
-                if let Some(id) = it.notify {
-                    finished.push(id);
+        let mut out = Vec::with_capacity(picked.len());
+        for k in picked {
+            let Some(it) = self.items.remove(&k) else {
+                continue;
+            };
+            out.push(it.msg.clone());
+            let transmits = k.0 + 1;
+            if transmits >= retransmit_limit {
+                if let Some(n) = &it.name {
+                    self.by_name.remove(n);
                 }
-                false
+                if let Some(id) = it.notify {
+                    self.finished.push(id);
+                }
             } else {
-                true
+                let nk = (transmits, k.1);
+                if let Some(n) = &it.name {
+                    self.by_name.insert(n.clone(), nk);
+                }
+                self.items.insert(nk, it);
             }
-        });
+        }
         out
     }
 
     /// Drops the oldest messages beyond `max`.
     pub fn prune(&mut self, max: usize) {
-        if self.items.len() > max {
-            self.items.sort_by_key(|a| a.id);
-            let excess = self.items.len() - max;
-            for it in self.items.drain(..excess) {
+        while self.items.len() > max {
+            let Some(oldest) = self.items.keys().max_by_key(|k| Reverse((k.1).0)).copied() else {
+                break;
+            };
+            if let Some(it) = self.items.remove(&oldest) {
+                if let Some(n) = &it.name {
+                    self.by_name.remove(n);
+                }
                 if let Some(id) = it.notify {
                     self.finished.push(id);
                 }

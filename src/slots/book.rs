@@ -215,35 +215,42 @@ impl Book {
                 waiting.push(d);
             }
         }
+        let queued: std::collections::HashSet<&str> =
+            self.queue.iter().map(String::as_str).collect();
         let mut fresh: Vec<&DesiredMember> = desired
             .iter()
-            .filter(|d| !self.queue.contains(&d.name))
+            .filter(|d| !queued.contains(d.name.as_str()))
             .collect();
         fresh.sort_by(|a, b| a.name.cmp(&b.name));
         waiting.extend(fresh);
         let mut queue = Vec::new();
         self.unplaceable.clear();
+        let mut placed: std::collections::HashSet<String> = self
+            .occupants
+            .values()
+            .filter_map(|o| o.member.clone())
+            .collect();
+        let mut free: Vec<&str> = observed
+            .iter()
+            .map(|o| o.name.as_str())
+            .filter(|s| !self.occupants.contains_key(*s))
+            .collect();
         for d in waiting {
-            if !matches!(d.want, Want::Ready | Want::Drain) || self.slot_of(&d.name).is_some() {
+            if !matches!(d.want, Want::Ready | Want::Drain) || placed.contains(&d.name) {
                 continue;
             }
             let Some(port) = port_of(d) else {
                 self.unplaceable.push(d.name.clone());
                 continue;
             };
-            let free: Vec<&str> = observed
-                .iter()
-                .map(|o| o.name.as_str())
-                .filter(|s| !self.occupants.contains_key(*s))
-                .collect();
             let slot = match self.remembered.get(&d.name) {
-                Some(s) if free.contains(&s.as_str()) => Some(s.clone()),
-                _ => hash::preference(&d.name, free.iter().copied())
-                    .first()
-                    .map(|s| s.to_string()),
+                Some(s) if free.contains(&s.as_str()) => Some(s.as_str()),
+                _ => hash::best(&d.name, free.iter().copied()),
             };
-            match slot {
+            match slot.map(str::to_string) {
                 Some(slot) => {
+                    free.retain(|s| *s != slot);
+                    placed.insert(d.name.clone());
                     self.remembered.remove(&d.name);
                     self.occupants.insert(
                         slot,

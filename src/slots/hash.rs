@@ -21,6 +21,16 @@ pub fn preference<'a>(member: &str, slots: impl IntoIterator<Item = &'a str>) ->
     v.into_iter().map(|(_, s)| s).collect()
 }
 
+/// The member's most preferred slot among `slots` (the first of [`preference`]), in one
+/// pass.
+pub fn best<'a>(member: &str, slots: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    slots
+        .into_iter()
+        .map(|s| (score(member, s), s))
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)))
+        .map(|(_, s)| s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +46,9 @@ mod tests {
         // known value: pins the hash so every build agrees
         assert_eq!(score("a", "b"), score("a", "b"));
         assert_ne!(score("ab", "c"), score("a", "bc"));
+        for i in 0..50 {
+            let m = format!("node-{i}");
+            assert_eq!(best(&m, slots.iter().map(|s| s.as_str())), Some(first(&m)));
+        }
     }
 }

@@ -237,6 +237,8 @@ async fn run(
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 st.fire_timers();
+                // (before set_desired, a pass only reads HAProxy: every backend without
+                // desired members is skipped in `pass`, so nothing is drained)
                 st.pass().await;
                 let _ = stx.send(st.status.clone());
             }
@@ -370,10 +372,8 @@ impl State {
                 template_port: tport,
             };
             let book = &self.books[&b];
-            for (slot, target) in book.targets(slots) {
-                let Some(o) = slots.iter().find(|o| o.name == slot) else {
-                    continue;
-                };
+            // targets come in the order of `slots`
+            for ((slot, target), o) in book.targets(slots).into_iter().zip(slots.iter()) {
                 let (c, reason) = plan_slot(&b, &target, o, &ctx);
                 let key = (b.clone(), slot.clone());
                 if c.is_empty() {
@@ -475,20 +475,19 @@ impl State {
                         placeholder,
                         template_port: *tport,
                     };
-                    for (slot, target) in self.books[b].targets(slots) {
-                        if let Some(s) = slots.iter().find(|s| s.name == slot) {
-                            let (c, r) = plan_slot(b, &target, s, &ctx);
-                            if super::planner::satisfied(&target, s, &ctx) {
-                                self.converged
-                                    .insert((b.clone(), slot.clone()), target.clone());
-                            }
-                            // waiting for a check or for sessions is expected; anything else
-                            // is a mismatch the next pass repairs
-                            if !c.is_empty() && !matches!(r, Some(Reason::Ready | Reason::Release))
-                            {
-                                off += 1;
-                                tracing::warn!(backend = %b, slot = %slot, still = ?c.iter().map(|c| c.to_string()).collect::<Vec<_>>(), "read-back differs from plan");
-                            }
+                    for ((slot, target), s) in
+                        self.books[b].targets(slots).into_iter().zip(slots.iter())
+                    {
+                        let (c, r) = plan_slot(b, &target, s, &ctx);
+                        if super::planner::satisfied(&target, s, &ctx) {
+                            self.converged
+                                .insert((b.clone(), slot.clone()), target.clone());
+                        }
+                        // waiting for a check or for sessions is expected; anything else
+                        // is a mismatch the next pass repairs
+                        if !c.is_empty() && !matches!(r, Some(Reason::Ready | Reason::Release)) {
+                            off += 1;
+                            tracing::warn!(backend = %b, slot = %slot, still = ?c.iter().map(|c| c.to_string()).collect::<Vec<_>>(), "read-back differs from plan");
                         }
                     }
                 }

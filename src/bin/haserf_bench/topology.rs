@@ -24,12 +24,14 @@ use std::time::{Duration, Instant};
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     groups: Vec::new(),
     namespaces: Vec::new(),
+    dirs: Vec::new(),
 });
 static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
 
 struct Registry {
     groups: Vec<u32>,
     namespaces: Vec<String>,
+    dirs: Vec<PathBuf>,
 }
 
 /// Installs the Ctrl-C / SIGTERM handler that kills every registered process group and
@@ -65,11 +67,12 @@ pub fn install_signal_cleanup() {
 
 /// Kills every registered process group and deletes every registered namespace.
 pub fn cleanup_all() {
-    let (groups, namespaces) = {
+    let (groups, namespaces, dirs) = {
         let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
         (
             std::mem::take(&mut r.groups),
             std::mem::take(&mut r.namespaces),
+            std::mem::take(&mut r.dirs),
         )
     };
     for pg in groups {
@@ -77,6 +80,11 @@ pub fn cleanup_all() {
     }
     for ns in namespaces.iter().rev() {
         let _ = quiet("ip", &["netns", "del", ns]);
+    }
+    if std::env::var_os("HASERF_BENCH_KEEP").is_none() {
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
@@ -163,6 +171,11 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("haserf-bench.{prefix}"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let switch = format!("{prefix}-sw");
+        REGISTRY
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dirs
+            .push(dir.clone());
         let lab = Lab {
             prefix,
             switch: switch.clone(),
@@ -304,6 +317,11 @@ impl Drop for Lab {
         if !self.keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+        REGISTRY
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dirs
+            .retain(|d| d != &self.dir);
     }
 }
 
