@@ -342,15 +342,39 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let serve = tokio::spawn(async move { srv.serve(handler).await });
 
     if cfg.join.is_empty() {
-        // No seeds: this agent is a seed itself. After a restart it knows nobody until a
-        // member reconnects (Serf retries failed members every reconnect_interval, 30 s by
-        // default): wait for the first other member, at most STANDALONE_GRACE, before
-        // touching HAProxy, or every filled slot would look ownerless and be drained.
+        // No seeds: this agent is a seed itself. After a restart at the same address the
+        // cluster does not even notice (the new process answers the probes), so nobody
+        // pushes the membership to it until a periodic push-pull happens to pick it. Until
+        // another member is known, the filled slots in HAProxy say where the members are:
+        // try to join them on this agent's gossip port. Touch HAProxy only once another
+        // member is known, or after STANDALONE_GRACE, or every filled slot would look
+        // ownerless and be drained.
         if let Some(m) = &manager {
             let (m, g) = (m.clone(), gossip.clone());
+            let port = cfg.bind.port();
             tokio::spawn(async move {
                 let start = tokio::time::Instant::now();
+                let mut tried = std::collections::BTreeSet::new();
                 while g.members().len() < 2 && start.elapsed() < STANDALONE_GRACE {
+                    let seeds: Vec<std::net::SocketAddr> = m
+                        .slots()
+                        .iter()
+                        .filter(|s| s.state != crate::control::model::SlotState::Maint)
+                        .filter_map(|s| s.addr.as_deref()?.parse::<std::net::SocketAddr>().ok())
+                        .map(|a| std::net::SocketAddr::new(a.ip(), port))
+                        .filter(|a| tried.insert(*a))
+                        .collect();
+                    if !seeds.is_empty() {
+                        match g.join(&seeds).await {
+                            Ok(n) => tracing::info!(
+                                contacted = n,
+                                "rejoined through the members HAProxy serves"
+                            ),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "no member answered at the served addresses")
+                            }
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 m.membership_synced();
