@@ -154,6 +154,7 @@ fn remove_stale_projects(compose: &[String]) {
     for name in names {
         let Some(pid) = name
             .strip_prefix("haserf-test-")
+            .and_then(|rest| rest.split('-').next())
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
@@ -225,9 +226,24 @@ fn haproxy_identity(p: &Project) -> (String, String) {
 fn compose_scales_web_nodes_into_slots_and_drains_them_without_a_failed_request() {
     let compose = compose_command();
     remove_stale_projects(&compose);
+    // Both web-node variants, one after the other: stock serf, and haserf in backend-node
+    // mode. WEB_AGENT=serf|haserf runs just one.
+    let variants: Vec<String> = match std::env::var("WEB_AGENT") {
+        Ok(v) => vec![v],
+        Err(_) => vec!["serf".into(), "haserf".into()],
+    };
+    for web_agent in &variants {
+        eprintln!("--- web nodes running {web_agent} ---");
+        scale_up_and_down(&compose, web_agent);
+    }
+}
+
+/// Brings the project up with 2 web nodes running `web_agent`, scales to 5 and back to 2
+/// under a request loop, checks slots, failures, HAProxy's identity and the status page.
+fn scale_up_and_down(compose: &[String], web_agent: &str) {
     let pid = std::process::id();
-    let ha_image = format!("haserf-ha:test-{pid}");
-    let web_image = format!("haserf-web:test-{pid}");
+    let ha_image = format!("haserf-ha:test-{pid}-{web_agent}");
+    let web_image = format!("haserf-web:test-{pid}-{web_agent}");
 
     let build = run(Command::new("timeout")
         .args(["900", "scripts/docker-build.sh"])
@@ -245,10 +261,9 @@ fn compose_scales_web_nodes_into_slots_and_drains_them_without_a_failed_request(
     let (http_port, stats_port, status_port) =
         (free_port_on(bind), free_port_on(bind), free_port_on(bind));
     let ha_agent = std::env::var("HA_AGENT").unwrap_or_else(|_| "haserf".into());
-    let web_agent = std::env::var("WEB_AGENT").unwrap_or_else(|_| "serf".into());
     let project = Project {
-        compose,
-        name: format!("haserf-test-{pid}"),
+        compose: compose.to_vec(),
+        name: format!("haserf-test-{pid}-{web_agent}"),
         env: vec![
             ("HASERF_HA_IMAGE".into(), ha_image.clone()),
             ("HASERF_WEB_IMAGE".into(), web_image.clone()),
@@ -257,7 +272,7 @@ fn compose_scales_web_nodes_into_slots_and_drains_them_without_a_failed_request(
             ("HA_STATS_PORT".into(), stats_port.to_string()),
             ("HA_STATUS_PORT".into(), status_port.to_string()),
             ("HA_AGENT".into(), ha_agent.clone()),
-            ("WEB_AGENT".into(), web_agent),
+            ("WEB_AGENT".into(), web_agent.to_string()),
             // One variable turns on gossip encryption for every container.
             ("SERF_ENCRYPT_KEY".into(), support::serf::serf_keygen()),
         ],
