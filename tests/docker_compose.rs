@@ -4,8 +4,8 @@
 //! status page. Needs a Docker engine and docker-compose (or `docker compose`).
 //!
 //! `HA_AGENT=serf-runtime` runs the `ha` container's stand-in slot filler (a stock serf event
-//! handler) instead of haserf, to check the container plumbing alone; `WEB_AGENT=haserf` runs
-//! the web nodes' haserf variant instead of stock serf.
+//! handler) instead of haserf, to check the container plumbing alone. The scenario runs once
+//! per web-node variant (stock serf, haserf); `WEB_AGENT=serf|haserf` runs just one.
 
 mod support;
 
