@@ -668,10 +668,12 @@ fn everything_works_again_in_an_encrypted_cluster() {
         ok && out.contains("Response from 'h1': hello from h1"),
         "{out}"
     );
-    // Key commands need every member to answer: haserf implements the key queries.
     // Key commands need every member to answer, so haserf must implement the key
     // queries. Serf's own query gossip (local profile: 2 retransmissions) sometimes misses
     // a serf node; the commands are idempotent, so each gets up to 3 attempts.
+    // `serf keys` counts the members the asking node knows: wait until it knows `late`
+    // (a join through another node can take a push/pull interval to reach everyone).
+    wait_serf_sees(&serfs[0], "late", "alive", None);
     let keys = |args: &[&str], want: &str| {
         let mut all = vec!["keys"];
         all.extend_from_slice(args);

@@ -878,7 +878,8 @@ impl Core {
             Message::PushPull(pp) => {
                 let reply = self.local_push_pull(pp.join);
                 let bytes = self.stream_bytes(&Message::PushPull(reply));
-                self.merge_remote(now, pp, false);
+                // Refused states are logged and counted; the peer already has our reply.
+                let _ = self.merge_remote(now, pp, false);
                 Some(bytes)
             }
             Message::Ping(p) => {
@@ -916,10 +917,7 @@ impl Core {
         match purpose {
             DialPurpose::Join { join_id } => {
                 let ok = match result {
-                    Ok(Some(Message::PushPull(pp))) => {
-                        self.merge_remote(now, pp, true);
-                        Ok(())
-                    }
+                    Ok(Some(Message::PushPull(pp))) => self.merge_remote(now, pp, true),
                     Ok(Some(Message::Err(e))) => Err(format!("remote error: {e}")),
                     Ok(other) => Err(format!("unexpected reply {other:?}")),
                     Err(e) => Err(e),
@@ -945,7 +943,9 @@ impl Core {
                 }
             }
             DialPurpose::PushPull | DialPurpose::Reconnect => match result {
-                Ok(Some(Message::PushPull(pp))) => self.merge_remote(now, pp, false),
+                Ok(Some(Message::PushPull(pp))) => {
+                    let _ = self.merge_remote(now, pp, false);
+                }
                 Ok(Some(Message::Err(e))) => tracing::warn!(error = %e, "push/pull refused"),
                 Ok(_) => self.count_drop("bad_push_pull_reply"),
                 Err(e) => tracing::debug!(error = %e, "push/pull failed"),
@@ -1856,7 +1856,24 @@ impl Core {
         }
     }
 
-    fn merge_remote(&mut self, now: Instant, pp: PushPull, we_joined: bool) {
+    /// Merges a remote push/pull. Like memberlist, the whole state is refused when a node's
+    /// protocol version falls outside what every alive node of both tables understands.
+    fn merge_remote(&mut self, now: Instant, pp: PushPull, we_joined: bool) -> Result<(), String> {
+        let local: Vec<VersionedNode<'_>> = self
+            .nodes
+            .values()
+            .map(|n| (n.name.as_str(), n.state, Some(n.vsn)))
+            .collect();
+        let remote: Vec<VersionedNode<'_>> = pp
+            .nodes
+            .iter()
+            .map(|r| (r.name.as_str(), r.state, r.vsn))
+            .collect();
+        if let Err(e) = verify_protocol(&remote, &local) {
+            tracing::warn!(error = %e, "push/pull refused: incompatible protocol versions");
+            self.count_drop("incompatible_protocol");
+            return Err(e);
+        }
         for r in pp.nodes {
             match r.state {
                 NodeStateKind::Alive => {
@@ -1894,13 +1911,14 @@ impl Core {
             }
         }
         if pp.user_state.is_empty() {
-            return;
+            return Ok(());
         }
         match decode_serf_message(&pp.user_state) {
             Ok(SerfMessage::PushPull(s)) => self.merge_serf(now, s, pp.join && we_joined),
             Ok(_) => self.count_drop("bad_user_state"),
             Err(e) => self.count_drop(e.kind()),
         }
+        Ok(())
     }
 
     fn merge_serf(&mut self, now: Instant, s: SerfPushPull, join: bool) {
@@ -2533,6 +2551,43 @@ enum Filter {
     Tag { tag: String, expr: String },
 }
 
+/// A node's name, state and protocol versions, as [`verify_protocol`] reads them.
+pub type VersionedNode<'a> = (&'a str, NodeStateKind, Option<Vsn>);
+
+/// memberlist's `verifyProtocol`: over the alive nodes of both tables, the highest minimum
+/// and the lowest maximum (memberlist and delegate protocol) must contain every node's
+/// current version, remote nodes of any state included (a node without versions counts as
+/// version 0, as in Go). `Err` names the first node that does not fit.
+pub fn verify_protocol(
+    remote: &[VersionedNode<'_>],
+    local: &[VersionedNode<'_>],
+) -> Result<(), String> {
+    let (mut max_pmin, mut min_pmax, mut max_dmin, mut min_dmax) = (0u8, u8::MAX, 0u8, u8::MAX);
+    let alive = |(_, st, _): &&VersionedNode<'_>| *st == NodeStateKind::Alive;
+    for (_, _, v) in remote.iter().chain(local).filter(alive) {
+        if let Some(v) = v {
+            max_pmin = max_pmin.max(v.pmin);
+            min_pmax = min_pmax.min(v.pmax);
+            max_dmin = max_dmin.max(v.dmin);
+            min_dmax = min_dmax.min(v.dmax);
+        }
+    }
+    for (name, _, v) in remote.iter().chain(local.iter().filter(alive)) {
+        let (pcur, dcur) = v.map_or((0, 0), |v| (v.pcur, v.dcur));
+        if pcur < max_pmin || pcur > min_pmax {
+            return Err(format!(
+                "node {name:?}: protocol version {pcur} is outside [{max_pmin}, {min_pmax}]"
+            ));
+        }
+        if dcur < max_dmin || dcur > min_dmax {
+            return Err(format!(
+                "node {name:?}: delegate protocol version {dcur} is outside [{max_dmin}, {min_dmax}]"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn encode_node_filter(nodes: &[String]) -> Vec<u8> {
     let mut b = vec![0u8];
     let _ = rmp::encode::write_array_len(&mut b, nodes.len() as u32);
@@ -2731,6 +2786,60 @@ mod rmpv_lite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vsn(pmin: u8, pmax: u8, pcur: u8, dmin: u8, dmax: u8, dcur: u8) -> Option<Vsn> {
+        Some(Vsn {
+            pmin,
+            pmax,
+            pcur,
+            dmin,
+            dmax,
+            dcur,
+        })
+    }
+
+    #[test]
+    fn serf_nodes_of_any_supported_protocol_are_compatible_with_us() {
+        let local = [("me", NodeStateKind::Alive, Some(Vsn::SERF))];
+        // `serf agent -protocol 4`: memberlist 2, delegate range 2..5, speaking 4.
+        let remote = [
+            ("old", NodeStateKind::Alive, vsn(1, 5, 2, 2, 5, 4)),
+            ("new", NodeStateKind::Alive, Some(Vsn::SERF)),
+        ];
+        assert_eq!(verify_protocol(&remote, &local), Ok(()));
+    }
+
+    #[test]
+    fn a_node_speaking_outside_the_common_range_refuses_the_push_pull() {
+        let local = [("me", NodeStateKind::Alive, Some(Vsn::SERF))];
+        let too_new = [("future", NodeStateKind::Alive, vsn(1, 9, 6, 2, 5, 5))];
+        let err = verify_protocol(&too_new, &local).unwrap_err();
+        assert!(
+            err.contains("\"future\"") && err.contains("protocol version 6"),
+            "{err}"
+        );
+        let narrow = [("narrow", NodeStateKind::Alive, vsn(1, 5, 2, 5, 5, 5))];
+        let err = verify_protocol(
+            &narrow,
+            &[("old", NodeStateKind::Alive, vsn(1, 5, 2, 2, 4, 4))],
+        )
+        .unwrap_err();
+        assert!(err.contains("delegate protocol version"), "{err}");
+    }
+
+    #[test]
+    fn dead_local_nodes_do_not_narrow_the_range_but_remote_ones_are_still_checked() {
+        let local = [
+            ("me", NodeStateKind::Alive, Some(Vsn::SERF)),
+            ("gone", NodeStateKind::Dead, vsn(3, 3, 3, 5, 5, 5)),
+        ];
+        assert_eq!(verify_protocol(&[], &local), Ok(()));
+        let remote = [("versionless", NodeStateKind::Left, None)];
+        assert!(
+            verify_protocol(&remote, &local).is_err(),
+            "Go counts a missing Vsn as 0"
+        );
+    }
 
     #[test]
     fn the_tag_filter_matcher_handles_serf_style_expressions() {
