@@ -150,42 +150,24 @@ fn join(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
 
 /// kill -9 of app and agent under load: time until out of rotation, failed requests.
 fn crash(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
-    let base = 3 + o.repeat;
-    let (mut c, load) = setup(side, base, base, o, 16)?;
-    let from = now_us();
-    let mut out = Vec::new();
-    for i in 0..o.repeat {
-        let h = format!("web{}", base - i);
-        let t = Instant::now();
-        c.crash(&h)?;
-        wait_for(
-            Duration::from_secs(60),
-            &format!("{h} out of rotation"),
-            || (!c.in_rotation(&h)).then_some(()),
-        )?;
-        out.push(t.elapsed().as_micros() as u64);
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    c.check_haproxy_pid()?;
-    let stats = load.stop();
-    let w = stats.window(from, now_us());
-    out.sort_unstable();
-    Ok(vec![
-        fig(
-            "crash → out of rotation, median",
-            ms(percentile(&out, 50.0)),
-            "ms",
-        ),
-        fig(
-            "failed requests per crash",
-            w.failed as f64 / f64::from(o.repeat.max(1)),
-            "requests",
-        ),
-    ])
+    removal(side, o, "crash", Duration::from_secs(2), |c, h| c.crash(h))
 }
 
 /// Graceful leave under load: failed requests, time until out of rotation.
 fn leave(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
+    removal(side, o, "leave", Duration::from_secs(1), |c, h| c.leave(h))
+}
+
+/// Removes `o.repeat` web hosts one after the other with `remove`, under load, and measures
+/// how long each takes to leave rotation and how many requests failed; `settle` separates
+/// two removals.
+fn removal(
+    side: Side,
+    o: &Opts,
+    what: &str,
+    settle: Duration,
+    remove: impl Fn(&mut Cluster, &str) -> Result<(), String>,
+) -> Result<Vec<Figure>, String> {
     let base = 3 + o.repeat;
     let (mut c, load) = setup(side, base, base, o, 16)?;
     let from = now_us();
@@ -193,14 +175,14 @@ fn leave(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
     for i in 0..o.repeat {
         let h = format!("web{}", base - i);
         let t = Instant::now();
-        c.leave(&h)?;
+        remove(&mut c, &h)?;
         wait_for(
             Duration::from_secs(60),
             &format!("{h} out of rotation"),
             || (!c.in_rotation(&h)).then_some(()),
         )?;
         out.push(t.elapsed().as_micros() as u64);
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(settle);
     }
     c.check_haproxy_pid()?;
     let stats = load.stop();
@@ -208,12 +190,12 @@ fn leave(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
     out.sort_unstable();
     Ok(vec![
         fig(
-            "leave → out of rotation, median",
+            &format!("{what} → out of rotation, median"),
             ms(percentile(&out, 50.0)),
             "ms",
         ),
         fig(
-            "failed requests per leave",
+            &format!("failed requests per {what}"),
             w.failed as f64 / f64::from(o.repeat.max(1)),
             "requests",
         ),
