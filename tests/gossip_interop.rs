@@ -594,13 +594,29 @@ fn serf_user_events_reach_haserf_and_haserf_user_events_reach_serf() {
 fn a_serf_query_gets_haserf_answer_and_a_haserf_query_gets_the_serf_answers() {
     let _g = serial();
     let serfs = serf_cluster(2, None);
-    let h = Haserf::start("h1", &[], None);
+    let h = Haserf::start("h1", &[("role", "lb1")], None);
     h.join(serfs[0].addr()).expect("join");
     wait_serf_sees(&serfs[1], "h1", "alive", None);
     let (ok, out) = serfs[1].cli(&["query", "-timeout=3s", "greet"]);
     assert!(ok, "{out}");
     assert!(out.contains("Ack from 'h1'"), "{out}");
     assert!(out.contains("Response from 'h1': hello from h1"), "{out}");
+    // Serf's filters: a tag regular expression and a node list, matching and not.
+    let (ok, out) = serfs[1].cli(&["query", "-timeout=2s", "-tag", "role=^lb[0-9]+$", "greet"]);
+    assert!(
+        ok && out.contains("Response from 'h1'"),
+        "matching tag filter: {out}"
+    );
+    let (ok, out) = serfs[1].cli(&["query", "-timeout=2s", "-tag", "role=^web$", "greet"]);
+    assert!(
+        ok && !out.contains("from 'h1'"),
+        "tag filter that does not match: {out}"
+    );
+    let (ok, out) = serfs[1].cli(&["query", "-timeout=2s", "-node", "s0", "greet"]);
+    assert!(
+        ok && !out.contains("from 'h1'"),
+        "node filter naming another node: {out}"
+    );
     let params = QueryParams {
         request_ack: true,
         timeout: Some(Duration::from_secs(3)),

@@ -684,3 +684,28 @@ fn tags_in_fixture_meta_decode_and_re_encode() {
     let n3 = [&n3[..], b"e"].concat();
     assert_eq!(encode_tags(&decode_tags(&n3).unwrap()).unwrap(), n3);
 }
+
+#[test]
+fn the_captured_tag_filter_decodes_and_re_encodes_byte_identically() {
+    // plain/14: `serf query -tag role=db` — one tag filter as serf 0.9.4 wrote it.
+    let raw = hex("0182a445787072a26462a3546167a4726f6c65");
+    let f = decode_query_filter(&raw).expect("filter");
+    assert_eq!(
+        f,
+        QueryFilter::Tag {
+            tag: "role".into(),
+            expr: "db".into()
+        }
+    );
+    assert_eq!(encode_query_filter(&f), raw);
+    let nodes = QueryFilter::Nodes(vec!["n1".into(), "n2".into()]);
+    assert_eq!(
+        decode_query_filter(&encode_query_filter(&nodes)).unwrap(),
+        nodes
+    );
+    assert!(
+        decode_query_filter(&[2, 0x90]).is_err(),
+        "unknown filter type"
+    );
+    assert!(decode_query_filter(&[]).is_err());
+}

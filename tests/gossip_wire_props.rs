@@ -323,6 +323,7 @@ fn decode_everything(b: &[u8]) {
     let _ = decode_tags(b);
     let _ = decode_conflict_response(b);
     let _ = decode_key_request(b);
+    let _ = decode_query_filter(b);
     let _ = decode_key_response(b);
     let _ = lzw_decompress(b, 1 << 20);
 }

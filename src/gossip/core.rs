@@ -1091,10 +1091,15 @@ impl Core {
         }
         let mut filters = Vec::new();
         if !params.filter_nodes.is_empty() {
-            filters.push(encode_node_filter(&params.filter_nodes));
+            filters.push(encode_query_filter(&QueryFilter::Nodes(
+                params.filter_nodes.clone(),
+            )));
         }
         for (tag, expr) in &params.filter_tags {
-            filters.push(encode_tag_filter(tag, expr));
+            filters.push(encode_query_filter(&QueryFilter::Tag {
+                tag: tag.clone(),
+                expr: expr.clone(),
+            }));
         }
         let timeout = params
             .timeout
@@ -2302,26 +2307,17 @@ impl Core {
         });
     }
 
+    /// Serf's filter rule: process a query only if every filter matches; an unreadable
+    /// filter, a missing tag or an invalid expression means "not for us".
     fn should_process(&self, filters: &[Vec<u8>]) -> bool {
-        for f in filters {
-            match parse_filter(f) {
-                Some(Filter::Nodes(names)) => {
-                    if !names.iter().any(|n| n == &self.name) {
-                        return false;
-                    }
-                }
-                Some(Filter::Tag { tag, expr }) => {
-                    let Some(v) = self.tags.get(&tag) else {
-                        return false;
-                    };
-                    if !simple_regex_match(&expr, v) {
-                        return false;
-                    }
-                }
-                None => return false,
-            }
-        }
-        true
+        filters.iter().all(|f| match decode_query_filter(f) {
+            Ok(QueryFilter::Nodes(names)) => names.iter().any(|n| n == &self.name),
+            Ok(QueryFilter::Tag { tag, expr }) => self
+                .tags
+                .get(&tag)
+                .is_some_and(|v| tag_filter_matches(&expr, v)),
+            Err(_) => false,
+        })
     }
 
     fn send_query_response(&mut self, _now: Instant, addr: SocketAddr, relay: u8, serf: Vec<u8>) {
@@ -2546,11 +2542,6 @@ pub fn decode_meta(meta: &[u8]) -> BTreeMap<String, String> {
     }
 }
 
-enum Filter {
-    Nodes(Vec<String>),
-    Tag { tag: String, expr: String },
-}
-
 /// A node's name, state and protocol versions, as [`verify_protocol`] reads them.
 pub type VersionedNode<'a> = (&'a str, NodeStateKind, Option<Vsn>);
 
@@ -2588,199 +2579,10 @@ pub fn verify_protocol(
     Ok(())
 }
 
-fn encode_node_filter(nodes: &[String]) -> Vec<u8> {
-    let mut b = vec![0u8];
-    let _ = rmp::encode::write_array_len(&mut b, nodes.len() as u32);
-    for n in nodes {
-        let _ = rmp::encode::write_str(&mut b, n);
-    }
-    b
-}
-
-fn encode_tag_filter(tag: &str, expr: &str) -> Vec<u8> {
-    let mut b = vec![1u8];
-    let _ = rmp::encode::write_map_len(&mut b, 2);
-    let _ = rmp::encode::write_str(&mut b, "Expr");
-    let _ = rmp::encode::write_str(&mut b, expr);
-    let _ = rmp::encode::write_str(&mut b, "Tag");
-    let _ = rmp::encode::write_str(&mut b, tag);
-    b
-}
-
-fn parse_filter(f: &[u8]) -> Option<Filter> {
-    let (&t, rest) = f.split_first()?;
-    let v: rmpv_lite::Value = rmpv_lite::read(rest)?;
-    match t {
-        0 => {
-            let arr = v.as_array()?;
-            Some(Filter::Nodes(
-                arr.iter().filter_map(|x| x.as_string()).collect(),
-            ))
-        }
-        1 => {
-            let map = v.as_map()?;
-            let mut tag = None;
-            let mut expr = None;
-            for (k, val) in map {
-                match k.as_string()?.as_str() {
-                    "Tag" => tag = val.as_string(),
-                    "Expr" => expr = val.as_string(),
-                    _ => {}
-                }
-            }
-            Some(Filter::Tag {
-                tag: tag?,
-                expr: expr?,
-            })
-        }
-        _ => None,
-    }
-}
-
-/// A tiny regular-expression matcher for Serf tag filters: literals, `.`, `*`, `+`, `?`,
-/// `^`, `$` and `|` alternatives (unanchored like Go's `MatchString`).
-pub fn simple_regex_match(expr: &str, text: &str) -> bool {
-    expr.split('|').any(|alt| {
-        let pat: Vec<char> = alt.chars().collect();
-        let txt: Vec<char> = text.chars().collect();
-        if pat.first() == Some(&'^') {
-            return match_here(&pat[1..], &txt);
-        }
-        (0..=txt.len()).any(|i| match_here(&pat, &txt[i..]))
-    })
-}
-
-fn match_here(p: &[char], t: &[char]) -> bool {
-    if p.is_empty() {
-        return true;
-    }
-    if p == ['$'] {
-        return t.is_empty();
-    }
-    if p.len() >= 2 && matches!(p[1], '*' | '+' | '?') {
-        let c = p[0];
-        let op = p[1];
-        let rest = &p[2..];
-        let min = usize::from(op == '+');
-        let max = if op == '?' { 1 } else { usize::MAX };
-        let mut n = 0;
-        loop {
-            if n >= min && match_here(rest, &t[n..]) {
-                return true;
-            }
-            if n >= max || n >= t.len() || !(c == '.' || t[n] == c) {
-                return false;
-            }
-            n += 1;
-        }
-    }
-    if let Some(&c0) = t.first() {
-        if p[0] == '.' || p[0] == c0 {
-            return match_here(&p[1..], &t[1..]);
-        }
-    }
-    false
-}
-
-/// Minimal msgpack value reader for query filters (strings, arrays, maps).
-mod rmpv_lite {
-    #[derive(Debug, Clone)]
-    pub enum Value {
-        Str(String),
-        Array(Vec<Value>),
-        Map(Vec<(Value, Value)>),
-        Other,
-    }
-
-    impl Value {
-        pub fn as_string(&self) -> Option<String> {
-            match self {
-                Value::Str(s) => Some(s.clone()),
-                _ => None,
-            }
-        }
-        pub fn as_array(&self) -> Option<&Vec<Value>> {
-            match self {
-                Value::Array(a) => Some(a),
-                _ => None,
-            }
-        }
-        pub fn as_map(&self) -> Option<&Vec<(Value, Value)>> {
-            match self {
-                Value::Map(m) => Some(m),
-                _ => None,
-            }
-        }
-    }
-
-    pub fn read(b: &[u8]) -> Option<Value> {
-        let mut pos = 0;
-        read_at(b, &mut pos, 0)
-    }
-
-    fn take<'a>(b: &'a [u8], pos: &mut usize, n: usize) -> Option<&'a [u8]> {
-        let s = b.get(*pos..pos.checked_add(n)?)?;
-        *pos += n;
-        Some(s)
-    }
-
-    fn be(b: &[u8]) -> usize {
-        b.iter().fold(0usize, |a, &x| (a << 8) | x as usize)
-    }
-
-    fn read_at(b: &[u8], pos: &mut usize, depth: u32) -> Option<Value> {
-        if depth > 16 {
-            return None;
-        }
-        let t = *take(b, pos, 1)?.first()?;
-        let str_n = |n: usize, pos: &mut usize| -> Option<Value> {
-            let s = take(b, pos, n)?;
-            Some(Value::Str(String::from_utf8_lossy(s).into_owned()))
-        };
-        match t {
-            0xa0..=0xbf => str_n((t & 0x1f) as usize, pos),
-            0xd9 | 0xc4 => {
-                let n = be(take(b, pos, 1)?);
-                str_n(n, pos)
-            }
-            0xda | 0xc5 => {
-                let n = be(take(b, pos, 2)?);
-                str_n(n, pos)
-            }
-            0xdb | 0xc6 => {
-                let n = be(take(b, pos, 4)?);
-                str_n(n, pos)
-            }
-            0x90..=0x9f | 0xdc | 0xdd => {
-                let n = match t {
-                    0xdc => be(take(b, pos, 2)?),
-                    0xdd => be(take(b, pos, 4)?),
-                    _ => (t & 0x0f) as usize,
-                };
-                let mut v = Vec::new();
-                for _ in 0..n {
-                    v.push(read_at(b, pos, depth + 1)?);
-                }
-                Some(Value::Array(v))
-            }
-            0x80..=0x8f | 0xde | 0xdf => {
-                let n = match t {
-                    0xde => be(take(b, pos, 2)?),
-                    0xdf => be(take(b, pos, 4)?),
-                    _ => (t & 0x0f) as usize,
-                };
-                let mut v = Vec::new();
-                for _ in 0..n {
-                    let k = read_at(b, pos, depth + 1)?;
-                    let val = read_at(b, pos, depth + 1)?;
-                    v.push((k, val));
-                }
-                Some(Value::Map(v))
-            }
-            0xc0 => Some(Value::Array(Vec::new())),
-            _ => Some(Value::Other),
-        }
-    }
+/// Go's `regexp.MatchString` for a Serf tag filter (unanchored, RE2 syntax, which the
+/// `regex` crate shares); an expression that does not compile matches nothing, as in Serf.
+pub fn tag_filter_matches(expr: &str, value: &str) -> bool {
+    regex::Regex::new(expr).is_ok_and(|re| re.is_match(value))
 }
 
 #[cfg(test)]
@@ -2843,15 +2645,49 @@ mod tests {
 
     #[test]
     fn the_tag_filter_matcher_handles_serf_style_expressions() {
-        assert!(simple_regex_match("web", "web"));
-        assert!(simple_regex_match("^db$", "db"));
-        assert!(!simple_regex_match("^db$", "db2"));
-        assert!(simple_regex_match("w.*", "awx"));
-        assert!(simple_regex_match(
-            "^(web|db)$".replace(['(', ')'], "").as_str(),
-            "db"
-        ));
-        assert!(!simple_regex_match("^cache", "web"));
+        assert!(tag_filter_matches("web", "web"));
+        assert!(tag_filter_matches("^db$", "db"));
+        assert!(!tag_filter_matches("^db$", "db2"));
+        assert!(
+            tag_filter_matches("w.*", "awx"),
+            "unanchored, like Go's MatchString"
+        );
+        assert!(tag_filter_matches("^(web|db)$", "db"));
+        assert!(tag_filter_matches("^web[0-9]+$", "web12"));
+        assert!(!tag_filter_matches("^cache", "web"));
+        assert!(
+            !tag_filter_matches("(", "("),
+            "an invalid expression matches nothing"
+        );
+    }
+
+    #[test]
+    fn query_filters_decide_whether_a_query_is_processed() {
+        let mut c = core("n1", 1);
+        c.tags.insert("role".into(), "web".into());
+        let nodes = |n: &[&str]| {
+            encode_query_filter(&QueryFilter::Nodes(
+                n.iter().map(|s| s.to_string()).collect(),
+            ))
+        };
+        let tag = |t: &str, e: &str| {
+            encode_query_filter(&QueryFilter::Tag {
+                tag: t.into(),
+                expr: e.into(),
+            })
+        };
+        assert!(c.should_process(&[]));
+        assert!(c.should_process(&[nodes(&["n0", "n1"]), tag("role", "^w")]));
+        assert!(!c.should_process(&[nodes(&["n2"])]));
+        assert!(!c.should_process(&[tag("role", "^db$")]));
+        assert!(
+            !c.should_process(&[tag("zone", ".*")]),
+            "a missing tag never matches"
+        );
+        assert!(
+            !c.should_process(&[vec![7, 0x90]]),
+            "an unknown filter type is not for us"
+        );
     }
 
     fn core(name: &str, ip: u8) -> Core {

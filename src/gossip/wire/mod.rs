@@ -34,9 +34,10 @@ pub use packet::{
     MAX_NESTING, MAX_PACKET_DECOMPRESSED, MAX_PACKET_SIZE, UDP_BUFFER_SIZE,
 };
 pub use serf::{
-    decode_conflict_response, decode_key_request, decode_key_response, decode_serf_message,
-    decode_tags, encode_conflict_response, encode_key_request, encode_key_response,
-    encode_serf_message, encode_serf_message_into, encode_tags, encode_user_message, META_MAX_SIZE,
+    decode_conflict_response, decode_key_request, decode_key_response, decode_query_filter,
+    decode_serf_message, decode_tags, encode_conflict_response, encode_key_request,
+    encode_key_response, encode_query_filter, encode_serf_message, encode_serf_message_into,
+    encode_tags, encode_user_message, QueryFilter, FILTER_NODES, FILTER_TAG, META_MAX_SIZE,
     TAG_MAGIC_BYTE,
 };
 pub use stream::{decode_stream, encode_stream, encode_stream_message, MAX_STREAM_DECOMPRESSED};

@@ -653,3 +653,77 @@ pub fn decode_key_response(bytes: &[u8]) -> Result<KeyResponse> {
     }
     Ok(resp)
 }
+
+/// A Serf query filter (one element of a query's `Filters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryFilter {
+    /// Type 0: only these nodes process the query.
+    Nodes(Vec<String>),
+    /// Type 1: only nodes whose tag `tag` matches the regular expression `expr`.
+    Tag {
+        /// Tag name.
+        tag: String,
+        /// Regular expression (Go RE2 syntax).
+        expr: String,
+    },
+}
+
+/// Query filter type byte: node-name list.
+pub const FILTER_NODES: u8 = 0;
+/// Query filter type byte: tag regular expression.
+pub const FILTER_TAG: u8 = 1;
+
+/// Encode a query filter: type byte + msgpack (array of names, or `{Expr, Tag}`).
+pub fn encode_query_filter(f: &QueryFilter) -> Vec<u8> {
+    match f {
+        QueryFilter::Nodes(names) => {
+            let mut out = vec![FILTER_NODES];
+            mp::w_array(&mut out, names.len());
+            for n in names {
+                mp::w_str(&mut out, n);
+            }
+            out
+        }
+        QueryFilter::Tag { tag, expr } => {
+            let mut out = vec![FILTER_TAG];
+            mp::w_map(&mut out, 2);
+            mp::w_str(&mut out, "Expr");
+            mp::w_str(&mut out, expr);
+            mp::w_str(&mut out, "Tag");
+            mp::w_str(&mut out, tag);
+            out
+        }
+    }
+}
+
+/// Decode a query filter. An unknown filter type is an error (Serf then does not process
+/// the query).
+pub fn decode_query_filter(bytes: &[u8]) -> Result<QueryFilter> {
+    let (&t, body) = bytes.split_first().ok_or(WireError::Truncated)?;
+    let mut r = Reader::new(body);
+    match t {
+        FILTER_NODES => {
+            let n = r.array_len("filterNodes")?.unwrap_or(0);
+            let mut names = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                names.push(r.string("filterNodes")?);
+            }
+            Ok(QueryFilter::Nodes(names))
+        }
+        FILTER_TAG => {
+            let (mut tag, mut expr) = (None, None);
+            for _ in 0..r.map_len("filterTag")? {
+                match r.key()? {
+                    b"Tag" => tag = Some(r.string("Tag")?),
+                    b"Expr" => expr = Some(r.string("Expr")?),
+                    _ => r.skip()?,
+                }
+            }
+            Ok(QueryFilter::Tag {
+                tag: tag.ok_or(WireError::MissingField("Tag"))?,
+                expr: expr.ok_or(WireError::MissingField("Expr"))?,
+            })
+        }
+        other => Err(WireError::UnknownMessageType(other)),
+    }
+}
