@@ -47,6 +47,18 @@ fn up_members(r: &ReconcilerHandle) -> HashMap<String, String> {
         .collect()
 }
 
+/// Waits until exactly `n` members are UP in ready slots; returns them (member → slot).
+fn wait_up(r: &ReconcilerHandle, n: usize, timeout: Duration) -> HashMap<String, String> {
+    wait_until(timeout, &format!("{n} members UP"), || {
+        let up = up_members(r);
+        if up.len() == n {
+            Ok(up)
+        } else {
+            Err(up)
+        }
+    })
+}
+
 fn hosts_seen(fe: SocketAddr, requests: usize) -> BTreeSet<String> {
     (0..requests)
         .filter_map(|_| http_get(fe, "/").ok())
@@ -64,14 +76,7 @@ fn fifty_filled_slots_each_answer_through_haproxy_and_empty_again() {
     let _g = rt.enter();
     let r = spawn_reconciler(config(&h));
     r.set_desired("web", backends.iter().map(member).collect());
-    wait_until(Duration::from_secs(20), "50 slots UP", || {
-        let up = up_members(&r);
-        if up.len() == 50 {
-            Ok(())
-        } else {
-            Err(up.len())
-        }
-    });
+    wait_up(&r, 50, Duration::from_secs(20));
     let st = r.status();
     assert!(st.ready);
     eprintln!(
@@ -125,14 +130,7 @@ fn a_leaving_member_with_a_request_in_flight_stays_drain_until_it_ends() {
     let _g = rt.enter();
     let r = spawn_reconciler(config(&h));
     r.set_desired("web", vec![member(&a), member(&b)]);
-    wait_until(Duration::from_secs(10), "both UP", || {
-        let up = up_members(&r);
-        if up.len() == 2 {
-            Ok(up)
-        } else {
-            Err(up)
-        }
-    });
+    wait_up(&r, 2, Duration::from_secs(10));
     let slot = up_members(&r)["leave"].clone();
     // a long request to "leave": retry until round robin sends one there
     let fe = h.frontend_addr();
@@ -205,14 +203,7 @@ fn haproxy_restarted_under_the_reconciler_gets_its_slots_back_within_two_seconds
     let _g = rt.enter();
     let r = spawn_reconciler(config(&h));
     r.set_desired("web", backends.iter().map(member).collect());
-    wait_until(Duration::from_secs(10), "5 UP", || {
-        let up = up_members(&r);
-        if up.len() == 5 {
-            Ok(up)
-        } else {
-            Err(up)
-        }
-    });
+    wait_up(&r, 5, Duration::from_secs(10));
     let before = up_members(&r);
     let old_pid = h.pid();
     h.restart();
@@ -344,14 +335,7 @@ fn after_an_agent_restart_nobody_moves_and_nothing_is_sent() {
     let _g = rt.enter();
     let r = spawn_reconciler(config(&h));
     r.set_desired("web", backends.iter().map(member).collect());
-    wait_until(Duration::from_secs(10), "8 UP", || {
-        let up = up_members(&r);
-        if up.len() == 8 {
-            Ok(())
-        } else {
-            Err(up.len())
-        }
-    });
+    wait_up(&r, 8, Duration::from_secs(10));
     let before = up_members(&r);
     rt.block_on(r.shutdown());
     // HAProxy keeps the slots when the agent stops
@@ -502,14 +486,7 @@ backend web
     let r = spawn_reconciler(config(&h));
     let mut ma = member(&a);
     r.set_desired("web", vec![ma.clone(), member(&b)]);
-    wait_until(Duration::from_secs(10), "A and B UP", || {
-        let up = up_members(&r);
-        if up.len() == 2 {
-            Ok(())
-        } else {
-            Err(up)
-        }
-    });
+    wait_up(&r, 2, Duration::from_secs(10));
     let slot_a = up_members(&r)["A"].clone();
     // A's cookie
     let cookie = wait_until(
@@ -643,14 +620,7 @@ fn a_suspect_member_keeps_its_slot_in_drain_and_returns_to_rotation() {
     let r = spawn_reconciler(config(&h));
     let mut mb = member(&b);
     r.set_desired("web", vec![member(&a), mb.clone()]);
-    wait_until(Duration::from_secs(10), "both UP", || {
-        let up = up_members(&r);
-        if up.len() == 2 {
-            Ok(())
-        } else {
-            Err(up)
-        }
-    });
+    wait_up(&r, 2, Duration::from_secs(10));
     let slot = up_members(&r)["suspect"].clone();
     mb.want = Want::Drain;
     r.set_desired("web", vec![member(&a), mb.clone()]);
