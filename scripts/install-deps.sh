@@ -12,6 +12,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v timeout >/dev/null || need+=(coreutils)
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 command -v cargo >/dev/null || need+=(cargo)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 
 if ((${#need[@]})); then
   SUDO=""
@@ -20,6 +22,17 @@ if ((${#need[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-for tool in haproxy serf cargo; do
+for tool in haproxy serf cargo python3; do
   command -v "$tool" >/dev/null || { echo "install-deps: $tool is still missing" >&2; exit 1; }
 done
+
+# Python's prometheus_client (from PyPI) reads the agent's /metrics in tests/metrics_http.rs:
+# a virtualenv under target/ (Debian's python refuses system-wide pip installs). The tests
+# find it at $HASERF_PYENV (default target/pyenv).
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PYENV="${HASERF_PYENV:-$ROOT/target/pyenv}"
+if ! "$PYENV/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+  echo "install-deps: prometheus_client (PyPI) into $PYENV" >&2
+  python3 -m venv "$PYENV"
+  "$PYENV/bin/pip" install -q --disable-pip-version-check 'prometheus-client>=0.20,<1'
+fi

@@ -15,12 +15,14 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::config::{parse_gossip_addr, AgentConfig, LogFormat, Profile};
-use crate::control::metrics::{Kind, Metrics};
 use crate::control::model::{MemberView, MembersReply, Request, SlotView, SlotsReply};
 use crate::control::server::{error_value, Handler, SocketOptions, StatusServer};
 use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
 use crate::manager::Manager;
-use crate::spoe::{ClusterView, SpoeConfig, SpoeMetrics};
+use crate::metrics::MetricsRegistry;
+use crate::spoe::{ClusterView, SpoeConfig};
+
+mod collector;
 
 /// Without `--join`, the longest the agent waits for another member to appear before it
 /// manages HAProxy with the membership it has (see `run_agent`).
@@ -112,7 +114,7 @@ fn local_ip() -> Option<std::net::IpAddr> {
 struct AgentHandler {
     gossip: Gossip,
     manager: Option<Manager>,
-    spoe: Option<Arc<SpoeMetrics>>,
+    metrics: MetricsRegistry,
     leave_tx: mpsc::UnboundedSender<()>,
 }
 
@@ -137,7 +139,7 @@ impl Handler for AgentHandler {
                 let _ = self.leave_tx.send(());
                 json!({"leaving": true})
             }
-            Request::Metrics => json!({ "metrics": self.metrics() }),
+            Request::Metrics => json!({ "metrics": self.metrics.encode() }),
             Request::Slots => match &self.manager {
                 Some(m) => {
                     serde_json::to_value(SlotsReply { slots: m.slots() }).unwrap_or(Value::Null)
@@ -147,82 +149,6 @@ impl Handler for AgentHandler {
                 }
             },
         }
-    }
-}
-
-impl AgentHandler {
-    fn metrics(&self) -> String {
-        let s = self.gossip.stats();
-        let mut m = Metrics::new();
-        let by_status: Vec<(Vec<(&str, String)>, f64)> =
-            ["alive", "leaving", "left", "failed", "suspect"]
-                .iter()
-                .map(|st| {
-                    (
-                        vec![("status", st.to_string())],
-                        *s.members.get(*st).unwrap_or(&0) as f64,
-                    )
-                })
-                .collect();
-        m.family(
-            "haserf_members",
-            "Cluster members by status (suspect counts alive members under suspicion).",
-            Kind::Gauge,
-            &by_status,
-        );
-        m.family(
-            "haserf_gossip_packets_total",
-            "Gossip UDP packets by direction.",
-            Kind::Counter,
-            &[
-                (vec![("direction", "in".into())], s.udp_packets_in as f64),
-                (vec![("direction", "out".into())], s.udp_packets_out as f64),
-            ],
-        );
-        m.family(
-            "haserf_gossip_streams_total",
-            "Gossip TCP streams by direction.",
-            Kind::Counter,
-            &[
-                (vec![("direction", "in".into())], s.tcp_streams_in as f64),
-                (vec![("direction", "out".into())], s.tcp_streams_out as f64),
-            ],
-        );
-        let dropped: Vec<(Vec<(&str, String)>, f64)> = s
-            .dropped
-            .iter()
-            .map(|(k, v)| (vec![("reason", k.clone())], *v as f64))
-            .collect();
-        m.family(
-            "haserf_gossip_dropped_total",
-            "Gossip input dropped, by reason.",
-            Kind::Counter,
-            &dropped,
-        );
-        m.single(
-            "haserf_gossip_health_score",
-            "Lifeguard health score (0 is healthy).",
-            Kind::Gauge,
-            f64::from(s.health_score),
-        );
-        if let Some(manager) = &self.manager {
-            manager.metrics(&mut m);
-        }
-        if let Some(spoe) = &self.spoe {
-            m.single(
-                "haserf_spoe_notifies_total",
-                "SPOE NOTIFY frames answered.",
-                Kind::Counter,
-                SpoeMetrics::get(&spoe.notifies) as f64,
-            );
-            m.single(
-                "haserf_spoe_rejected_total",
-                "SPOE connections closed for bad input or timeouts.",
-                Kind::Counter,
-                SpoeMetrics::get(&spoe.rejected) as f64,
-            );
-        }
-        m.finish()
     }
 }
 
@@ -293,10 +219,18 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         ),
         None => None,
     };
+    let metrics_listener = match cfg.metrics_bind {
+        Some(addr) => Some(crate::metrics::http::bind(addr).await?),
+        None => None,
+    };
     let gcfg = gossip_config(&cfg)?;
     let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
-    tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted = gossip.encrypted(), "agent started");
-    let manager = Manager::start(&cfg, gossip.clone());
+    // The keys are known from the configuration; the gossip stats snapshot may not have
+    // caught up with the keyring yet.
+    let encrypted = !cfg.keys.is_empty();
+    tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted, "agent started");
+    let metrics = MetricsRegistry::new();
+    let manager = Manager::start(&cfg, gossip.clone(), &metrics);
     match &manager {
         Some(m) => {
             let m = m.clone();
@@ -324,11 +258,27 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         });
         metrics
     });
+    metrics.register_collector(Box::new(collector::AgentCollector {
+        gossip: gossip.clone(),
+        manager: manager.clone(),
+        spoe: spoe_metrics,
+        encrypted,
+    }));
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving /metrics");
+        tokio::spawn(crate::metrics::http::serve(
+            listener,
+            metrics.clone(),
+            crate::metrics::http::HttpLimits::default(),
+            std::future::pending(),
+        ));
+    }
     let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
     let handler: Arc<dyn Handler> = Arc::new(AgentHandler {
         gossip: gossip.clone(),
         manager: manager.clone(),
-        spoe: spoe_metrics,
+        metrics,
         leave_tx,
     });
     let server = Arc::new(server);

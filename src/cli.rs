@@ -42,6 +42,8 @@ pub enum Command {
     Status(ClientArgs),
     /// Graceful leave of the running agent.
     Leave(ClientArgs),
+    /// The agent's Prometheus metrics (OpenMetrics text), as served on --metrics-bind.
+    Metrics(ClientArgs),
     /// Print a new base64 gossip encryption key (32 bytes, AES-256).
     Keygen,
     /// Read HAProxy's slots once (nom parser); non-zero exit on any error.
@@ -131,6 +133,9 @@ pub struct AgentArgs {
     /// Serve SPOP to HAProxy on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub spoe_bind: Option<String>,
+    /// Serve Prometheus metrics over HTTP (GET /metrics) on this address.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_bind: Option<String>,
     /// JSON config file: Serf agent keys where they mean the same thing, plus haserf's own.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -179,6 +184,7 @@ impl From<AgentArgs> for AgentOptions {
             status_socket_mode,
             status_socket_group,
             spoe_bind,
+            metrics_bind,
             config,
             log_level,
             log_format,
@@ -204,6 +210,7 @@ impl From<AgentArgs> for AgentOptions {
             status_socket_mode,
             status_socket_group,
             spoe_bind,
+            metrics_bind,
             config,
             log_level,
             log_format: log_format.map(Into::into),
@@ -306,6 +313,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Slots(args) => ask(args, Request::Slots),
         Command::Status(args) => ask(args, Request::Status),
         Command::Leave(args) => ask(args, Request::Leave),
+        Command::Metrics(args) => ask(args, Request::Metrics),
         Command::Verify(args) => client::verify::run(&args.into()),
         Command::Plan(args) => client::plan::run(&args.into()),
     }
@@ -346,6 +354,7 @@ mod tests {
             "--status-socket-mode=0660",
             "--status-socket-group=g",
             "--spoe-bind=sp",
+            "--metrics-bind=mb",
             "--config=c",
             "--log-level=debug",
             "--log-format=json",
@@ -374,6 +383,7 @@ mod tests {
         assert_eq!(o.status_socket_mode, some("0660"));
         assert_eq!(o.status_socket_group, some("g"));
         assert_eq!(o.spoe_bind, some("sp"));
+        assert_eq!(o.metrics_bind, some("mb"));
         assert_eq!(o.config, Some(PathBuf::from("c")));
         assert_eq!(o.log_level, some("debug"));
         assert_eq!(o.log_format, Some(config::LogFormat::Json));

@@ -6,6 +6,12 @@
 //! Burst coalescing: after the first change the task waits until [`QUIET`] passes with no
 //! further change (at most [`MAX_COALESCE`]), so a join storm is one evaluation while a
 //! single change reaches HAProxy within milliseconds.
+//!
+//! Metrics: the manager registers its families ([`collector`]) and feeds the latency
+//! histograms ([`latency`]) in the agent's registry.
+
+mod collector;
+mod latency;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,9 +22,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::AgentConfig;
-use crate::control::metrics::{Kind, Metrics};
 use crate::control::model::SlotView;
 use crate::gossip::{Gossip, Member};
+use crate::metrics::latency::Latency;
+use crate::metrics::MetricsRegistry;
 use crate::policy::{GuardAlert, MemberFacts, Placement, Policy, PolicyConfig, Refusal};
 use crate::slots::{spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus};
 
@@ -63,15 +70,19 @@ struct Inner {
     reconciler: Mutex<Option<ReconcilerHandle>>,
     status: tokio::sync::watch::Receiver<ReconcilerStatus>,
     task: Mutex<Option<JoinHandle<()>>>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
     synced: tokio::sync::watch::Sender<bool>,
+    /// When the first membership change not evaluated yet arrived.
+    changed_at: Mutex<Option<SystemTime>>,
+    handoffs: latency::Pending,
 }
 
 const MAX_ALERTS: usize = 32;
 
 impl Manager {
-    /// Starts the reconciler and the evaluation task for `cfg`'s backends. Needs
-    /// `cfg.haproxy_socket`.
-    pub fn start(cfg: &AgentConfig, gossip: Gossip) -> Option<Manager> {
+    /// Starts the reconciler and the evaluation task for `cfg`'s backends, and registers
+    /// the manager's metric families in `metrics`. Needs `cfg.haproxy_socket`.
+    pub fn start(cfg: &AgentConfig, gossip: Gossip, metrics: &MetricsRegistry) -> Option<Manager> {
         let socket = cfg.haproxy_socket.clone()?;
         let backends: Vec<String> = cfg.backends.iter().map(|b| b.backend.clone()).collect();
         let mut rcfg = ReconcilerConfig::new(socket.clone(), backends.clone());
@@ -92,11 +103,22 @@ impl Manager {
             reconciler: Mutex::new(Some(reconciler)),
             status,
             task: Mutex::new(None),
+            watcher: Mutex::new(None),
             synced: tokio::sync::watch::channel(false).0,
+            changed_at: Mutex::new(None),
+            handoffs: latency::Pending::default(),
         });
         let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip));
         *lock(&inner.task) = Some(task);
-        Some(Manager { inner })
+        let watcher = tokio::spawn(latency::watch(
+            inner.status.clone(),
+            inner.handoffs.clone(),
+            Latency::register(metrics),
+        ));
+        *lock(&inner.watcher) = Some(watcher);
+        let manager = Manager { inner };
+        metrics.register_collector(Box::new(collector::ManagerCollector(manager.clone())));
+        Some(manager)
     }
 
     /// The membership is known: the join through the seeds succeeded (or there are no
@@ -115,6 +137,7 @@ impl Manager {
 
     /// Membership changed: evaluate soon.
     pub fn membership_changed(&self) {
+        lock(&self.inner.changed_at).get_or_insert_with(SystemTime::now);
         self.inner.notify.notify_one();
     }
 
@@ -180,93 +203,12 @@ impl Manager {
         })
     }
 
-    /// Adds the manager's families to a metrics document.
-    pub fn metrics(&self, m: &mut Metrics) {
-        let st = self.reconciler_status();
-        let shared = lock(&self.inner.shared);
-        let mut used = Vec::new();
-        let mut free = Vec::new();
-        let mut queued = Vec::new();
-        for b in &self.inner.backends {
-            let slots: Vec<&SlotView> = st.slots.iter().filter(|s| &s.backend == b).collect();
-            let u = slots.iter().filter(|s| s.member.is_some()).count();
-            used.push((vec![("backend", b.clone())], u as f64));
-            free.push((vec![("backend", b.clone())], (slots.len() - u) as f64));
-            let q = st.queue.get(b).map_or(0, Vec::len);
-            queued.push((vec![("backend", b.clone())], q as f64));
-        }
-        m.family(
-            "haserf_slots_used",
-            "Slots holding a member.",
-            Kind::Gauge,
-            &used,
-        );
-        m.family(
-            "haserf_slots_free",
-            "Slots free for a member.",
-            Kind::Gauge,
-            &free,
-        );
-        m.family(
-            "haserf_queue_length",
-            "Members waiting for a free slot.",
-            Kind::Gauge,
-            &queued,
-        );
-        m.single(
-            "haserf_ready",
-            "1 once the first full reconcile is done.",
-            Kind::Gauge,
-            f64::from(u8::from(st.ready)),
-        );
-        m.single(
-            "haserf_applies_total",
-            "Batches of runtime commands applied.",
-            Kind::Counter,
-            st.applies as f64,
-        );
-        m.single(
-            "haserf_apply_errors_total",
-            "Runtime commands refused or failed exchanges.",
-            Kind::Counter,
-            st.apply_errors as f64,
-        );
-        m.single(
-            "haserf_drift_repairs_total",
-            "Slots found changed behind the agent's back and repaired.",
-            Kind::Counter,
-            st.drift_repairs as f64,
-        );
-        m.single(
-            "haserf_haproxy_restarts_total",
-            "New HAProxy processes detected.",
-            Kind::Counter,
-            st.haproxy_restarts as f64,
-        );
-        m.single(
-            "haserf_suspicion_drains_total",
-            "Members drained because they were suspected.",
-            Kind::Counter,
-            shared.suspicion_drains as f64,
-        );
-        m.single(
-            "haserf_refused_members",
-            "Members currently refused a slot.",
-            Kind::Gauge,
-            shared.refusals.len() as f64,
-        );
-        m.single(
-            "haserf_partition_guard_holding",
-            "Backends whose partition guard holds members.",
-            Kind::Gauge,
-            shared.holds.len() as f64,
-        );
-    }
-
     /// Stops the evaluation task and the reconciler. HAProxy keeps its slots.
     pub async fn shutdown(&self) {
-        if let Some(task) = lock(&self.inner.task).take() {
-            task.abort();
+        for task in [&self.inner.task, &self.inner.watcher] {
+            if let Some(task) = lock(task).take() {
+                task.abort();
+            }
         }
         let reconciler = lock(&self.inner.reconciler).take();
         if let Some(r) = reconciler {
@@ -309,6 +251,7 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
                     .is_ok()
             {}
         }
+        let changed_at = lock(&inner.changed_at).take();
         let facts: Vec<MemberFacts> = gossip.members().iter().map(facts).collect();
         let eval = policy.evaluate(Instant::now(), &facts);
         for r in &eval.new_refusals {
@@ -358,6 +301,9 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
         for (backend, placements) in eval.placements {
             if sent.get(&backend) != Some(&placements) {
                 reconciler.set_desired(&backend, placements.clone());
+                if let Some(at) = changed_at {
+                    inner.handoffs.handed(&backend, at);
+                }
                 sent.insert(backend, placements);
             }
         }
