@@ -23,6 +23,7 @@ use crate::metrics::MetricsRegistry;
 use crate::spoe::{ClusterView, SpoeConfig};
 
 mod collector;
+mod notify;
 
 /// Without `--join`, the longest the agent waits for another member to appear before it
 /// manages HAProxy with the membership it has (see `run_agent`).
@@ -58,15 +59,27 @@ pub fn run(cfg: AgentConfig) -> i32 {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let color = log_colors(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Whether text logs carry ANSI colours: only on a terminal, and never when `NO_COLOR` is
+/// set to a non-empty value (no-color.org). A file, a pipe or journald gets plain text.
+pub fn log_colors(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The gossip configuration for an agent configuration.
@@ -116,9 +129,14 @@ struct AgentHandler {
     manager: Option<Manager>,
     metrics: MetricsRegistry,
     leave_tx: mpsc::UnboundedSender<()>,
+    left: Arc<tokio::sync::watch::Sender<Option<Value>>>,
 }
 
 impl Handler for AgentHandler {
+    fn leave_outcome(&self) -> Option<tokio::sync::watch::Receiver<Option<Value>>> {
+        Some(self.left.subscribe())
+    }
+
     fn handle(&self, request: Request) -> Value {
         match request {
             Request::Members => members_json(&self.gossip),
@@ -235,12 +253,19 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         Some(m) => {
             let m = m.clone();
             let socket = cfg.haproxy_socket.clone().unwrap_or_default();
+            notify::status(&format!("waiting for the cluster and HAProxy at {socket}"));
             tokio::spawn(async move {
-                m.wait_ready().await;
-                tracing::info!(haproxy_socket = %socket, "ready: HAProxy read and first plan applied");
+                // false when the manager stopped first: a shutdown is not "ready"
+                if m.wait_ready().await {
+                    tracing::info!(haproxy_socket = %socket, "ready: HAProxy read and first plan applied");
+                    notify::ready(&format!("ready: managing HAProxy at {socket}"));
+                }
             });
         }
-        None => tracing::info!("ready (member mode: no --haproxy-socket)"),
+        None => {
+            tracing::info!("ready (member mode: no --haproxy-socket)");
+            notify::ready("ready (member mode)");
+        }
     }
     let spoe_metrics = spoe_listener.zip(cfg.spoe_bind).map(|(listener, addr)| {
         let scfg = SpoeConfig::new(addr);
@@ -275,11 +300,13 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         ));
     }
     let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
+    let left = Arc::new(tokio::sync::watch::channel(None).0);
     let handler: Arc<dyn Handler> = Arc::new(AgentHandler {
         gossip: gossip.clone(),
         manager: manager.clone(),
         metrics,
         leave_tx,
+        left: left.clone(),
     });
     let server = Arc::new(server);
     let srv = server.clone();
@@ -360,10 +387,22 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         }
     }
     // HAProxy keeps its slots as they are: stop managing first, then leave the cluster.
+    notify::stopping();
     if let Some(m) = &manager {
         m.shutdown().await;
     }
     let r = gossip.leave().await;
+    let outcome = match &r {
+        Ok(()) => {
+            tracing::info!("left the cluster gracefully");
+            json!({"left": true, "node": gossip.local_name()})
+        }
+        Err(e) => json!({"left": false, "error": e.to_string()}),
+    };
+    // `haserf leave` clients wait on their connection for this line: give them a moment to
+    // write it before the process exits.
+    left.send_replace(Some(outcome));
+    let _ = tokio::time::timeout(Duration::from_secs(1), left.closed()).await;
     serve.abort();
     drop(server);
     r.map_err(|e| e.to_string())
@@ -464,4 +503,20 @@ pub fn status_query_answer(g: &Gossip, manager: Option<&Manager>) -> String {
         answer["slots_omitted"] = json!(omitted);
     }
     answer.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(log_colors(true, None));
+        assert!(log_colors(true, empty), "NO_COLOR= (empty) does not count");
+        assert!(!log_colors(true, set));
+        assert!(!log_colors(false, None), "a file, a pipe, journald");
+        assert!(!log_colors(false, set));
+    }
 }

@@ -10,6 +10,7 @@
 //! Metrics: the manager registers its families ([`collector`]) and feeds the latency
 //! histograms ([`latency`]) in the agent's registry.
 
+pub mod alerts;
 mod collector;
 mod latency;
 
@@ -28,6 +29,7 @@ use crate::metrics::latency::Latency;
 use crate::metrics::MetricsRegistry;
 use crate::policy::{GuardAlert, MemberFacts, Placement, Policy, PolicyConfig, Refusal};
 use crate::slots::{spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus};
+use alerts::{AlertBook, AlertKind};
 
 /// A change is applied once no other change arrived for this long.
 pub const QUIET: Duration = Duration::from_millis(3);
@@ -36,24 +38,13 @@ pub const MAX_COALESCE: Duration = Duration::from_millis(30);
 /// The guard's clock ticks this often even without membership changes.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// An alert raised by the partition guard, kept for `haserf status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Alert {
-    /// When.
-    pub at: SystemTime,
-    /// Backend.
-    pub backend: String,
-    /// What happened.
-    pub message: String,
-}
-
 #[derive(Debug, Default)]
 struct Shared {
     evaluations: u64,
     suspicion_drains: u64,
     refusals: Vec<Refusal>,
     holds: BTreeMap<String, Vec<String>>,
-    alerts: Vec<Alert>,
+    alerts: AlertBook,
 }
 
 /// Handle to the manager; cheap to clone.
@@ -76,8 +67,6 @@ struct Inner {
     changed_at: Mutex<Option<SystemTime>>,
     handoffs: latency::Pending,
 }
-
-const MAX_ALERTS: usize = 32;
 
 impl Manager {
     /// Starts the reconciler and the evaluation task for `cfg`'s backends, and registers
@@ -156,10 +145,11 @@ impl Manager {
         self.inner.status.borrow().slots.clone()
     }
 
-    /// Waits until the reconciler reports ready.
-    pub async fn wait_ready(&self) {
+    /// Waits until the reconciler reports ready: true; false when it stopped first.
+    pub async fn wait_ready(&self) -> bool {
         let mut rx = self.inner.status.clone();
-        let _ = rx.wait_for(|s| s.ready).await;
+        let ready = rx.wait_for(|s| s.ready).await.is_ok();
+        ready
     }
 
     /// The `haproxy` part of `haserf status`.
@@ -190,6 +180,7 @@ impl Manager {
             "restarts_seen": st.haproxy_restarts,
             "backends": backends,
             "last_apply": st.last_apply.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
+            "last_apply_at": st.last_apply.map(alerts::rfc3339),
             "applies": st.applies,
             "apply_errors": st.apply_errors,
             "drift_repairs": st.drift_repairs,
@@ -199,7 +190,7 @@ impl Manager {
             "evaluations": shared.evaluations,
             "suspicion_drains": shared.suspicion_drains,
             "refused": shared.refusals,
-            "alerts": shared.alerts,
+            "alerts": shared.alerts.views(),
         })
     }
 
@@ -257,43 +248,40 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
         for r in &eval.new_refusals {
             tracing::warn!(member = %r.member, backend = %r.backend, reason = %r.reason, "member refused a slot");
         }
-        let mut alerts = Vec::new();
+        let now = SystemTime::now();
+        let mut shared = lock(&inner.shared);
         for (backend, alert) in &eval.alerts {
-            let message = match alert {
+            let guard = AlertKind::PartitionGuard;
+            match alert {
                 GuardAlert::Holding(names) => {
                     tracing::error!(%backend, members = ?names, hold = ?policy.config().guard.hold,
                         "partition guard: many members failed at once; keeping them in rotation");
-                    format!(
+                    let message = format!(
                         "holding {} failed members in rotation: {}",
                         names.len(),
                         names.join(", ")
-                    )
+                    );
+                    shared.alerts.raise(guard, backend, "", message, now);
                 }
                 GuardAlert::Recovered => {
                     tracing::warn!(%backend, "partition guard: held members are back");
-                    "held members recovered".to_string()
+                    shared
+                        .alerts
+                        .resolve(guard, backend, "", "held members recovered".into(), now);
                 }
                 GuardAlert::Released(names) => {
                     tracing::warn!(%backend, members = ?names, "partition guard: hold time passed; removing failed members");
-                    format!("hold time passed; removing {}", names.join(", "))
+                    let how = format!("hold time passed; removed {}", names.join(", "));
+                    shared.alerts.resolve(guard, backend, "", how, now);
                 }
-            };
-            alerts.push(Alert {
-                at: SystemTime::now(),
-                backend: backend.clone(),
-                message,
-            });
+            }
         }
-        {
-            let mut shared = lock(&inner.shared);
-            shared.evaluations += 1;
-            shared.suspicion_drains = policy.suspicion_drains();
-            shared.refusals = policy.refusals().cloned().collect();
-            shared.holds = policy.guard_holds();
-            shared.alerts.extend(alerts);
-            let excess = shared.alerts.len().saturating_sub(MAX_ALERTS);
-            shared.alerts.drain(..excess);
-        }
+        shared.alerts.expire(now);
+        shared.evaluations += 1;
+        shared.suspicion_drains = policy.suspicion_drains();
+        shared.refusals = policy.refusals().cloned().collect();
+        shared.holds = policy.guard_holds();
+        drop(shared);
         let reconciler = lock(&inner.reconciler);
         let Some(reconciler) = reconciler.as_ref() else {
             return;

@@ -210,8 +210,8 @@ fn status_says_ready_only_after_the_first_full_reconcile() {
     let st = agent.status();
     assert_eq!(st["ready"], false, "{st}");
     let (ok, out, err) = agent.cli("status", &[]);
-    assert!(ok, "{err}");
-    assert!(out.contains("ready: false"), "{out}");
+    assert!(!ok, "not ready exits 1: {err}");
+    assert!(out.starts_with("ready: false"), "{out}");
     assert!(agent.metrics().contains("haserf_ready 0"));
     h.restart();
     let st = wait_until(T, "ready", || {

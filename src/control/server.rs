@@ -1,6 +1,9 @@
 //! Status socket server: a unix socket speaking JSON lines. One request object per line in,
 //! one reply object per line out. A bad line gets `{"error":"…"}` and the connection stays
-//! open; nothing a client sends can stop the agent.
+//! open; nothing a client sends can stop the agent. The one exception to "one line out":
+//! `leave` gets `{"leaving":true}` at once and, when the agent provides it
+//! ([`Handler::leave_outcome`]), `{"left":…}` once the leave is done; then the connection
+//! closes.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt as _;
@@ -22,10 +25,20 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// A client that sends nothing for this long is disconnected.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Longest a `leave` request's connection waits for the leave to complete.
+pub const LEAVE_WAIT: Duration = Duration::from_secs(120);
+
 /// Answers status-socket requests. Implemented by the agent.
 pub trait Handler: Send + Sync + 'static {
     /// The reply object for one request (an [`ErrorReply`] shape on failure).
     fn handle(&self, request: Request) -> Value;
+
+    /// For `leave`: where the outcome of the leave will appear (`Some` object once done).
+    /// The server then writes it as a second reply line on the connection that asked
+    /// (`haserf leave` waits for it), and closes the connection. `None`: one reply only.
+    fn leave_outcome(&self) -> Option<tokio::sync::watch::Receiver<Option<Value>>> {
+        None
+    }
 }
 
 /// Where and how to create the socket.
@@ -194,6 +207,20 @@ async fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Resu
             Err(_) => error_value("request is not UTF-8"),
             Ok(text) if text.trim().is_empty() => continue,
             Ok(text) => match parse_request(text) {
+                Ok(Request::Leave) => {
+                    write_reply(&mut write, &handler.handle(Request::Leave)).await?;
+                    if let Some(mut outcome) = handler.leave_outcome() {
+                        let done =
+                            tokio::time::timeout(LEAVE_WAIT, outcome.wait_for(Option::is_some))
+                                .await
+                                .ok()
+                                .and_then(|r| r.ok().and_then(|v| v.clone()));
+                        if let Some(done) = done {
+                            write_reply(&mut write, &done).await?;
+                        }
+                    }
+                    return Ok(());
+                }
                 Ok(request) => handler.handle(request),
                 Err(reply) => reply,
             },

@@ -64,6 +64,13 @@ impl Collector for ManagerCollector {
             &mut e,
             &names::PARTITION_GUARD_HOLDING,
             &[(Vec::new(), shared.holds.len() as i64)],
-        )
+        )?;
+        let active: Vec<(Labels, i64)> = shared
+            .alerts
+            .active_by_kind()
+            .into_iter()
+            .map(|(kind, n)| (labels(&names::ALERTS_ACTIVE, &[kind]), n as i64))
+            .collect();
+        encode_gauge(&mut e, &names::ALERTS_ACTIVE, &active)
     }
 }

@@ -190,6 +190,13 @@ pub const PARTITION_GUARD_HOLDING: Family = gauge(
     "Backends whose partition guard holds members.",
     &[],
 );
+/// Alerts currently active (resolved ones are not counted), by kind: `partition_guard`,
+/// `first_check`.
+pub const ALERTS_ACTIVE: Family = gauge(
+    "haserf_alerts_active",
+    "Alerts currently active, by kind.",
+    &["kind"],
+);
 /// Seconds from a membership change reaching the agent to the runtime command that applies
 /// it being answered by HAProxy.
 pub const MEMBER_CHANGE_TO_COMMAND: Family = Family {
@@ -250,6 +257,7 @@ pub const ALL: &[Family] = &[
     EVALUATIONS,
     REFUSED_MEMBERS,
     PARTITION_GUARD_HOLDING,
+    ALERTS_ACTIVE,
     MEMBER_CHANGE_TO_COMMAND,
     COMMAND_TO_CONFIRM,
     SPOE_NOTIFIES,

@@ -57,6 +57,18 @@ impl HaserfOptions {
         }
     }
 
+    /// A plain cluster member called `node` (no `--haproxy-socket`: backend-node mode).
+    pub fn member(node: &str) -> HaserfOptions {
+        HaserfOptions {
+            node: node.to_string(),
+            ip: None,
+            haproxy_socket: None,
+            backends: Vec::new(),
+            join: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
     /// Adds a seed (builder style).
     pub fn join(mut self, addr: SocketAddr) -> HaserfOptions {
         self.join.push(addr);
