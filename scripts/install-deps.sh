@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what haserf's demo and tests need on a fresh Debian machine:
-# haproxy and serf from Debian's packages, plus the small tools the tests use.
+# haproxy and serf from Debian's packages, plus the small tools the docs and tests use
+# (socat for the status socket by hand, systemd-analyze to check the unit, script for a
+# terminal), and Python's prometheus_client from PyPI for the metrics format test.
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 
@@ -13,6 +15,9 @@ command -v timeout >/dev/null || need+=(coreutils)
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 command -v cargo >/dev/null || need+=(cargo)
 command -v python3 >/dev/null || need+=(python3)
+command -v socat >/dev/null || need+=(socat)
+command -v script >/dev/null || need+=(bsdutils)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 
 if ((${#need[@]})); then

@@ -448,9 +448,54 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 #[cfg(test)]
+#[path = "../tests/support/doc_blocks.rs"]
+mod doc_blocks;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
+
+    /// Every `haserf …` line of the docs' shell blocks (and `HASERF_OPTS` of
+    /// systemd/haserf.default) is accepted by this command line as written; an agent command
+    /// is also validated as a configuration (without `--config`: the file is the user's).
+    #[test]
+    fn every_haserf_command_in_the_docs_parses_as_written() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for c in super::doc_blocks::doc_commands(root) {
+            if c.words[0] != "haserf" {
+                continue;
+            }
+            if super::doc_blocks::is_sketch(&c) {
+                failures.push(format!(
+                    "{}: `{}` is a sketch in a shell block; fence it as text",
+                    c.at, c.text
+                ));
+                continue;
+            }
+            match Cli::try_parse_from(&c.words) {
+                Err(e) => failures.push(format!("{}: `{}`: {e}", c.at, c.text)),
+                Ok(cli) => {
+                    if let Command::Agent(args) = cli.command {
+                        let o = AgentOptions::from(*args);
+                        if o.config.is_none() {
+                            if let Err(e) = AgentConfig::merge(&o, config::FileConfig::default()) {
+                                failures.push(format!("{}: `{}`: {e}", c.at, c.text));
+                            }
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(
+            checked >= 15,
+            "only {checked} haserf commands found in the docs"
+        );
+    }
 
     fn parse(args: &[&str]) -> Command {
         Cli::try_parse_from(std::iter::once("haserf").chain(args.iter().copied()))

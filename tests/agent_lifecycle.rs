@@ -274,14 +274,7 @@ fn garbage_on_the_status_socket_gets_an_error_and_the_agent_keeps_serving() {
 
 #[test]
 fn the_status_socket_is_mode_0600() {
-    let agent = HaserfAgent::start(HaserfOptions {
-        node: "m1".into(),
-        ip: None,
-        haproxy_socket: None,
-        backends: Vec::new(),
-        join: Vec::new(),
-        extra: Vec::new(),
-    });
+    let agent = HaserfAgent::start(HaserfOptions::member("m1"));
     let mode = std::fs::metadata(agent.status_socket())
         .unwrap()
         .permissions()

@@ -12,6 +12,7 @@
 
 pub mod addr;
 pub mod agent;
+pub mod doc_blocks;
 pub mod haproxy;
 pub mod http;
 pub mod netns;
