@@ -242,7 +242,10 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
                     .is_ok()
             {}
         }
-        let changed_at = lock(&inner.changed_at).take();
+        // when the change reached the agent: its gossip event, or now for a change the
+        // manager's own clock makes (failed grace, guard hold) or one whose event is still
+        // queued behind the evaluation
+        let changed_at = lock(&inner.changed_at).take().unwrap_or_else(SystemTime::now);
         let facts: Vec<MemberFacts> = gossip.members().iter().map(facts).collect();
         let eval = policy.evaluate(Instant::now(), &facts);
         for r in &eval.new_refusals {
@@ -288,10 +291,9 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
         };
         for (backend, placements) in eval.placements {
             if sent.get(&backend) != Some(&placements) {
+                // recorded before the reconciler can apply it
+                inner.handoffs.handed(&backend, changed_at);
                 reconciler.set_desired(&backend, placements.clone());
-                if let Some(at) = changed_at {
-                    inner.handoffs.handed(&backend, at);
-                }
                 sent.insert(backend, placements);
             }
         }

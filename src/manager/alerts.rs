@@ -70,9 +70,9 @@ pub struct AlertBook {
     alerts: Vec<Alert>,
 }
 
-/// RFC 3339 in UTC, to the second.
+/// RFC 3339 in UTC, to the millisecond.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 impl AlertBook {
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(v.len(), 1, "raised once, updated");
         assert_eq!(v[0].message, "holding 3");
         assert!(v[0].active);
-        assert_eq!(v[0].at, "2027-01-15T08:00:00Z");
+        assert_eq!(v[0].at, "2027-01-15T08:00:00.000Z");
         assert_eq!(b.active_by_kind()["partition_guard"], 1);
         b.resolve(
             AlertKind::PartitionGuard,
@@ -218,7 +218,10 @@ mod tests {
         );
         let v = b.views();
         assert!(!v[0].active);
-        assert_eq!(v[0].resolved_at.as_deref(), Some("2027-01-15T08:00:10Z"));
+        assert_eq!(
+            v[0].resolved_at.as_deref(),
+            Some("2027-01-15T08:00:10.000Z")
+        );
         assert_eq!(v[0].resolution.as_deref(), Some("recovered"));
         assert_eq!(b.active_by_kind()["partition_guard"], 0);
         b.expire(t(10) + RESOLVED_TTL - Duration::from_secs(1));

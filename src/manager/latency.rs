@@ -3,7 +3,9 @@
 //! reconciler, and the reconciler's status after its pass (`last_apply` is when HAProxy
 //! answered the commands; the status is published after the read-back).
 //!
-//! - change → command: `last_apply − change`, for the first apply at or after the handoff;
+//! - change → command: `last_apply − change`, for the first apply at or after the handoff
+//!   (the change time is when the gossip event arrived, or when the manager evaluated for a
+//!   change its own clock makes: the failed grace, the guard's hold);
 //! - command → confirm: status published − `last_apply`, when the read-back found every
 //!   slot as planned (`last_error` empty).
 //!
