@@ -14,7 +14,7 @@
 #   serf-0.10    0.10.1  trixie
 #
 # The newer packages are fetched with a private apt configuration (its own sources list, lists
-# and cache; the system's apt state is not used) by `apt-get download`, together with the
+# and cache; the system's apt state is not used, its apt.conf.d settings such as a proxy are) by `apt-get download`, together with the
 # libraries they need from the same suite, and unpacked with `dpkg -x` into one directory per
 # version. HAProxy 3.x needs trixie's glibc (≥ 2.38), so its binary is pointed at the unpacked
 # loader and libraries with `patchelf --set-interpreter … --force-rpath --set-rpath …`: the
@@ -28,6 +28,7 @@
 # Each version is checked before its path is printed: `haproxy -vv` or `serf version` must
 # run and report the expected version, and every HAProxy must survive a master-worker reload.
 set -euo pipefail
+shopt -s inherit_errexit
 
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
@@ -96,8 +97,8 @@ done
 # The version a binary reports (first line of `haproxy -v` / `serf version`), or nothing.
 reported_version() { # PACKAGE BINARY
   case "$1" in
-    haproxy) timeout 10 "$2" -v 2>/dev/null | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p' ;;
-    serf) timeout 10 "$2" version 2>/dev/null | sed -n '1s/^\(Serf v\)\{0,1\}\([0-9][^ ]*\).*/\2/p' ;;
+    haproxy) { timeout 10 "$2" -v 2>/dev/null || true; } | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p' ;;
+    serf) { timeout 10 "$2" version 2>/dev/null || true; } | sed -n '1s/^\(Serf v\)\{0,1\}\([0-9][^ ]*\).*/\2/p' ;;
   esac
 }
 
@@ -178,6 +179,14 @@ need_tools() {
   fi
 }
 
+# apt-get / apt-cache with the private configuration CONF, read after the system's (`-c`),
+# so that it wins where it speaks and the system's proxy or Check-Valid-Until still apply.
+papt() { # CONF PROGRAM ARGS…
+  local conf="$1" prog="$2"
+  shift 2
+  "$prog" -c "$conf" "$@"
+}
+
 # A private apt configuration for SUITE under $CACHE/apt/SUITE; echoes its apt.conf path.
 apt_for() { # SUITE
   local suite="$1" d="$CACHE/apt/$1"
@@ -198,6 +207,8 @@ Dir::State::Lists "$d/lists";
 Dir::State::status "$d/status";
 Dir::Cache "$d";
 Dir::Cache::Archives "$d/archives";
+Dir::Cache::pkgcache "pkgcache.bin";
+Dir::Cache::srcpkgcache "srcpkgcache.bin";
 APT::Architecture "$(dpkg --print-architecture)";
 APT::Architectures { "$(dpkg --print-architecture)"; };
 Acquire::Languages "none";
@@ -209,32 +220,36 @@ APT::Sandbox::User "root";
 EOF
   if [ "$refresh" = 1 ] || ! compgen -G "$d/lists/*_Packages*" >/dev/null; then
     say "apt-get update for $suite (a private apt configuration in $d)"
-    APT_CONFIG="$d/apt.conf" apt-get update -qq >&2 || die "apt-get update for $suite failed"
+    papt "$d/apt.conf" apt-get update -qq >&2 || die "apt-get update for $suite failed"
   fi
   echo "$d/apt.conf"
 }
 
-# The candidate version of PACKAGE in the suite configured by APT_CONFIG.
-candidate() {
-  apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p' | grep -v '(none)' || true
+# The candidate version of PACKAGE with the private configuration CONF.
+candidate() { # CONF PACKAGE
+  papt "$1" apt-cache policy "$2" 2>/dev/null | sed -n 's/^ *Candidate: //p' |
+    grep -v '(none)' || true
 }
 
 # PACKAGE and the libraries it needs, recursively (Depends and Pre-Depends on lib*/zlib*
-# packages only: adduser, lsb-base and the like are not needed to run the binary).
-closure() {
-  local todo=("$@") seen=" " p d
-  while ((${#todo[@]})); do
-    p="${todo[0]}"
-    todo=("${todo[@]:1}")
-    [[ "$seen" == *" $p "* ]] && continue
-    seen+="$p "
-    echo "$p"
-    for d in $(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
-      --no-replaces --no-enhances "$p" 2>/dev/null |
+# packages only: adduser, lsb-base and the like are not needed to run the binary). One
+# apt-cache call per level of the dependency tree (each call loads the package cache).
+closure() { # CONF PACKAGE
+  local conf="$1" seen=" $2 " level=("$2") next d
+  echo "$2"
+  while ((${#level[@]})); do
+    next=()
+    for d in $(papt "$conf" apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+      --no-replaces --no-enhances "${level[@]}" 2>/dev/null |
       sed -n 's/^ *|\{0,1\}\(Pre\)\{0,1\}Depends: \([^<][^ ]*\)$/\2/p' |
-      grep -E '^(lib|zlib)' || true); do
-      todo+=("${d%:*}")
+      grep -E '^(lib|zlib)' | sort -u || true); do
+      d="${d%:*}"
+      [[ "$seen" == *" $d "* ]] && continue
+      seen+="$d "
+      echo "$d"
+      next+=("$d")
     done
+    level=("${next[@]}")
   done
 }
 
@@ -245,7 +260,7 @@ unpack() { # NAME PACKAGE PREFIX SUITES BINARY
   need_tools
   for suite in $suites; do
     conf=$(apt_for "$suite")
-    version=$(APT_CONFIG="$conf" candidate "$pkg")
+    version=$(candidate "$conf" "$pkg")
     [[ "$version" == "$prefix"* ]] && break
     say "$suite has $pkg ${version:-(none)}, not $prefix*"
     version=""
@@ -255,9 +270,9 @@ unpack() { # NAME PACKAGE PREFIX SUITES BINARY
   rm -rf "$dest"
   mkdir -p "$dest/debs" "$dest/root"
   local pkgs=()
-  mapfile -t pkgs < <(APT_CONFIG="$conf" closure "$pkg")
+  mapfile -t pkgs < <(closure "$conf" "$pkg")
   pkgs[0]="$pkg=$version"
-  (cd "$dest/debs" && APT_CONFIG="$conf" apt-get download -qq "${pkgs[@]}" >&2) ||
+  (cd "$dest/debs" && papt "$conf" apt-get download -qq "${pkgs[@]}" >&2) ||
     die "apt-get download ${pkgs[*]} failed"
   local deb
   for deb in "$dest"/debs/*.deb; do dpkg -x "$deb" "$dest/root"; done
