@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what haserf's demo and tests need on a fresh Debian machine:
-# haproxy and serf from Debian's packages, plus the small tools the tests use.
+# haproxy and serf from Debian's packages, plus the small tools the tests use. The other
+# tested HAProxy/serf versions come from scripts/versions.sh (scripts/test.sh calls both).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 
@@ -12,6 +13,11 @@ command -v curl >/dev/null || need+=(curl)
 command -v timeout >/dev/null || need+=(coreutils)
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || need+=(procps)
 command -v cargo >/dev/null || need+=(cargo)
+# scripts/versions.sh: other HAProxy/serf versions from Debian's archive, unpacked beside the
+# system's (patchelf points them at their own glibc; perl finds the matrix suites).
+command -v patchelf >/dev/null || need+=(patchelf)
+command -v perl >/dev/null || need+=(perl)
+command -v flock >/dev/null || need+=(util-linux)
 
 if ((${#need[@]})); then
   SUDO=""
