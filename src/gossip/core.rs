@@ -12,9 +12,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use super::api::{
-    GossipConfig, GossipError, GossipStats, Member, QueryParams, Timing, UserEventInfo,
-};
+use super::config::{GossipConfig, Timing};
+use super::error::GossipError;
+use super::model::{GossipStats, Member, QueryParams, UserEventInfo};
 use super::queue::BroadcastQueue;
 use super::wire::{self, *};
 use crate::control::model::MemberStatus;

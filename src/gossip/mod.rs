@@ -2,13 +2,20 @@
 //! ([`core`]), the tokio driver, and the library API ([`api`]) the agent uses.
 
 pub mod api;
+mod command;
+pub mod config;
 pub mod core;
 mod driver;
+pub mod error;
+pub mod event;
+pub mod model;
 pub mod queue;
 pub mod wire;
 
-pub use api::{
-    Gossip, GossipConfig, GossipError, GossipEvent, GossipStats, IncomingQuery, Member,
-    QueryAnswer, QueryParams, QueryResponses, Timing, UserEventInfo,
-};
+pub use api::Gossip;
+pub use command::QueryResponses;
+pub use config::{GossipConfig, Timing};
+pub use error::GossipError;
+pub use event::{GossipEvent, IncomingQuery};
+pub use model::{GossipStats, Member, QueryAnswer, QueryParams, UserEventInfo};
 pub use wire::{Keyring, Vsn};
