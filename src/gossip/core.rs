@@ -3,144 +3,26 @@
 //! time (`tick(now)` whenever `next_deadline()` is reached). Output: [`Output`]s queued for
 //! the driver (send UDP, dial TCP, events). It never does IO and never reads a clock.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
 use super::config::{GossipConfig, Timing};
 use super::error::GossipError;
 use super::model::{GossipStats, Member, QueryParams, UserEventInfo};
-use super::queue::BroadcastQueue;
+use super::runtime::{DialPurpose, Runtime};
+use super::timer::Timer;
 use super::wire::{self, *};
 use crate::control::model::MemberStatus;
 
-const UDP_BUFFER_SIZE: usize = 1400;
-const COMPOUND_HEADER_OVERHEAD: usize = 2;
-const COMPOUND_OVERHEAD: usize = 2;
-const ENCRYPT_OVERHEAD: usize = 29;
 const EVENT_BUFFER: u64 = 512;
 const QUERY_BUFFER: u64 = 512;
 const RECENT_INTENT_TIMEOUT: Duration = Duration::from_secs(300);
-const MAX_QUEUE_DEPTH: usize = 4096;
 
-/// Something the driver must do.
-#[derive(Debug)]
-pub enum Output {
-    /// Send this datagram from the bind socket.
-    Udp {
-        /// Destination.
-        to: SocketAddr,
-        /// Bytes.
-        data: Vec<u8>,
-    },
-    /// Dial TCP, write `data`, and (if `expect_reply`) read one stream message back and
-    /// report it with [`Core::dial_result`].
-    Dial {
-        /// Correlation id.
-        id: u64,
-        /// Destination.
-        to: SocketAddr,
-        /// Bytes to write.
-        data: Vec<u8>,
-        /// Whether a reply is read.
-        expect_reply: bool,
-        /// Connect + exchange deadline.
-        timeout: Duration,
-    },
-    /// A cluster event.
-    Event(CoreEvent),
-    /// A join finished.
-    JoinDone {
-        /// Id returned by [`Core::join`].
-        id: u64,
-        /// Seeds that answered.
-        contacted: usize,
-        /// Errors of the others.
-        errors: Vec<String>,
-    },
-    /// An ack to an outgoing query.
-    QueryAck {
-        /// Handle returned by [`Core::query`].
-        handle: u64,
-        /// Responder.
-        from: String,
-    },
-    /// A response to an outgoing query.
-    QueryResponse {
-        /// Handle.
-        handle: u64,
-        /// Responder.
-        from: String,
-        /// Payload.
-        payload: Vec<u8>,
-    },
-    /// An outgoing query's deadline passed.
-    QueryDone {
-        /// Handle.
-        handle: u64,
-    },
-    /// The graceful leave finished: stop now.
-    LeaveDone,
-    /// The member must stop (lost a name conflict).
-    Fatal(String),
-}
-
-/// A cluster event as the core reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CoreEvent {
-    /// Joined / came back.
-    MemberJoin(Member),
-    /// Tags/address changed.
-    MemberUpdate(Member),
-    /// Left gracefully.
-    MemberLeave(Member),
-    /// Failed.
-    MemberFailed(Member),
-    /// Forgotten.
-    MemberReap(Member),
-    /// Suspected.
-    MemberSuspect(Member),
-    /// Suspicion refuted.
-    MemberRefuted(Member),
-    /// User event.
-    User(UserEventInfo),
-    /// User query to answer with [`Core::respond`] using `token`.
-    Query {
-        /// Token for the response.
-        token: u64,
-        /// Name.
-        name: String,
-        /// Payload.
-        payload: Vec<u8>,
-        /// Originator.
-        source_node: String,
-        /// Query time.
-        ltime: u64,
-        /// Deadline.
-        deadline: Instant,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    Probe,
-    ProbeTimeout(u32),
-    ProbeEnd(u32),
-    Gossip,
-    PushPull,
-    Suspicion(String, u64),
-    IndirectExpire(u32),
-    Reap,
-    Reconnect,
-    QueryEnd(u64),
-    IncomingQueryEnd(u64),
-    Leave(u64),
-}
+pub use super::output::{CoreEvent, Output};
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -204,14 +86,6 @@ enum AckHandler {
 }
 
 #[derive(Debug)]
-enum DialPurpose {
-    Join { join_id: u64 },
-    PushPull,
-    TcpPing { probe_seq: u32 },
-    Reconnect,
-}
-
-#[derive(Debug)]
 struct JoinState {
     pending: usize,
     contacted: usize,
@@ -269,23 +143,15 @@ enum LeavePhase {
     Done,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct TimerKey(Instant, u64);
-
 /// The combined memberlist + Serf state machine.
 pub struct Core {
     cfg: GossipConfig,
     timing: Timing,
-    rng: StdRng,
     name: String,
     adv: SocketAddr,
     meta: Vec<u8>,
     tags: BTreeMap<String, String>,
-    keyring: Option<Keyring>,
-    keyring_changed: bool,
-    outputs: VecDeque<Output>,
-    timers: BinaryHeap<Reverse<(TimerKey, Timer)>>,
-    timer_seq: u64,
+    rt: Runtime,
     // memberlist
     nodes: HashMap<String, Node>,
     probe_order: Vec<String>,
@@ -297,10 +163,6 @@ pub struct Core {
     ack_handlers: HashMap<u32, AckHandler>,
     suspicions: HashMap<String, Suspicion>,
     suspicion_epoch: u64,
-    ml_queue: BroadcastQueue,
-    serf_queue: BroadcastQueue,
-    dials: HashMap<u64, DialPurpose>,
-    next_id: u64,
     joins: HashMap<u64, JoinState>,
     join_ignore: bool,
     // serf
@@ -320,13 +182,10 @@ pub struct Core {
     leave_phase: LeavePhase,
     leave_notify: u64,
     leave_epoch: u64,
-    leave_ready: bool,
     last_now: Instant,
     /// Name conflict vote about ourselves: (query handle, responses, matching our address).
     conflict: Option<(u64, u32, u32)>,
     stopped: bool,
-    stats: GossipStats,
-    members_dirty: bool,
 }
 
 /// Encodes tags the way Serf does (`0xff` + msgpack map), enforcing the 512-byte limit.
@@ -357,16 +216,11 @@ impl Core {
         let seed = cfg.seed.unwrap_or_else(rand::random);
         let mut core = Core {
             timing: cfg.timing.clone(),
-            rng: StdRng::seed_from_u64(seed),
+            rt: Runtime::new(&cfg, seed),
             name: cfg.node_name.clone(),
             adv,
             meta,
             tags: cfg.tags.clone(),
-            keyring: cfg.keyring.clone(),
-            keyring_changed: false,
-            outputs: VecDeque::new(),
-            timers: BinaryHeap::new(),
-            timer_seq: 0,
             nodes: HashMap::new(),
             probe_order: Vec::new(),
             probe_index: 0,
@@ -377,10 +231,6 @@ impl Core {
             ack_handlers: HashMap::new(),
             suspicions: HashMap::new(),
             suspicion_epoch: 0,
-            ml_queue: BroadcastQueue::default(),
-            serf_queue: BroadcastQueue::default(),
-            dials: HashMap::new(),
-            next_id: 0,
             joins: HashMap::new(),
             join_ignore: false,
             members: HashMap::new(),
@@ -398,15 +248,11 @@ impl Core {
             leave_phase: LeavePhase::None,
             leave_notify: 0,
             leave_epoch: 0,
-            leave_ready: false,
             last_now: now,
             conflict: None,
             stopped: false,
-            stats: GossipStats::default(),
-            members_dirty: true,
             cfg,
         };
-        core.stats.encrypted = core.keyring.is_some();
         // memberlist setAlive: our own alive, bootstrap.
         core.incarnation = 1;
         let alive = core.self_alive();
@@ -414,11 +260,13 @@ impl Core {
         // Serf: the local member's status time.
         core.clock = 1;
         let t = core.timing.clone();
-        core.schedule(now + t.probe_interval, Timer::Probe);
-        core.schedule(now + t.gossip_interval, Timer::Gossip);
-        core.schedule(now + t.push_pull_interval, Timer::PushPull);
-        core.schedule(now + core.cfg.reap_interval, Timer::Reap);
-        core.schedule(now + core.cfg.reconnect_interval, Timer::Reconnect);
+        core.rt.schedule(now + t.probe_interval, Timer::Probe);
+        core.rt.schedule(now + t.gossip_interval, Timer::Gossip);
+        core.rt
+            .schedule(now + t.push_pull_interval, Timer::PushPull);
+        core.rt.schedule(now + core.cfg.reap_interval, Timer::Reap);
+        core.rt
+            .schedule(now + core.cfg.reconnect_interval, Timer::Reconnect);
         Ok(core)
     }
 
@@ -431,22 +279,22 @@ impl Core {
 
     /// The current keyring (the driver uses it to read streams).
     pub fn keyring(&self) -> Option<&Keyring> {
-        self.keyring.as_ref()
+        self.rt.keyring()
     }
 
     /// True once after the keyring changed.
     pub fn take_keyring_changed(&mut self) -> bool {
-        std::mem::take(&mut self.keyring_changed)
+        self.rt.take_keyring_changed()
     }
 
     /// True once after the member list changed.
     pub fn take_members_dirty(&mut self) -> bool {
-        std::mem::take(&mut self.members_dirty)
+        self.rt.take_members_dirty()
     }
 
     /// Next queued output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        self.rt.poll_output()
     }
 
     /// When [`Core::tick`] must next be called.
@@ -454,10 +302,10 @@ impl Core {
         if self.stopped {
             return None;
         }
-        if self.leave_ready {
+        if self.rt.broadcasts.awaited_out() {
             return Some(self.last_now);
         }
-        self.timers.peek().map(|Reverse((k, _))| k.0)
+        self.rt.timers.next_at()
     }
 
     /// Whether the member stopped (left or fatal).
@@ -467,12 +315,12 @@ impl Core {
 
     /// Counts a dropped input under `kind`.
     pub fn count_drop(&mut self, kind: &str) {
-        *self.stats.dropped.entry(kind.to_string()).or_insert(0) += 1;
+        self.rt.count_drop(kind);
     }
 
     /// Counters (TCP byte counters are kept by the driver and merged in).
     pub fn stats(&self) -> GossipStats {
-        let mut s = self.stats.clone();
+        let mut s = self.rt.stats.clone();
         s.health_score = self.awareness;
         s.member_time = self.clock;
         s.event_time = self.event_clock;
@@ -492,7 +340,7 @@ impl Core {
 
     /// Broadcasts still queued (memberlist + Serf).
     pub fn pending_broadcasts(&self) -> usize {
-        self.ml_queue.len() + self.serf_queue.len()
+        self.rt.broadcasts.len()
     }
 
     /// How many members have status `alive` (this node included).
@@ -533,23 +381,15 @@ impl Core {
 
     // ------------------------------------------------------------------ timers
 
-    fn schedule(&mut self, at: Instant, t: Timer) {
-        self.timer_seq += 1;
-        self.timers.push(Reverse((TimerKey(at, self.timer_seq), t)));
-    }
-
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Instant) {
         self.last_now = now;
-        if std::mem::take(&mut self.leave_ready) {
+        if self.rt.broadcasts.take_awaited_out() {
             self.leave_epoch += 1;
             self.leave_advance(now, false);
         }
-        while let Some(Reverse((k, _))) = self.timers.peek() {
-            if k.0 > now || self.stopped {
-                break;
-            }
-            let Some(Reverse((_, t))) = self.timers.pop() else {
+        while !self.stopped {
+            let Some(t) = self.rt.timers.pop_due(now) else {
                 break;
             };
             self.fire(now, t);
@@ -564,7 +404,7 @@ impl Core {
             Timer::Gossip => {
                 self.gossip(now);
                 let at = now + self.timing.gossip_interval;
-                self.schedule(at, Timer::Gossip);
+                self.rt.schedule(at, Timer::Gossip);
             }
             Timer::PushPull => {
                 self.periodic_push_pull(now);
@@ -574,7 +414,7 @@ impl Core {
                     let mult = (n.log2() - 5.0).ceil() + 1.0;
                     iv = iv.mul_f64(mult.max(1.0));
                 }
-                self.schedule(now + iv, Timer::PushPull);
+                self.rt.schedule(now + iv, Timer::PushPull);
             }
             Timer::Suspicion(name, epoch) => self.suspicion_fired(now, &name, epoch),
             Timer::IndirectExpire(seq) => {
@@ -586,19 +426,19 @@ impl Core {
                 {
                     if nack {
                         let m = encode_message(&Message::Nack(Nack { seq_no: their }));
-                        self.send_msg(now, requester, m, false);
+                        self.rt.send_msg(requester, m, false);
                     }
                 }
             }
             Timer::Reap => {
                 self.reap(now);
                 let at = now + self.cfg.reap_interval;
-                self.schedule(at, Timer::Reap);
+                self.rt.schedule(at, Timer::Reap);
             }
             Timer::Reconnect => {
                 self.reconnect(now);
                 let at = now + self.cfg.reconnect_interval;
-                self.schedule(at, Timer::Reconnect);
+                self.rt.schedule(at, Timer::Reconnect);
             }
             Timer::QueryEnd(h) => {
                 if let Some(q) = self.out_queries.remove(&h) {
@@ -621,7 +461,7 @@ impl Core {
                                 "minority in name conflict resolution, quitting"
                             );
                             self.stopped = true;
-                            self.outputs.push_back(Output::Fatal(format!(
+                            self.rt.output(Output::Fatal(format!(
                                 "minority in name conflict resolution [{matching} / {responses}]: another node uses the name {}",
                                 self.name
                             )));
@@ -629,7 +469,7 @@ impl Core {
                         return;
                     }
                 }
-                self.outputs.push_back(Output::QueryDone { handle: h });
+                self.rt.output(Output::QueryDone { handle: h });
             }
             Timer::IncomingQueryEnd(tok) => {
                 self.in_queries.remove(&tok);
@@ -644,98 +484,6 @@ impl Core {
 
     // ------------------------------------------------------------------ sending
 
-    fn retransmit_limit(&self, n: usize) -> u32 {
-        let scale = ((n as f64 + 1.0).log10()).ceil().max(1.0) as u32;
-        self.timing.retransmit_mult * scale
-    }
-
-    fn packet_budget(&self) -> usize {
-        let mut b = UDP_BUFFER_SIZE - COMPOUND_HEADER_OVERHEAD;
-        if self.keyring.is_some() {
-            b -= ENCRYPT_OVERHEAD;
-        }
-        b
-    }
-
-    /// Pending broadcasts that fit in `avail` bytes: memberlist first, then Serf.
-    fn take_broadcasts(&mut self, avail: usize) -> Vec<Vec<u8>> {
-        let ml_limit = self.retransmit_limit(self.nodes.len());
-        let mut out = self.ml_queue.take(COMPOUND_OVERHEAD, avail, ml_limit);
-        let used: usize = out.iter().map(|m| m.len() + COMPOUND_OVERHEAD).sum();
-        if avail > used {
-            let serf_limit = self.retransmit_limit(self.members.len());
-            let more = self
-                .serf_queue
-                .take(COMPOUND_OVERHEAD, avail - used, serf_limit);
-            out.extend(more);
-        }
-        self.check_leave_progress();
-        out
-    }
-
-    fn opts(&self, crc: bool) -> PacketOptions<'_> {
-        PacketOptions {
-            keyring: self.keyring.as_ref(),
-            crc,
-            compress: self.cfg.compress,
-            label: None,
-        }
-    }
-
-    /// Sends one message, piggybacking pending broadcasts when they fit.
-    fn send_msg(&mut self, _now: Instant, to: SocketAddr, msg: Vec<u8>, crc: bool) {
-        let avail = self
-            .packet_budget()
-            .saturating_sub(msg.len() + COMPOUND_OVERHEAD);
-        let mut msgs = vec![msg];
-        if avail > 0 {
-            msgs.extend(self.take_broadcasts(avail));
-        }
-        self.send_raw(to, &msgs, crc);
-    }
-
-    fn send_raw(&mut self, to: SocketAddr, msgs: &[Vec<u8>], crc: bool) {
-        let data = encode_packet(msgs, &self.opts(crc));
-        self.stats.udp_packets_out += 1;
-        self.stats.udp_bytes_out += data.len() as u64;
-        self.outputs.push_back(Output::Udp { to, data });
-    }
-
-    fn stream_bytes(&self, msg: &Message) -> Vec<u8> {
-        encode_stream(msg, &self.opts(false))
-    }
-
-    fn dial(&mut self, to: SocketAddr, msg: &Message, purpose: DialPurpose, expect_reply: bool) {
-        self.next_id += 1;
-        let id = self.next_id;
-        let data = self.stream_bytes(msg);
-        self.dials.insert(id, purpose);
-        self.stats.tcp_streams_out += 1;
-        self.outputs.push_back(Output::Dial {
-            id,
-            to,
-            data,
-            expect_reply,
-            timeout: self.timing.tcp_timeout,
-        });
-    }
-
-    fn broadcast_ml(&mut self, name: &str, msg: &Message, notify: Option<u64>) {
-        let bytes = encode_message(msg);
-        self.ml_queue.push(Some(name.to_string()), bytes, notify);
-    }
-
-    fn broadcast_serf(&mut self, serf_bytes: Vec<u8>, notify: Option<u64>) {
-        let bytes = encode_message(&Message::User(serf_bytes));
-        self.serf_queue.push(None, bytes, notify);
-        self.serf_queue.prune(MAX_QUEUE_DEPTH);
-    }
-
-    fn event(&mut self, e: CoreEvent) {
-        self.members_dirty = true;
-        self.outputs.push_back(Output::Event(e));
-    }
-
     // ------------------------------------------------------------------ inputs
 
     /// A datagram arrived from `from`.
@@ -744,9 +492,9 @@ impl Core {
         if self.stopped {
             return;
         }
-        self.stats.udp_packets_in += 1;
-        self.stats.udp_bytes_in += data.len() as u64;
-        let decoded = match decode_packet(data, self.keyring.as_ref()) {
+        self.rt.stats.udp_packets_in += 1;
+        self.rt.stats.udp_bytes_in += data.len() as u64;
+        let decoded = match decode_packet(data, self.rt.keyring()) {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!(%from, error = %e, "dropped packet");
@@ -754,7 +502,7 @@ impl Core {
                 return;
             }
         };
-        if self.keyring.is_some() && !decoded.encrypted {
+        if self.rt.keyring().is_some() && !decoded.encrypted {
             self.count_drop("unencrypted");
             return;
         }
@@ -794,7 +542,7 @@ impl Core {
         }
     }
 
-    fn handle_ping(&mut self, now: Instant, from: SocketAddr, p: Ping) {
+    fn handle_ping(&mut self, _now: Instant, from: SocketAddr, p: Ping) {
         if !p.node.is_empty() && p.node != self.name {
             self.count_drop("ping_for_other_node");
             return;
@@ -807,7 +555,7 @@ impl Core {
             seq_no: p.seq_no,
             payload: None,
         }));
-        self.send_msg(now, to, ack, false);
+        self.rt.send_msg(to, ack, false);
     }
 
     fn handle_indirect(&mut self, now: Instant, from: SocketAddr, ip: IndirectPing) {
@@ -837,11 +585,13 @@ impl Core {
                 nack: ip.nack,
             },
         );
-        self.schedule(now + self.timing.probe_timeout, Timer::IndirectExpire(seq));
-        self.send_msg(now, SocketAddr::new(ip.target, port), ping, false);
+        self.rt
+            .schedule(now + self.timing.probe_timeout, Timer::IndirectExpire(seq));
+        self.rt
+            .send_msg(SocketAddr::new(ip.target, port), ping, false);
     }
 
-    fn handle_ack(&mut self, now: Instant, seq: u32) {
+    fn handle_ack(&mut self, _now: Instant, seq: u32) {
         if let Some(p) = self.probe.as_mut() {
             if p.seq == seq && !p.acked {
                 p.acked = true;
@@ -859,7 +609,7 @@ impl Core {
                 seq_no: their,
                 payload: None,
             }));
-            self.send_msg(now, requester, ack, false);
+            self.rt.send_msg(requester, ack, false);
         }
     }
 
@@ -873,11 +623,11 @@ impl Core {
         if self.stopped {
             return None;
         }
-        self.stats.tcp_streams_in += 1;
+        self.rt.stats.tcp_streams_in += 1;
         match msg {
             Message::PushPull(pp) => {
                 let reply = self.local_push_pull(pp.join);
-                let bytes = self.stream_bytes(&Message::PushPull(reply));
+                let bytes = self.rt.stream_bytes(&Message::PushPull(reply));
                 // Refused states are logged and counted; the peer already has our reply.
                 let _ = self.merge_remote(now, pp, false);
                 Some(bytes)
@@ -887,7 +637,7 @@ impl Core {
                     self.count_drop("ping_for_other_node");
                     return None;
                 }
-                Some(self.stream_bytes(&Message::Ack(Ack {
+                Some(self.rt.stream_bytes(&Message::Ack(Ack {
                     seq_no: p.seq_no,
                     payload: None,
                 })))
@@ -906,12 +656,12 @@ impl Core {
 
     /// The `err` reply for an unreadable stream.
     pub fn error_reply(&self, text: &str) -> Vec<u8> {
-        self.stream_bytes(&Message::Err(text.to_string()))
+        self.rt.stream_bytes(&Message::Err(text.to_string()))
     }
 
     /// The outcome of an [`Output::Dial`].
     pub fn dial_result(&mut self, now: Instant, id: u64, result: Result<Option<Message>, String>) {
-        let Some(purpose) = self.dials.remove(&id) else {
+        let Some(purpose) = self.rt.take_dial(id) else {
             return;
         };
         match purpose {
@@ -934,7 +684,7 @@ impl Core {
                         if j.contacted > 0 {
                             self.broadcast_join_intent(now);
                         }
-                        self.outputs.push_back(Output::JoinDone {
+                        self.rt.output(Output::JoinDone {
                             id: join_id,
                             contacted: j.contacted,
                             errors: j.errors,
@@ -970,10 +720,9 @@ impl Core {
 
     /// Starts a join through `seeds`; completes with [`Output::JoinDone`].
     pub fn join(&mut self, _now: Instant, seeds: &[SocketAddr]) -> u64 {
-        self.next_id += 1;
-        let join_id = self.next_id;
+        let join_id = self.rt.next_id();
         if seeds.is_empty() {
-            self.outputs.push_back(Output::JoinDone {
+            self.rt.output(Output::JoinDone {
                 id: join_id,
                 contacted: 0,
                 errors: vec!["no seeds".into()],
@@ -991,7 +740,7 @@ impl Core {
         self.join_ignore = true;
         for s in seeds {
             let pp = self.local_push_pull(true);
-            self.dial(
+            self.rt.dial(
                 *s,
                 &Message::PushPull(pp),
                 DialPurpose::Join { join_id },
@@ -1053,7 +802,7 @@ impl Core {
         }
         // Process locally (dedupe ring + local event), then broadcast.
         self.handle_user_event(now, ev);
-        self.broadcast_serf(bytes, None);
+        self.rt.broadcasts.queue_serf(bytes, None);
         Ok(())
     }
 
@@ -1104,7 +853,7 @@ impl Core {
         let timeout = params
             .timeout
             .unwrap_or_else(|| self.default_query_timeout());
-        let id: u32 = self.rng.gen();
+        let id: u32 = self.rt.rng.gen();
         let q = Query {
             ltime: self.query_clock,
             id,
@@ -1131,8 +880,7 @@ impl Core {
             });
         }
         self.query_clock += 1;
-        self.next_id += 1;
-        let handle = self.next_id;
+        let handle = self.rt.next_id();
         self.out_queries.insert(
             handle,
             OutQuery {
@@ -1144,11 +892,11 @@ impl Core {
         );
         self.out_query_by_id.insert(id, handle);
         let deadline = now + timeout;
-        self.schedule(deadline, Timer::QueryEnd(handle));
+        self.rt.schedule(deadline, Timer::QueryEnd(handle));
         // Process locally (like Serf: it answers itself), then broadcast.
         let from = self.adv;
         self.handle_query(now, from, q, bytes.clone());
-        self.broadcast_serf(bytes, None);
+        self.rt.broadcasts.queue_serf(bytes, None);
         Ok((handle, deadline))
     }
 
@@ -1207,13 +955,15 @@ impl Core {
         self.leave_phase = LeavePhase::Intent;
         self.handle_leave_intent(now, msg.clone());
         if self.any_alive_peer() {
-            self.next_id += 1;
-            self.leave_notify = self.next_id;
+            self.leave_notify = self.rt.next_id();
+            self.rt.broadcasts.await_delivery(Some(self.leave_notify));
             let bytes = encode_serf_message(&SerfMessage::Leave(msg));
-            self.broadcast_serf(bytes, Some(self.leave_notify));
+            self.rt
+                .broadcasts
+                .queue_serf(bytes, Some(self.leave_notify));
             self.leave_epoch += 1;
             let at = now + self.cfg.broadcast_timeout;
-            self.schedule(at, Timer::Leave(self.leave_epoch));
+            self.rt.schedule(at, Timer::Leave(self.leave_epoch));
         } else {
             self.leave_advance(now, true);
         }
@@ -1223,15 +973,6 @@ impl Core {
         self.nodes
             .values()
             .any(|n| n.name != self.name && n.state == NodeStateKind::Alive)
-    }
-
-    fn check_leave_progress(&mut self) {
-        if matches!(self.leave_phase, LeavePhase::Intent | LeavePhase::Dead)
-            && !self.ml_queue.has_notify(self.leave_notify)
-            && !self.serf_queue.has_notify(self.leave_notify)
-        {
-            self.leave_ready = true;
-        }
     }
 
     fn leave_advance(&mut self, now: Instant, _timeout: bool) {
@@ -1244,27 +985,28 @@ impl Core {
                     node: self.name.clone(),
                     from: self.name.clone(),
                 };
-                self.next_id += 1;
-                self.leave_notify = self.next_id;
+                self.leave_notify = self.rt.next_id();
+                self.rt.broadcasts.await_delivery(Some(self.leave_notify));
                 self.dead_node_inner(now, d, Some(self.leave_notify));
                 self.leave_epoch += 1;
                 if self.any_alive_peer() {
                     let at = now + self.cfg.broadcast_timeout;
-                    self.schedule(at, Timer::Leave(self.leave_epoch));
+                    self.rt.schedule(at, Timer::Leave(self.leave_epoch));
                 } else {
-                    self.schedule(now, Timer::Leave(self.leave_epoch));
+                    self.rt.schedule(now, Timer::Leave(self.leave_epoch));
                 }
             }
             LeavePhase::Dead => {
                 self.leave_phase = LeavePhase::Propagate;
+                self.rt.broadcasts.await_delivery(None);
                 self.leave_epoch += 1;
                 let at = now + self.cfg.leave_propagate_delay;
-                self.schedule(at, Timer::Leave(self.leave_epoch));
+                self.rt.schedule(at, Timer::Leave(self.leave_epoch));
             }
             LeavePhase::Propagate => {
                 self.leave_phase = LeavePhase::Done;
                 self.stopped = true;
-                self.outputs.push_back(Output::LeaveDone);
+                self.rt.output(Output::LeaveDone);
             }
             LeavePhase::None | LeavePhase::Done => {}
         }
@@ -1314,10 +1056,11 @@ impl Core {
                 state_change: now,
             };
             self.nodes.insert(a.node.clone(), node);
+            self.rt.broadcasts.set_num_nodes(self.nodes.len());
             // Random position (push, then swap), like memberlist.
             self.probe_order.push(a.node.clone());
             let last = self.probe_order.len() - 1;
-            let pos = self.rng.gen_range(0..=last);
+            let pos = self.rt.rng.gen_range(0..=last);
             self.probe_order.swap(pos, last);
             created = true;
         }
@@ -1357,7 +1100,9 @@ impl Core {
         }
         // Accept.
         let had_suspicion = self.suspicions.remove(&a.node).is_some();
-        self.broadcast_ml(&a.node, &Message::Alive(a.clone()), None);
+        self.rt
+            .broadcasts
+            .queue_memberlist(&a.node, &Message::Alive(a.clone()), None);
         let old_state = st.state;
         let old_meta = st.meta.clone();
         let n = self.nodes.get_mut(&a.node).expect("present");
@@ -1378,7 +1123,7 @@ impl Core {
                 }
                 let _ = had_suspicion;
                 if let Some(m) = self.member_view(&a.node) {
-                    self.event(CoreEvent::MemberRefuted(m));
+                    self.rt.event(CoreEvent::MemberRefuted(m));
                 }
             }
             NodeStateKind::Alive => {
@@ -1387,7 +1132,7 @@ impl Core {
                 }
             }
         }
-        self.members_dirty = true;
+        self.rt.members_changed();
     }
 
     fn refute(&mut self, _now: Instant, accused: u32) {
@@ -1404,7 +1149,9 @@ impl Core {
             n.state = NodeStateKind::Alive;
         }
         tracing::info!(incarnation = inc, "refuting a suspicion about this node");
-        self.broadcast_ml(&self.name.clone(), &Message::Alive(a), None);
+        self.rt
+            .broadcasts
+            .queue_memberlist(&self.name.clone(), &Message::Alive(a), None);
     }
 
     fn estimated_nodes(&self) -> usize {
@@ -1433,8 +1180,11 @@ impl Core {
                 let epoch = self.suspicion_epoch;
                 sus.epoch = epoch;
                 let name = s.node.clone();
-                self.schedule(deadline.max(now), Timer::Suspicion(name, epoch));
-                self.broadcast_ml(&s.node.clone(), &Message::Suspect(s), None);
+                self.rt
+                    .schedule(deadline.max(now), Timer::Suspicion(name, epoch));
+                self.rt
+                    .broadcasts
+                    .queue_memberlist(&s.node.clone(), &Message::Suspect(s), None);
             }
             return;
         }
@@ -1447,7 +1197,9 @@ impl Core {
             }
             return;
         }
-        self.broadcast_ml(&s.node.clone(), &Message::Suspect(s.clone()), None);
+        self.rt
+            .broadcasts
+            .queue_memberlist(&s.node.clone(), &Message::Suspect(s.clone()), None);
         let n = self.nodes.get_mut(&s.node).expect("present");
         n.incarnation = s.incarnation;
         n.state = NodeStateKind::Suspect;
@@ -1473,9 +1225,10 @@ impl Core {
         };
         let deadline = sus.deadline();
         self.suspicions.insert(s.node.clone(), sus);
-        self.schedule(deadline, Timer::Suspicion(s.node.clone(), epoch));
+        self.rt
+            .schedule(deadline, Timer::Suspicion(s.node.clone(), epoch));
         if let Some(m) = self.member_view(&s.node) {
-            self.event(CoreEvent::MemberSuspect(m));
+            self.rt.event(CoreEvent::MemberSuspect(m));
         }
     }
 
@@ -1522,7 +1275,9 @@ impl Core {
             return;
         }
         let left = d.node == d.from;
-        self.broadcast_ml(&d.node.clone(), &Message::Dead(d.clone()), notify);
+        self.rt
+            .broadcasts
+            .queue_memberlist(&d.node.clone(), &Message::Dead(d.clone()), notify);
         let n = self.nodes.get_mut(&d.node).expect("present");
         n.incarnation = d.incarnation;
         n.state = if left {
@@ -1534,7 +1289,7 @@ impl Core {
         if d.node != self.name {
             self.serf_node_leave(now, &d.node);
         }
-        self.members_dirty = true;
+        self.rt.members_changed();
     }
 
     // ------------------------------------------------------------------ probe cycle
@@ -1582,7 +1337,8 @@ impl Core {
             }
             keep
         });
-        self.probe_order.shuffle(&mut self.rng);
+        self.rt.broadcasts.set_num_nodes(self.nodes.len());
+        self.probe_order.shuffle(&mut self.rt.rng);
     }
 
     fn probe_tick(&mut self, now: Instant) {
@@ -1590,7 +1346,8 @@ impl Core {
             return;
         }
         let Some(target) = self.next_probe_target(now) else {
-            self.schedule(now + self.timing.probe_interval, Timer::Probe);
+            self.rt
+                .schedule(now + self.timing.probe_interval, Timer::Probe);
             return;
         };
         let node = self.nodes.get(&target).expect("present").clone();
@@ -1609,9 +1366,10 @@ impl Core {
                 node: target.clone(),
                 from: self.name.clone(),
             }));
-            self.send_raw(node.sock(), &[ping, sus], node.vsn.pmax >= 5);
+            self.rt
+                .send_raw(node.sock(), &[ping, sus], node.vsn.pmax >= 5);
         } else {
-            self.send_msg(now, node.sock(), ping, false);
+            self.rt.send_msg(node.sock(), ping, false);
         }
         self.probe = Some(Probe {
             seq,
@@ -1622,9 +1380,10 @@ impl Core {
             nacks: 0,
             tcp_pending: None,
         });
-        self.schedule(now + self.timing.probe_timeout, Timer::ProbeTimeout(seq));
+        self.rt
+            .schedule(now + self.timing.probe_timeout, Timer::ProbeTimeout(seq));
         let end = now + self.scaled(self.timing.probe_interval);
-        self.schedule(end, Timer::ProbeEnd(seq));
+        self.rt.schedule(end, Timer::ProbeEnd(seq));
     }
 
     fn probe_timeout(&mut self, now: Instant, seq: u32) {
@@ -1638,7 +1397,7 @@ impl Core {
             // Success: next probe one interval after the start.
             let at = p.start + self.timing.probe_interval;
             self.probe = None;
-            self.schedule(at.max(now), Timer::Probe);
+            self.rt.schedule(at.max(now), Timer::Probe);
             return;
         }
         let target = p.target.clone();
@@ -1666,7 +1425,7 @@ impl Core {
                 source_port: self.adv.port(),
                 target: node.addr,
             }));
-            self.send_msg(now, addr, ip, false);
+            self.rt.send_msg(addr, ip, false);
         }
         // TCP fallback.
         let mut tcp = None;
@@ -1678,13 +1437,12 @@ impl Core {
                 source_node: self.name.clone(),
                 source_port: self.adv.port(),
             });
-            self.dial(
+            tcp = Some(self.rt.dial(
                 node.sock(),
                 &ping,
                 DialPurpose::TcpPing { probe_seq: seq },
                 true,
-            );
-            tcp = Some(self.next_id);
+            ));
         }
         if let Some(p) = self.probe.as_mut() {
             p.expected_nacks = expected;
@@ -1701,9 +1459,9 @@ impl Core {
         }
         let p = self.probe.take().expect("present");
         if let Some(id) = p.tcp_pending {
-            self.dials.remove(&id);
+            self.rt.take_dial(id);
         }
-        self.schedule(
+        self.rt.schedule(
             (p.start + self.timing.probe_interval).max(now),
             Timer::Probe,
         );
@@ -1742,7 +1500,7 @@ impl Core {
             .collect();
         let len = elig.len();
         for i in 0..k.min(len) {
-            let j = self.rng.gen_range(i..len);
+            let j = self.rt.rng.gen_range(i..len);
             elig.swap(i, j);
         }
         elig.truncate(k);
@@ -1750,7 +1508,7 @@ impl Core {
     }
 
     fn gossip(&mut self, now: Instant) {
-        if self.ml_queue.is_empty() && self.serf_queue.is_empty() {
+        if self.rt.broadcasts.is_empty() {
             return;
         }
         let gttd = self.timing.gossip_to_the_dead;
@@ -1760,11 +1518,12 @@ impl Core {
             NodeStateKind::Left => false,
         });
         for (addr, pmax) in cands {
-            let msgs = self.take_broadcasts(self.packet_budget());
+            let budget = self.rt.packet_budget();
+            let msgs = self.rt.broadcasts.take(budget);
             if msgs.is_empty() {
                 return;
             }
-            self.send_raw(addr, &msgs, pmax >= 5);
+            self.rt.send_raw(addr, &msgs, pmax >= 5);
         }
     }
 
@@ -1777,9 +1536,10 @@ impl Core {
             .map(|n| n.sock())
             .collect();
         cands.sort();
-        if let Some(addr) = cands.choose(&mut self.rng).copied() {
+        if let Some(addr) = cands.choose(&mut self.rt.rng).copied() {
             let pp = self.local_push_pull(false);
-            self.dial(addr, &Message::PushPull(pp), DialPurpose::PushPull, true);
+            self.rt
+                .dial(addr, &Message::PushPull(pp), DialPurpose::PushPull, true);
         }
     }
 
@@ -1800,7 +1560,7 @@ impl Core {
             .saturating_sub(1)
             .max(1);
         let prob = failed.len() as f64 / alive as f64;
-        if self.rng.gen::<f64>() > prob {
+        if self.rt.rng.gen::<f64>() > prob {
             return;
         }
         let mut addrs: Vec<SocketAddr> = failed
@@ -1808,9 +1568,10 @@ impl Core {
             .map(|m| SocketAddr::new(m.addr, m.port))
             .collect();
         addrs.sort();
-        if let Some(addr) = addrs.choose(&mut self.rng).copied() {
+        if let Some(addr) = addrs.choose(&mut self.rt.rng).copied() {
             let pp = self.local_push_pull(false);
-            self.dial(addr, &Message::PushPull(pp), DialPurpose::Reconnect, true);
+            self.rt
+                .dial(addr, &Message::PushPull(pp), DialPurpose::Reconnect, true);
         }
     }
 
@@ -2009,6 +1770,7 @@ impl Core {
                     }
                 }
                 self.members.insert(name.to_string(), m);
+                self.rt.broadcasts.set_num_members(self.members.len());
             }
             Some(m) => {
                 m.status = MemberStatus::Alive;
@@ -2020,12 +1782,12 @@ impl Core {
             }
         }
         if name == self.name {
-            self.members_dirty = true;
+            self.rt.members_changed();
             return;
         }
         if let Some(m) = self.member_view(name) {
             tracing::info!(node = %name, addr = %m.addr, "EventMemberJoin");
-            self.event(CoreEvent::MemberJoin(m));
+            self.rt.event(CoreEvent::MemberJoin(m));
         }
     }
 
@@ -2041,7 +1803,7 @@ impl Core {
         }
         if let Some(m) = self.member_view(name) {
             tracing::info!(node = %name, "EventMemberUpdate");
-            self.event(CoreEvent::MemberUpdate(m));
+            self.rt.event(CoreEvent::MemberUpdate(m));
         }
     }
 
@@ -2065,10 +1827,10 @@ impl Core {
         if let Some(v) = self.member_view(name) {
             if ev {
                 tracing::info!(node = %name, "EventMemberLeave");
-                self.event(CoreEvent::MemberLeave(v));
+                self.rt.event(CoreEvent::MemberLeave(v));
             } else {
                 tracing::info!(node = %name, "EventMemberFailed");
-                self.event(CoreEvent::MemberFailed(v));
+                self.rt.event(CoreEvent::MemberFailed(v));
             }
         }
     }
@@ -2081,7 +1843,7 @@ impl Core {
         self.witness_member(msg.ltime);
         self.handle_join_intent(now, msg.clone());
         let bytes = encode_serf_message(&SerfMessage::Join(msg));
-        self.broadcast_serf(bytes, None);
+        self.rt.broadcasts.queue_serf(bytes, None);
     }
 
     fn upsert_intent(&mut self, now: Instant, name: &str, kind: IntentKind, ltime: u64) -> bool {
@@ -2113,7 +1875,7 @@ impl Core {
         m.status_ltime = j.ltime;
         if m.status == MemberStatus::Leaving {
             m.status = MemberStatus::Alive;
-            self.members_dirty = true;
+            self.rt.members_changed();
         }
         true
     }
@@ -2142,14 +1904,14 @@ impl Core {
         match m.status {
             MemberStatus::Alive => {
                 m.status = MemberStatus::Leaving;
-                self.members_dirty = true;
+                self.rt.members_changed();
                 true
             }
             MemberStatus::Failed => {
                 m.status = MemberStatus::Left;
                 let name = l.node.clone();
                 if let Some(v) = self.member_view(&name) {
-                    self.event(CoreEvent::MemberLeave(v));
+                    self.rt.event(CoreEvent::MemberLeave(v));
                 }
                 true
             }
@@ -2170,18 +1932,18 @@ impl Core {
             SerfMessage::Leave(l) => {
                 tracing::debug!(node = %l.node, "messageLeaveType");
                 if self.handle_leave_intent(now, l) {
-                    self.broadcast_serf(raw.to_vec(), None);
+                    self.rt.broadcasts.queue_serf(raw.to_vec(), None);
                 }
             }
             SerfMessage::Join(j) => {
                 tracing::debug!(node = %j.node, "messageJoinType");
                 if self.handle_join_intent(now, j) {
-                    self.broadcast_serf(raw.to_vec(), None);
+                    self.rt.broadcasts.queue_serf(raw.to_vec(), None);
                 }
             }
             SerfMessage::UserEvent(e) => {
                 if self.handle_user_event(now, e) {
-                    self.broadcast_serf(raw.to_vec(), None);
+                    self.rt.broadcasts.queue_serf(raw.to_vec(), None);
                 }
             }
             SerfMessage::Query(q) => {
@@ -2191,7 +1953,7 @@ impl Core {
             SerfMessage::Relay(r) => {
                 let to = SocketAddr::new(r.dest_addr, r.dest_port);
                 let msg = encode_message(&Message::User(r.inner));
-                self.send_raw(to, &[msg], false);
+                self.rt.send_raw(to, &[msg], false);
             }
             SerfMessage::PushPull(_) => self.count_drop("unexpected_serf_push_pull"),
         }
@@ -2230,7 +1992,7 @@ impl Core {
             name: e.name.clone(),
             payload: e.payload.clone(),
         });
-        self.event(CoreEvent::User(UserEventInfo {
+        self.rt.event(CoreEvent::User(UserEventInfo {
             name: e.name,
             payload: e.payload,
             ltime: e.ltime,
@@ -2261,7 +2023,7 @@ impl Core {
             return;
         }
         if q.flags & QUERY_FLAG_NO_BROADCAST == 0 && q.source_node != self.name {
-            self.broadcast_serf(raw, None);
+            self.rt.broadcasts.queue_serf(raw, None);
         }
         if !self.should_process(&q.filters) {
             return;
@@ -2284,8 +2046,7 @@ impl Core {
             self.internal_query(now, &q, addr);
             return;
         }
-        self.next_id += 1;
-        let token = self.next_id;
+        let token = self.rt.next_id();
         self.in_queries.insert(
             token,
             InQuery {
@@ -2296,8 +2057,8 @@ impl Core {
                 deadline,
             },
         );
-        self.schedule(deadline, Timer::IncomingQueryEnd(token));
-        self.event(CoreEvent::Query {
+        self.rt.schedule(deadline, Timer::IncomingQueryEnd(token));
+        self.rt.event(CoreEvent::Query {
             token,
             name: q.name,
             payload: q.payload,
@@ -2322,7 +2083,7 @@ impl Core {
 
     fn send_query_response(&mut self, _now: Instant, addr: SocketAddr, relay: u8, serf: Vec<u8>) {
         let msg = encode_message(&Message::User(serf.clone()));
-        self.send_raw(addr, &[msg], false);
+        self.rt.send_raw(addr, &[msg], false);
         if relay == 0 {
             return;
         }
@@ -2337,7 +2098,7 @@ impl Core {
             return;
         }
         cands.sort();
-        cands.shuffle(&mut self.rng);
+        cands.shuffle(&mut self.rt.rng);
         for (name, to) in cands.into_iter().take(relay as usize) {
             let r = Relay {
                 dest_addr: addr.ip(),
@@ -2348,7 +2109,7 @@ impl Core {
             };
             let bytes = encode_serf_message(&SerfMessage::Relay(r));
             let msg = encode_message(&Message::User(bytes));
-            self.send_raw(to, &[msg], false);
+            self.rt.send_raw(to, &[msg], false);
         }
     }
 
@@ -2377,13 +2138,13 @@ impl Core {
         }
         if r.flags & QUERY_RESPONSE_FLAG_ACK != 0 {
             if q.acks.insert(r.from.clone()) {
-                self.outputs.push_back(Output::QueryAck {
+                self.rt.output(Output::QueryAck {
                     handle,
                     from: r.from,
                 });
             }
         } else if q.responses.insert(r.from.clone()) {
-            self.outputs.push_back(Output::QueryResponse {
+            self.rt.output(Output::QueryResponse {
                 handle,
                 from: r.from,
                 payload: r.payload.unwrap_or_default(),
@@ -2438,7 +2199,7 @@ impl Core {
             keys: None,
             primary_key: String::new(),
         };
-        let Some(ring) = self.keyring.as_mut() else {
+        let Some(ring) = self.rt.keyring_mut() else {
             resp.message = if name == "_serf_list-keys" {
                 "Keyring is empty (encryption not enabled)".into()
             } else {
@@ -2468,7 +2229,7 @@ impl Core {
         match res {
             Ok(()) => {
                 resp.result = true;
-                self.keyring_changed = true;
+                self.rt.keyring_changed();
                 if let Err(e) = self.write_keyring_file() {
                     resp.result = false;
                     resp.message = e;
@@ -2480,7 +2241,7 @@ impl Core {
     }
 
     fn write_keyring_file(&self) -> Result<(), String> {
-        let (Some(path), Some(ring)) = (&self.cfg.keyring_file, &self.keyring) else {
+        let (Some(path), Some(ring)) = (&self.cfg.keyring_file, self.rt.keyring()) else {
             return Ok(());
         };
         let json = serde_json::to_string(&ring.list_base64()).map_err(|e| e.to_string())?;
@@ -2503,8 +2264,9 @@ impl Core {
         for name in gone {
             if let Some(v) = self.member_view(&name) {
                 self.members.remove(&name);
+                self.rt.broadcasts.set_num_members(self.members.len());
                 tracing::info!(node = %name, "EventMemberReap");
-                self.event(CoreEvent::MemberReap(v));
+                self.rt.event(CoreEvent::MemberReap(v));
             }
         }
         self.recent_intents
@@ -2811,7 +2573,10 @@ mod tests {
             }
         }
         assert!(joined);
-        assert!(c.ml_queue.len() >= 2, "own alive + b's alive queued");
+        assert!(
+            c.rt.broadcasts.memberlist_len() >= 2,
+            "own alive + b's alive queued"
+        );
     }
 
     proptest::proptest! {

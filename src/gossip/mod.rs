@@ -2,6 +2,7 @@
 //! ([`core`]), the tokio driver, and the library API ([`api`]) the agent uses.
 
 pub mod api;
+mod broadcast;
 mod command;
 pub mod config;
 pub mod core;
@@ -9,7 +10,10 @@ mod driver;
 pub mod error;
 pub mod event;
 pub mod model;
+mod output;
 pub mod queue;
+mod runtime;
+mod timer;
 pub mod wire;
 
 pub use api::Gossip;
