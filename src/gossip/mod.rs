@@ -13,6 +13,7 @@ pub mod model;
 mod output;
 pub mod queue;
 mod runtime;
+mod serf;
 mod swim;
 mod timer;
 pub mod wire;
