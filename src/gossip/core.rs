@@ -8,11 +8,9 @@
 //! Serf's member table; Serf messages go to Serf; push/pulls are merged through both; each
 //! [`Timer`] goes to the part that scheduled it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
-
-use rand::seq::SliceRandom;
 
 use super::config::GossipConfig;
 use super::error::GossipError;
@@ -20,19 +18,14 @@ use super::model::{GossipStats, Member, QueryParams};
 use super::runtime::{DialPurpose, Runtime};
 use super::serf::{Serf, Stop};
 use super::swim::{LocalNode, Swim};
+use super::sync::{self, Joins};
 use super::timer::Timer;
 use super::wire::*;
 
 pub use super::output::{CoreEvent, Output};
 pub use super::serf::query::tag_filter_matches;
 pub use super::serf::tags::{decode_meta, encode_meta};
-
-#[derive(Debug)]
-struct JoinState {
-    pending: usize,
-    contacted: usize,
-    errors: Vec<String>,
-}
+pub use super::sync::{verify_protocol, VersionedNode};
 
 /// The combined memberlist + Serf member.
 pub struct Core {
@@ -40,8 +33,7 @@ pub struct Core {
     rt: Runtime,
     swim: Swim,
     serf: Serf,
-    joins: HashMap<u64, JoinState>,
-    join_ignore: bool,
+    joins: Joins,
     last_now: Instant,
     stopped: bool,
 }
@@ -70,8 +62,7 @@ impl Core {
             rt: Runtime::new(&cfg, seed),
             swim: Swim::new(local, cfg.timing.clone()),
             serf: Serf::new(&cfg, adv),
-            joins: HashMap::new(),
-            join_ignore: false,
+            joins: Joins::default(),
             last_now: now,
             stopped: false,
             cfg,
@@ -206,13 +197,16 @@ impl Core {
                 self.rt.schedule(at, Timer::Gossip);
             }
             Timer::PushPull => {
-                self.periodic_push_pull(now);
-                let n = self.swim.nodes.len() as f64;
-                let mut iv = self.cfg.timing.push_pull_interval;
-                if n > 32.0 {
-                    let mult = (n.log2() - 5.0).ceil() + 1.0;
-                    iv = iv.mul_f64(mult.max(1.0));
+                let me = &self.swim.local.name;
+                if let Some(addr) = sync::push_pull_peer(&self.swim.nodes, me, &mut self.rt.rng) {
+                    let pp = self.local_push_pull(false);
+                    self.rt
+                        .dial(addr, &Message::PushPull(pp), DialPurpose::PushPull, true);
                 }
+                let iv = sync::push_pull_interval(
+                    self.cfg.timing.push_pull_interval,
+                    self.swim.nodes.len(),
+                );
                 self.rt.schedule(now + iv, Timer::PushPull);
             }
             Timer::Suspicion(name, epoch) => {
@@ -367,24 +361,15 @@ impl Core {
                     Ok(other) => Err(format!("unexpected reply {other:?}")),
                     Err(e) => Err(e),
                 };
-                if let Some(j) = self.joins.get_mut(&join_id) {
-                    j.pending -= 1;
-                    match ok {
-                        Ok(()) => j.contacted += 1,
-                        Err(e) => j.errors.push(e),
+                if let Some(done) = self.joins.seed_done(join_id, ok) {
+                    if done.contacted > 0 {
+                        self.serf.joined(now, &self.swim.nodes, &mut self.rt);
                     }
-                    if j.pending == 0 {
-                        let j = self.joins.remove(&join_id).expect("present");
-                        self.join_ignore = false;
-                        if j.contacted > 0 {
-                            self.serf.joined(now, &self.swim.nodes, &mut self.rt);
-                        }
-                        self.rt.output(Output::JoinDone {
-                            id: join_id,
-                            contacted: j.contacted,
-                            errors: j.errors,
-                        });
-                    }
+                    self.rt.output(Output::JoinDone {
+                        id: join_id,
+                        contacted: done.contacted,
+                        errors: done.errors,
+                    });
                 }
             }
             DialPurpose::PushPull | DialPurpose::Reconnect => match result {
@@ -412,15 +397,7 @@ impl Core {
             });
             return join_id;
         }
-        self.joins.insert(
-            join_id,
-            JoinState {
-                pending: seeds.len(),
-                contacted: 0,
-                errors: Vec::new(),
-            },
-        );
-        self.join_ignore = true;
+        self.joins.begin(join_id, seeds.len());
         for s in seeds {
             let pp = self.local_push_pull(true);
             self.rt.dial(
@@ -504,103 +481,30 @@ impl Core {
 
     // ------------------------------------------------------------------ push/pull
 
-    fn periodic_push_pull(&mut self, _now: Instant) {
-        let me = self.swim.local.name.clone();
-        let mut cands: Vec<SocketAddr> = self
-            .swim
-            .nodes
-            .iter()
-            .filter(|n| n.name != me && n.state == NodeStateKind::Alive)
-            .map(|n| n.sock())
-            .collect();
-        cands.sort();
-        if let Some(addr) = cands.choose(&mut self.rt.rng).copied() {
-            let pp = self.local_push_pull(false);
-            self.rt
-                .dial(addr, &Message::PushPull(pp), DialPurpose::PushPull, true);
-        }
-    }
-
+    /// Our state for a push/pull: every node, and Serf's state.
     fn local_push_pull(&self, join: bool) -> PushPull {
-        let mut nodes: Vec<PushNodeState> = self
-            .swim
-            .nodes
-            .iter()
-            .map(|n| PushNodeState {
-                name: n.name.clone(),
-                addr: n.addr,
-                port: n.port,
-                meta: n.meta.clone(),
-                incarnation: n.incarnation,
-                state: n.state,
-                vsn: Some(n.vsn),
-            })
-            .collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
         PushPull {
             join,
-            nodes,
+            nodes: sync::local_nodes(&self.swim.nodes),
             user_state: encode_serf_message(&SerfMessage::PushPull(self.serf.local_state())),
         }
     }
 
-    /// Merges a remote push/pull. Like memberlist, the whole state is refused when a node's
+    /// Merges a remote push/pull: its nodes through SWIM (memberlist `mergeState`), its Serf
+    /// state through Serf. Like memberlist, the whole state is refused when a node's
     /// protocol version falls outside what every alive node of both tables understands.
     fn merge_remote(&mut self, now: Instant, pp: PushPull, we_joined: bool) -> Result<(), String> {
-        let local: Vec<VersionedNode<'_>> = self
-            .swim
-            .nodes
-            .iter()
-            .map(|n| (n.name.as_str(), n.state, Some(n.vsn)))
-            .collect();
-        let remote: Vec<VersionedNode<'_>> = pp
-            .nodes
-            .iter()
-            .map(|r| (r.name.as_str(), r.state, r.vsn))
-            .collect();
-        if let Err(e) = verify_protocol(&remote, &local) {
+        if let Err(e) = sync::check_versions(&pp.nodes, &self.swim.nodes) {
             tracing::warn!(error = %e, "push/pull refused: incompatible protocol versions");
             self.count_drop("incompatible_protocol");
             return Err(e);
         }
-        for r in pp.nodes {
-            match r.state {
-                NodeStateKind::Alive => {
-                    if r.vsn
-                        .is_some_and(|v| v.pmin == 0 || v.pmax == 0 || v.pmin > v.pmax)
-                    {
-                        continue;
-                    }
-                    let a = Alive {
-                        incarnation: r.incarnation,
-                        node: r.name,
-                        addr: r.addr,
-                        port: r.port,
-                        meta: r.meta,
-                        vsn: r.vsn,
-                    };
-                    self.apply_alive(now, a, false)
-                }
-                NodeStateKind::Left => self.apply_dead(
-                    now,
-                    Dead {
-                        incarnation: r.incarnation,
-                        node: r.name.clone(),
-                        from: r.name,
-                    },
-                    None,
-                ),
-                NodeStateKind::Dead | NodeStateKind::Suspect => {
-                    let from = self.swim.local.name.clone();
-                    self.apply_suspect(
-                        now,
-                        Suspect {
-                            incarnation: r.incarnation,
-                            node: r.name,
-                            from,
-                        },
-                    )
-                }
+        for m in sync::merge_messages(pp.nodes, &self.swim.local.name) {
+            match m {
+                Message::Alive(a) => self.apply_alive(now, a, false),
+                Message::Dead(d) => self.apply_dead(now, d, None),
+                Message::Suspect(s) => self.apply_suspect(now, s),
+                _ => {}
             }
         }
         if pp.user_state.is_empty() {
@@ -608,7 +512,7 @@ impl Core {
         }
         match decode_serf_message(&pp.user_state) {
             Ok(SerfMessage::PushPull(s)) => {
-                let ignore_old = pp.join && we_joined && self.join_ignore;
+                let ignore_old = pp.join && we_joined && self.joins.ignore_old();
                 self.serf
                     .merge_remote_state(now, s, ignore_old, &self.swim.nodes, &mut self.rt)
             }
@@ -619,102 +523,11 @@ impl Core {
     }
 }
 
-/// A node's name, state and protocol versions, as [`verify_protocol`] reads them.
-pub type VersionedNode<'a> = (&'a str, NodeStateKind, Option<Vsn>);
-
-/// memberlist's `verifyProtocol`: over the alive nodes of both tables, the highest minimum
-/// and the lowest maximum (memberlist and delegate protocol) must contain every node's
-/// current version, remote nodes of any state included (a node without versions counts as
-/// version 0, as in Go). `Err` names the first node that does not fit.
-pub fn verify_protocol(
-    remote: &[VersionedNode<'_>],
-    local: &[VersionedNode<'_>],
-) -> Result<(), String> {
-    let (mut max_pmin, mut min_pmax, mut max_dmin, mut min_dmax) = (0u8, u8::MAX, 0u8, u8::MAX);
-    let alive = |(_, st, _): &&VersionedNode<'_>| *st == NodeStateKind::Alive;
-    for (_, _, v) in remote.iter().chain(local).filter(alive) {
-        if let Some(v) = v {
-            max_pmin = max_pmin.max(v.pmin);
-            min_pmax = min_pmax.min(v.pmax);
-            max_dmin = max_dmin.max(v.dmin);
-            min_dmax = min_dmax.min(v.dmax);
-        }
-    }
-    for (name, _, v) in remote.iter().chain(local.iter().filter(alive)) {
-        let (pcur, dcur) = v.map_or((0, 0), |v| (v.pcur, v.dcur));
-        if pcur < max_pmin || pcur > min_pmax {
-            return Err(format!(
-                "node {name:?}: protocol version {pcur} is outside [{max_pmin}, {min_pmax}]"
-            ));
-        }
-        if dcur < max_dmin || dcur > min_dmax {
-            return Err(format!(
-                "node {name:?}: delegate protocol version {dcur} is outside [{max_dmin}, {min_dmax}]"
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::IpAddr;
     use std::time::Duration;
-
-    fn vsn(pmin: u8, pmax: u8, pcur: u8, dmin: u8, dmax: u8, dcur: u8) -> Option<Vsn> {
-        Some(Vsn {
-            pmin,
-            pmax,
-            pcur,
-            dmin,
-            dmax,
-            dcur,
-        })
-    }
-
-    #[test]
-    fn serf_nodes_of_any_supported_protocol_are_compatible_with_us() {
-        let local = [("me", NodeStateKind::Alive, Some(Vsn::SERF))];
-        // `serf agent -protocol 4`: memberlist 2, delegate range 2..5, speaking 4.
-        let remote = [
-            ("old", NodeStateKind::Alive, vsn(1, 5, 2, 2, 5, 4)),
-            ("new", NodeStateKind::Alive, Some(Vsn::SERF)),
-        ];
-        assert_eq!(verify_protocol(&remote, &local), Ok(()));
-    }
-
-    #[test]
-    fn a_node_speaking_outside_the_common_range_refuses_the_push_pull() {
-        let local = [("me", NodeStateKind::Alive, Some(Vsn::SERF))];
-        let too_new = [("future", NodeStateKind::Alive, vsn(1, 9, 6, 2, 5, 5))];
-        let err = verify_protocol(&too_new, &local).unwrap_err();
-        assert!(
-            err.contains("\"future\"") && err.contains("protocol version 6"),
-            "{err}"
-        );
-        let narrow = [("narrow", NodeStateKind::Alive, vsn(1, 5, 2, 5, 5, 5))];
-        let err = verify_protocol(
-            &narrow,
-            &[("old", NodeStateKind::Alive, vsn(1, 5, 2, 2, 4, 4))],
-        )
-        .unwrap_err();
-        assert!(err.contains("delegate protocol version"), "{err}");
-    }
-
-    #[test]
-    fn dead_local_nodes_do_not_narrow_the_range_but_remote_ones_are_still_checked() {
-        let local = [
-            ("me", NodeStateKind::Alive, Some(Vsn::SERF)),
-            ("gone", NodeStateKind::Dead, vsn(3, 3, 3, 5, 5, 5)),
-        ];
-        assert_eq!(verify_protocol(&[], &local), Ok(()));
-        let remote = [("versionless", NodeStateKind::Left, None)];
-        assert!(
-            verify_protocol(&remote, &local).is_err(),
-            "Go counts a missing Vsn as 0"
-        );
-    }
 
     fn core(name: &str, ip: u8) -> Core {
         let mut cfg = GossipConfig::new(name, SocketAddr::from(([10, 0, 0, ip], 7946)));

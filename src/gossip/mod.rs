@@ -15,6 +15,7 @@ pub mod queue;
 mod runtime;
 mod serf;
 mod swim;
+mod sync;
 mod timer;
 pub mod wire;
 
