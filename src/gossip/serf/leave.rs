@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::gossip::runtime::Runtime;
-use crate::gossip::swim::Swim;
+use crate::gossip::swim::{NodeChange, Swim};
 use crate::gossip::timer::Timer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,17 @@ enum Phase {
     /// Still answering while the news spreads.
     Propagate,
     /// Stopped.
+    Done,
+}
+
+/// What a step of the leave did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LeaveStep {
+    /// Waiting for a broadcast or a delay.
+    Waiting,
+    /// Our dead message was applied (the change to report) and is being gossiped.
+    Dead(Option<NodeChange>),
+    /// The leave is over: stop.
     Done,
 }
 
@@ -61,14 +72,14 @@ impl Leave {
     }
 
     /// Our leave intent (applied here already): gossiped and awaited when someone can hear
-    /// it, else the next step at once. True when the leave is over.
+    /// it, else the next step at once.
     pub fn announce(
         &mut self,
         now: Instant,
         intent: Vec<u8>,
         swim: &mut Swim,
         rt: &mut Runtime,
-    ) -> bool {
+    ) -> LeaveStep {
         if !swim.nodes.any_alive_peer(&swim.local.name) {
             return self.advance(now, swim, rt);
         }
@@ -77,29 +88,36 @@ impl Leave {
         rt.broadcasts.queue_serf(intent, Some(notify));
         self.epoch += 1;
         rt.schedule(now + self.broadcast_timeout, Timer::Leave(self.epoch));
-        false
+        LeaveStep::Waiting
     }
 
-    /// [`Timer::Leave`]: the current step timed out. True when the leave is over.
-    pub fn timer(&mut self, now: Instant, epoch: u64, swim: &mut Swim, rt: &mut Runtime) -> bool {
-        epoch == self.epoch && self.advance(now, swim, rt)
+    /// [`Timer::Leave`]: the current step timed out (a stale epoch does nothing).
+    pub fn timer(
+        &mut self,
+        now: Instant,
+        epoch: u64,
+        swim: &mut Swim,
+        rt: &mut Runtime,
+    ) -> LeaveStep {
+        if epoch != self.epoch {
+            return LeaveStep::Waiting;
+        }
+        self.advance(now, swim, rt)
     }
 
-    /// The awaited broadcast went out: the next step now. True when the leave is over.
-    pub fn broadcast_out(&mut self, now: Instant, swim: &mut Swim, rt: &mut Runtime) -> bool {
+    /// The awaited broadcast went out: the next step now.
+    pub fn broadcast_out(&mut self, now: Instant, swim: &mut Swim, rt: &mut Runtime) -> LeaveStep {
         self.epoch += 1;
         self.advance(now, swim, rt)
     }
 
-    fn advance(&mut self, now: Instant, swim: &mut Swim, rt: &mut Runtime) -> bool {
+    fn advance(&mut self, now: Instant, swim: &mut Swim, rt: &mut Runtime) -> LeaveStep {
         match self.phase {
             Phase::Intent => {
                 self.phase = Phase::Dead;
                 let notify = rt.next_id();
                 rt.broadcasts.await_delivery(Some(notify));
-                if swim.leave(now, notify, rt).is_some() {
-                    rt.members_changed();
-                }
+                let change = swim.leave(now, notify, rt);
                 self.epoch += 1;
                 let at = if swim.nodes.any_alive_peer(&swim.local.name) {
                     now + self.broadcast_timeout
@@ -107,20 +125,20 @@ impl Leave {
                     now
                 };
                 rt.schedule(at, Timer::Leave(self.epoch));
-                false
+                LeaveStep::Dead(change)
             }
             Phase::Dead => {
                 self.phase = Phase::Propagate;
                 rt.broadcasts.await_delivery(None);
                 self.epoch += 1;
                 rt.schedule(now + self.propagate_delay, Timer::Leave(self.epoch));
-                false
+                LeaveStep::Waiting
             }
             Phase::Propagate => {
                 self.phase = Phase::Done;
-                true
+                LeaveStep::Done
             }
-            Phase::None | Phase::Done => false,
+            Phase::None | Phase::Done => LeaveStep::Waiting,
         }
     }
 }
@@ -167,29 +185,21 @@ mod tests {
         let mut l = leave();
         assert!(l.begin(&mut s) && s.local.leaving);
         assert!(!l.begin(&mut s), "once");
-        assert!(!l.announce(t0, vec![1], &mut s, &mut rt));
-        assert_eq!(
-            due(&mut rt, t0 + Duration::from_secs(5)),
-            vec![Timer::Leave(1)]
-        );
+        let step = l.announce(t0, vec![1], &mut s, &mut rt);
+        assert_eq!(step, LeaveStep::Waiting);
+        let at = t0 + Duration::from_secs(5);
+        assert_eq!(due(&mut rt, at), vec![Timer::Leave(1)]);
         // Timeout: the dead message about ourselves.
-        assert!(!l.timer(t0, 1, &mut s, &mut rt));
+        let step = l.timer(t0, 1, &mut s, &mut rt);
+        assert_eq!(step, LeaveStep::Dead(Some(NodeChange::Other("n0".into()))));
         assert_eq!(s.nodes.get("n0").unwrap().state, NodeStateKind::Left);
-        assert_eq!(
-            due(&mut rt, t0 + Duration::from_secs(5)),
-            vec![Timer::Leave(2)]
-        );
-        assert!(!l.timer(t0, 2, &mut s, &mut rt));
+        assert_eq!(due(&mut rt, at), vec![Timer::Leave(2)]);
+        assert_eq!(l.timer(t0, 2, &mut s, &mut rt), LeaveStep::Waiting);
         assert!(due(&mut rt, t0 + Duration::from_millis(999)).is_empty());
-        assert_eq!(
-            due(&mut rt, t0 + Duration::from_secs(1)),
-            vec![Timer::Leave(3)]
-        );
-        assert!(!l.timer(t0, 2, &mut s, &mut rt), "a stale timer");
-        assert!(
-            l.timer(t0, 3, &mut s, &mut rt),
-            "done after the propagation delay"
-        );
+        let at = t0 + Duration::from_secs(1);
+        assert_eq!(due(&mut rt, at), vec![Timer::Leave(3)]);
+        assert_eq!(l.timer(t0, 2, &mut s, &mut rt), LeaveStep::Waiting, "stale");
+        assert_eq!(l.timer(at, 3, &mut s, &mut rt), LeaveStep::Done);
     }
 
     #[test]
@@ -205,11 +215,10 @@ mod tests {
             rt.broadcasts.take(1400);
         }
         assert!(rt.broadcasts.take_awaited_out());
-        assert!(!l.broadcast_out(t0, &mut s, &mut rt));
-        assert!(
-            !l.timer(t0, 1, &mut s, &mut rt),
-            "the intent's timeout is stale"
-        );
+        let step = l.broadcast_out(t0, &mut s, &mut rt);
+        assert!(matches!(step, LeaveStep::Dead(Some(_))), "{step:?}");
+        let stale = l.timer(t0, 1, &mut s, &mut rt);
+        assert_eq!(stale, LeaveStep::Waiting, "the intent's timeout is stale");
         assert_eq!(s.nodes.get("n0").unwrap().state, NodeStateKind::Left);
     }
 
@@ -220,14 +229,12 @@ mod tests {
         let mut s = swim(0, &mut rt, t0);
         let mut l = leave();
         l.begin(&mut s);
-        assert!(!l.announce(t0, vec![1], &mut s, &mut rt));
+        let step = l.announce(t0, vec![1], &mut s, &mut rt);
+        assert!(matches!(step, LeaveStep::Dead(Some(_))), "{step:?}");
         assert_eq!(s.nodes.get("n0").unwrap().state, NodeStateKind::Left);
-        assert_eq!(
-            due(&mut rt, t0),
-            vec![Timer::Leave(1)],
-            "the dead step is due at once"
-        );
-        assert!(!l.timer(t0, 1, &mut s, &mut rt));
-        assert!(l.timer(t0 + Duration::from_secs(1), 2, &mut s, &mut rt));
+        assert_eq!(due(&mut rt, t0), vec![Timer::Leave(1)], "due at once");
+        assert_eq!(l.timer(t0, 1, &mut s, &mut rt), LeaveStep::Waiting);
+        let at = t0 + Duration::from_secs(1);
+        assert_eq!(l.timer(at, 2, &mut s, &mut rt), LeaveStep::Done);
     }
 }

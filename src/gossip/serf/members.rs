@@ -2,9 +2,11 @@
 //! (alive, leaving, left, failed) and status time, plus the intents buffered for members not
 //! known yet (Serf `recentIntents`).
 //!
-//! Every change users can see — a status, tags or address, a suspicion, a leave intent, a
-//! reap — ends in [`Members::publish`]: the one place that marks the member list changed and
-//! emits the event. What SWIM reports arrives through [`Members::node_joined`],
+//! Every member change — a status, tags or address, a suspicion or its refutation, a leave
+//! intent, a reap, and any node state SWIM accepted (our own leave included) — ends in
+//! [`Members::publish`]: the one place that marks the member list changed (the driver then
+//! republishes it) and emits the member event, if the change has one. What SWIM reports
+//! arrives through `Serf::node_changed` and [`Members::node_joined`],
 //! [`Members::node_updated`] and [`Members::node_left`] (Serf `handleNodeJoin`,
 //! `handleNodeUpdate`, `handleNodeLeave`).
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::events::UserEvents;
 use super::intents::{apply_join_intent, apply_leave_intent, broadcast_join_intent};
 use super::lamport::LamportClock;
-use super::leave::Leave;
+use super::leave::{Leave, LeaveStep};
 use super::members::{MemberChange, Members};
 use super::query::{default_timeout, Queries, Reply};
 use super::{conflict::NameConflict, internal_query, reap};
@@ -90,31 +90,43 @@ impl Serf {
         let Some(change) = change else {
             return;
         };
-        match change {
-            NodeChange::Joined(name) => self.members.node_joined(&name, nodes, rt),
-            NodeChange::Updated(name) => self.members.node_updated(&name, nodes, rt),
+        // Every accepted change marks the member list changed, as memberlist's node state
+        // is part of what users see (the suspect flag).
+        let name = match change {
+            NodeChange::Joined(name) => {
+                self.members.node_joined(&name, nodes, rt);
+                name
+            }
+            NodeChange::Updated(name) => {
+                self.members.node_updated(&name, nodes, rt);
+                name
+            }
             NodeChange::Refuted { node, updated } => {
                 if updated {
                     self.members.node_updated(&node, nodes, rt);
                 }
                 self.members
                     .publish(&node, MemberChange::Refuted, nodes, rt);
+                node
             }
             NodeChange::Suspected(name) => {
                 self.members
                     .publish(&name, MemberChange::Suspected, nodes, rt);
                 return;
             }
-            NodeChange::Gone(name) => self.members.node_left(now, &name, nodes, rt),
-            NodeChange::Other => {}
+            NodeChange::Gone(name) => {
+                self.members.node_left(now, &name, nodes, rt);
+                name
+            }
+            NodeChange::Other(name) => name,
             NodeChange::AddressConflict { local } => {
                 if local && !self.conflict.in_progress() && !self.leave.is_leaving() {
                     self.start_conflict_vote(now, rt);
                 }
                 return;
             }
-        }
-        rt.members_changed();
+        };
+        self.members.publish(&name, MemberChange::Quiet, nodes, rt);
     }
 
     /// Asks the cluster who has our name (`_serf_conflict`).
@@ -332,9 +344,8 @@ impl Serf {
             rt,
         );
         let bytes = encode_serf_message(&SerfMessage::Leave(msg));
-        self.leave
-            .announce(now, bytes, swim, rt)
-            .then_some(Stop::Left)
+        let step = self.leave.announce(now, bytes, swim, rt);
+        self.leave_step(now, step, swim, rt)
     }
 
     // ------------------------------------------------------------------ timers
@@ -347,7 +358,8 @@ impl Serf {
         swim: &mut Swim,
         rt: &mut Runtime,
     ) -> Option<Stop> {
-        self.leave.timer(now, epoch, swim, rt).then_some(Stop::Left)
+        let step = self.leave.timer(now, epoch, swim, rt);
+        self.leave_step(now, step, swim, rt)
     }
 
     /// The broadcast the leave waits for went out.
@@ -357,9 +369,26 @@ impl Serf {
         swim: &mut Swim,
         rt: &mut Runtime,
     ) -> Option<Stop> {
-        self.leave
-            .broadcast_out(now, swim, rt)
-            .then_some(Stop::Left)
+        let step = self.leave.broadcast_out(now, swim, rt);
+        self.leave_step(now, step, swim, rt)
+    }
+
+    /// What a step of the leave did: our dead message is a node change like any other.
+    fn leave_step(
+        &mut self,
+        now: Instant,
+        step: LeaveStep,
+        swim: &Swim,
+        rt: &mut Runtime,
+    ) -> Option<Stop> {
+        match step {
+            LeaveStep::Waiting => None,
+            LeaveStep::Dead(change) => {
+                self.node_changed(now, change, &swim.nodes, rt);
+                None
+            }
+            LeaveStep::Done => Some(Stop::Left),
+        }
     }
 
     /// [`Timer::QueryEnd`](crate::gossip::timer::Timer::QueryEnd): the query is over; the

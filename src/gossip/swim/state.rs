@@ -34,8 +34,8 @@ pub(crate) enum NodeChange {
     Suspected(String),
     /// Another node is now dead or left.
     Gone(String),
-    /// Something else changed (incarnation; our own state).
-    Other,
+    /// Something else changed about the node: its incarnation, or our own state.
+    Other(String),
     /// Refused: another node claims this name at another address. `local`: our name.
     AddressConflict {
         /// The claimed name is ours.
@@ -155,7 +155,7 @@ impl Swim {
                 updated,
             },
             NodeStateKind::Alive if updated => NodeChange::Updated(a.node),
-            NodeStateKind::Alive => NodeChange::Other,
+            NodeStateKind::Alive => NodeChange::Other(a.node),
         })
     }
 
@@ -274,7 +274,7 @@ impl Swim {
         Some(if d.node != self.local.name {
             NodeChange::Gone(d.node)
         } else {
-            NodeChange::Other
+            NodeChange::Other(d.node)
         })
     }
 
@@ -426,7 +426,7 @@ mod tests {
         );
         assert_eq!(
             s.alive(now, alive("b", 2, 3, b"x"), false, &mut rt),
-            Some(NodeChange::Other)
+            Some(NodeChange::Other("b".into()))
         );
         assert_eq!(
             s.alive(now, alive("c", 3, 0, b""), false, &mut rt),
@@ -491,7 +491,10 @@ mod tests {
         assert_eq!(s.suspect(now, suspect("a", 5, "b"), &mut rt), None);
         assert_eq!(s.local.incarnation, 1);
         assert_eq!(s.alive(now, alive("a", 1, 9, b""), false, &mut rt), None);
-        assert_eq!(s.leave(now, 42, &mut rt), Some(NodeChange::Other));
+        assert_eq!(
+            s.leave(now, 42, &mut rt),
+            Some(NodeChange::Other("a".into()))
+        );
         assert_eq!(state(&s, "a"), (NodeStateKind::Left, 1));
     }
 
