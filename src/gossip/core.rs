@@ -526,6 +526,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::model::MemberStatus;
     use std::net::IpAddr;
     use std::time::Duration;
 
@@ -587,6 +588,100 @@ mod tests {
             c.rt.broadcasts.memberlist_len() >= 2,
             "own alive + b's alive queued"
         );
+    }
+
+    /// Runs `c`'s dial `out` against `peer`'s stream handler and feeds the reply back.
+    fn exchange(c: &mut Core, peer: &mut Core, out: Output, now: Instant) {
+        let Output::Dial { id, data, .. } = out else {
+            panic!("a dial: {out:?}");
+        };
+        let (msg, _) = decode_stream(&data, None).unwrap().unwrap();
+        let from = SocketAddr::new(c.swim.local.adv.ip(), 7946);
+        let reply = peer.handle_stream(now, from, msg).expect("a reply");
+        let (reply, _) = decode_stream(&reply, None).unwrap().unwrap();
+        c.dial_result(now, id, Ok(Some(reply)));
+    }
+
+    fn dials(c: &mut Core) -> Vec<Output> {
+        std::iter::from_fn(|| c.poll_output())
+            .filter(|o| matches!(o, Output::Dial { .. }))
+            .collect()
+    }
+
+    #[test]
+    fn two_cores_join_through_a_push_pull_and_each_sees_the_other_alive() {
+        let now = Instant::now();
+        let (mut a, mut b) = (core("a", 1), core("b", 2));
+        let id = b.join(now, &[SocketAddr::from(([10, 0, 0, 1], 7946))]);
+        let dial = dials(&mut b).pop().expect("b dials a");
+        exchange(&mut b, &mut a, dial, now);
+        let done =
+            std::iter::from_fn(|| b.poll_output()).find(|o| matches!(o, Output::JoinDone { .. }));
+        assert!(
+            matches!(&done, Some(Output::JoinDone { id: i, contacted: 1, errors }) if *i == id && errors.is_empty()),
+            "{done:?}"
+        );
+        for (c, other) in [(&a, "b"), (&b, "a")] {
+            let m = c.members().into_iter().find(|m| m.name == other);
+            assert!(
+                matches!(m, Some(m) if m.status == MemberStatus::Alive),
+                "{} sees {other}",
+                c.name()
+            );
+        }
+        assert_eq!(
+            b.stats().member_time,
+            2,
+            "b's join intent took a member time"
+        );
+    }
+
+    #[test]
+    fn a_push_pull_naming_an_unsupported_protocol_is_refused_whole_and_counted() {
+        let now = Instant::now();
+        let mut a = core("a", 1);
+        let future = Vsn {
+            pcur: 9,
+            pmax: 9,
+            ..Vsn::SERF
+        };
+        let pp = PushPull {
+            join: true,
+            nodes: vec![PushNodeState {
+                name: "z".into(),
+                addr: IpAddr::from([10, 0, 0, 26]),
+                port: 7946,
+                meta: vec![],
+                incarnation: 1,
+                state: NodeStateKind::Alive,
+                vsn: Some(future),
+            }],
+            user_state: vec![],
+        };
+        assert!(
+            a.handle_stream(now, peer(), Message::PushPull(pp))
+                .is_some(),
+            "our state is still sent"
+        );
+        assert_eq!(a.stats().dropped.get("incompatible_protocol"), Some(&1));
+        assert_eq!(a.members().len(), 1, "z was not merged");
+    }
+
+    #[test]
+    fn a_lone_member_leaves_gracefully_and_stops_after_the_propagation_delay() {
+        let t0 = Instant::now();
+        let mut a = core("a", 1);
+        a.leave(t0);
+        assert_eq!(a.members()[0].status, MemberStatus::Leaving);
+        let mut now = t0;
+        while !a.is_stopped() {
+            now = a.next_deadline().expect("a step to come");
+            assert!(now <= t0 + Duration::from_secs(2), "stuck");
+            a.tick(now);
+        }
+        assert_eq!(now, t0 + Duration::from_secs(1), "leave_propagate_delay");
+        assert!(std::iter::from_fn(|| a.poll_output()).any(|o| matches!(o, Output::LeaveDone)));
+        assert_eq!(a.next_deadline(), None);
     }
 
     proptest::proptest! {

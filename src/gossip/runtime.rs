@@ -223,6 +223,18 @@ pub(crate) mod testing {
         Runtime::new(&cfg, 1)
     }
 
+    /// The Serf messages queued for gossip (each taken once; memberlist ones skipped).
+    pub fn gossiped_serf(rt: &mut Runtime) -> Vec<Vec<u8>> {
+        rt.broadcasts
+            .take(1 << 30)
+            .iter()
+            .filter_map(|m| match crate::gossip::wire::decode_message(m) {
+                Ok(Message::User(serf)) => Some(serf),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every queued packet, decoded, with its destination; other outputs are dropped.
     pub fn sent(rt: &mut Runtime) -> Vec<(SocketAddr, Vec<Message>)> {
         let mut v = Vec::new();

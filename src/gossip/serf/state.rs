@@ -501,3 +501,258 @@ impl Serf {
         self.events.merge_remote(s.events, rt);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::output::CoreEvent;
+    use crate::gossip::runtime::testing::{gossiped_serf, runtime};
+    use crate::gossip::swim::nodes::testing::node;
+    use crate::gossip::wire::{Query, QueryResponse, Relay, RingEvent, RingSlot, UserEvent};
+    use std::collections::BTreeMap;
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 7946))
+    }
+
+    /// n0 (us) and `peers` alive members n1…, their join events drained.
+    fn serf(peers: u8) -> (Serf, Nodes, Runtime, Instant) {
+        let now = Instant::now();
+        let mut rt = runtime();
+        let mut serf = Serf::new(&GossipConfig::new("n0", addr(0)), addr(0));
+        let mut nodes = Nodes::default();
+        for i in 0..=peers {
+            nodes.insert(node(i, now), &mut rt);
+            let joined = Some(NodeChange::Joined(format!("n{i}")));
+            serf.node_changed(now, joined, &nodes, &mut rt);
+        }
+        while rt.poll_output().is_some() {}
+        (serf, nodes, rt, now)
+    }
+
+    fn outputs(rt: &mut Runtime) -> Vec<Output> {
+        std::iter::from_fn(|| rt.poll_output()).collect()
+    }
+
+    #[test]
+    fn a_leave_intent_from_the_cluster_is_applied_and_regossiped_only_when_it_is_news() {
+        let (mut s, nodes, mut rt, now) = serf(2);
+        let raw = encode_serf_message(&SerfMessage::Leave(LeaveIntent {
+            ltime: 4,
+            node: "n1".into(),
+            prune: false,
+        }));
+        s.handle_message(now, addr(1), &raw, &nodes, &mut rt);
+        s.handle_message(now, addr(2), &raw, &nodes, &mut rt);
+        assert_eq!(s.members.get("n1").unwrap().status, MemberStatus::Leaving);
+        assert_eq!(rt.broadcasts.len(), 1, "re-gossiped once");
+        assert_eq!(s.clocks().0, 5, "the member clock witnessed it");
+    }
+
+    #[test]
+    fn a_serf_message_that_does_not_decode_is_dropped_and_counted() {
+        let (mut s, nodes, mut rt, now) = serf(1);
+        s.handle_message(now, addr(1), &[0x7f, 0x01], &nodes, &mut rt);
+        assert_eq!(rt.stats.dropped.values().sum::<u64>(), 1);
+        assert!(rt.poll_output().is_none());
+    }
+
+    #[test]
+    fn answers_to_our_query_reach_the_asker_once_each_until_its_end() {
+        let (mut s, nodes, mut rt, now) = serf(2);
+        let params = QueryParams {
+            request_ack: true,
+            ..QueryParams::default()
+        };
+        let (handle, _) = s.query(now, "ask", b"?", params, &mut rt).unwrap();
+        let ours = outputs(&mut rt);
+        assert!(
+            ours.iter().any(
+                |o| matches!(o, Output::Event(CoreEvent::Query { name, .. }) if name == "ask")
+            ),
+            "we process our own query: {ours:?}"
+        );
+        let q = match decode_serf_message(&gossiped_serf(&mut rt)[0]).unwrap() {
+            SerfMessage::Query(q) => q,
+            other => panic!("{other:?}"),
+        };
+        let resp = |flags, from: &str| {
+            encode_serf_message(&SerfMessage::QueryResponse(QueryResponse {
+                ltime: q.ltime,
+                id: q.id,
+                from: from.into(),
+                flags,
+                payload: Some(b"yes".to_vec()),
+            }))
+        };
+        for _ in 0..2 {
+            s.handle_message(now, addr(1), &resp(1, "n1"), &nodes, &mut rt);
+            s.handle_message(now, addr(1), &resp(0, "n1"), &nodes, &mut rt);
+        }
+        let got = outputs(&mut rt);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            matches!(&got[0], Output::QueryAck { handle: h, from } if *h == handle && from == "n1")
+        );
+        assert!(matches!(&got[1], Output::QueryResponse { from, .. } if from == "n1"));
+        assert_eq!(s.query_end(handle, &mut rt), None);
+        assert!(matches!(rt.poll_output(), Some(Output::QueryDone { handle: h }) if h == handle));
+        s.handle_message(now, addr(2), &resp(0, "n2"), &nodes, &mut rt);
+        assert!(rt.poll_output().is_none(), "too late");
+    }
+
+    #[test]
+    fn reserved_query_names_are_refused_and_nothing_is_sent_while_leaving() {
+        let (mut s, _nodes, mut rt, now) = serf(1);
+        let r = s.query(now, "_serf_x", b"", QueryParams::default(), &mut rt);
+        assert!(matches!(r, Err(GossipError::InvalidQuery(_))));
+        let mut swim = crate::gossip::swim::Swim::new(
+            crate::gossip::swim::LocalNode::new("n0".into(), addr(0), vec![], 8),
+            crate::gossip::config::Timing::lan(),
+        );
+        s.leave(now, &mut swim, &mut rt);
+        let r = s.query(now, "_serf_ping", b"", QueryParams::default(), &mut rt);
+        assert!(matches!(r, Err(GossipError::Leaving)));
+        assert!(matches!(
+            s.user_event("e", b"", false, &mut rt),
+            Err(GossipError::Leaving)
+        ));
+    }
+
+    #[test]
+    fn a_relay_is_forwarded_to_the_asker() {
+        let (mut s, nodes, mut rt, now) = serf(1);
+        let raw = encode_serf_message(&SerfMessage::Relay(Relay {
+            dest_addr: addr(9).ip(),
+            dest_port: 7946,
+            dest_zone: String::new(),
+            dest_name: "n0".into(),
+            inner: vec![1, 2, 3],
+        }));
+        s.handle_message(now, addr(1), &raw, &nodes, &mut rt);
+        assert!(matches!(rt.poll_output(), Some(Output::Udp { to, .. }) if to == addr(9)));
+    }
+
+    #[test]
+    fn a_push_pull_state_applies_intents_and_delivers_recent_events() {
+        let (mut s, nodes, mut rt, now) = serf(3);
+        let remote = SerfPushPull {
+            ltime: 10,
+            status_ltimes: BTreeMap::from([
+                ("n1".to_string(), 6),
+                ("n2".to_string(), 7),
+                ("n9".to_string(), 8),
+            ]),
+            left_members: vec!["n2".into()],
+            event_ltime: 4,
+            events: vec![Some(RingSlot {
+                ltime: 3,
+                events: vec![RingEvent {
+                    name: "deploy".into(),
+                    payload: vec![],
+                }],
+            })],
+            query_ltime: 2,
+        };
+        s.merge_remote_state(now, remote, false, &nodes, &mut rt);
+        assert_eq!(s.clocks(), (10, 4, 2));
+        assert_eq!(s.members.get("n2").unwrap().status, MemberStatus::Leaving);
+        assert_eq!(s.members.get("n1").unwrap().status_ltime, 6);
+        assert!(
+            s.members.get("n9").is_none(),
+            "unknown: buffered for its join"
+        );
+        let got = outputs(&mut rt);
+        assert!(
+            matches!(&got[..], [Output::Event(CoreEvent::User(u))] if u.name == "deploy"),
+            "{got:?}"
+        );
+        let ours = s.local_state();
+        assert_eq!(
+            ours.left_members,
+            Vec::<String>::new(),
+            "leaving is not left"
+        );
+        assert_eq!(ours.status_ltimes.get("n2"), Some(&7));
+        assert_eq!(ours.events.len(), 1);
+    }
+
+    #[test]
+    fn a_join_that_ignores_old_events_does_not_deliver_those_in_the_seeds_state() {
+        let (mut s, nodes, mut rt, now) = serf(1);
+        let remote = SerfPushPull {
+            ltime: 2,
+            event_ltime: 6,
+            events: vec![Some(RingSlot {
+                ltime: 5,
+                events: vec![RingEvent {
+                    name: "old".into(),
+                    payload: vec![],
+                }],
+            })],
+            ..SerfPushPull::default()
+        };
+        s.merge_remote_state(now, remote, true, &nodes, &mut rt);
+        assert!(outputs(&mut rt).is_empty());
+        let new = encode_serf_message(&SerfMessage::UserEvent(UserEvent {
+            ltime: 6,
+            name: "new".into(),
+            payload: vec![],
+            cc: false,
+        }));
+        s.handle_message(now, addr(1), &new, &nodes, &mut rt);
+        assert_eq!(outputs(&mut rt).len(), 1);
+    }
+
+    #[test]
+    fn an_address_conflict_about_us_starts_one_vote_and_losing_it_stops_us() {
+        let (mut s, nodes, mut rt, now) = serf(3);
+        let conflict = Some(NodeChange::AddressConflict { local: true });
+        s.node_changed(now, conflict.clone(), &nodes, &mut rt);
+        s.node_changed(now, conflict, &nodes, &mut rt);
+        let vote: Vec<Query> = gossiped_serf(&mut rt)
+            .iter()
+            .filter_map(|b| match decode_serf_message(b) {
+                Ok(SerfMessage::Query(q)) => Some(q),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(vote.len(), 1, "one vote at a time");
+        assert_eq!(
+            (vote[0].name.as_str(), vote[0].payload.as_slice()),
+            ("_serf_conflict", &b"n0"[..])
+        );
+        // Two of three say another address has our name.
+        let answer = |from: &str, ip: u8| {
+            let m = crate::gossip::wire::ConflictMember {
+                name: "n0".into(),
+                addr: addr(ip).ip(),
+                port: 7946,
+                tags: BTreeMap::new(),
+                status: 1,
+                vsn: crate::gossip::wire::Vsn::SERF,
+            };
+            encode_serf_message(&SerfMessage::QueryResponse(QueryResponse {
+                ltime: vote[0].ltime,
+                id: vote[0].id,
+                from: from.into(),
+                flags: 0,
+                payload: Some(crate::gossip::wire::encode_conflict_response(Some(&m))),
+            }))
+        };
+        s.handle_message(now, addr(1), &answer("n1", 0), &nodes, &mut rt);
+        s.handle_message(now, addr(2), &answer("n2", 99), &nodes, &mut rt);
+        s.handle_message(now, addr(3), &answer("n3", 99), &nodes, &mut rt);
+        while rt.poll_output().is_some() {}
+        let handle = loop {
+            match rt.timers.pop_due(now + std::time::Duration::from_secs(60)) {
+                Some(crate::gossip::timer::Timer::QueryEnd(h)) => break h,
+                Some(_) => continue,
+                None => panic!("the vote's deadline"),
+            }
+        };
+        let stop = s.query_end(handle, &mut rt);
+        assert!(matches!(stop, Some(Stop::NameConflict(why)) if why.contains("[1 / 3]")));
+        assert!(rt.poll_output().is_none(), "no QueryDone for the vote");
+    }
+}
