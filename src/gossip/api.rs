@@ -1,6 +1,6 @@
 //! The library API the agent uses: the [`Gossip`] handle. The protocol logic lives in
 //! [`super::core`]; the IO in the driver; what they exchange with the handle in
-//! [`super::command`].
+//! `command.rs`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

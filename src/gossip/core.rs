@@ -1,12 +1,12 @@
-//! The sans-IO member: memberlist (SWIM with Lifeguard, [`super::swim`]) under Serf
-//! ([`super::serf`]), owned and routed here. Input: packets, completed streams, dial
+//! The sans-IO member: memberlist (SWIM with Lifeguard, `gossip/swim/`) under Serf
+//! (`gossip/serf/`), owned and routed here. Input: packets, completed streams, dial
 //! results, commands, and the passage of time (`tick(now)` whenever `next_deadline()` is
 //! reached). Output: [`Output`]s queued for the driver (send UDP, dial TCP, events). It never
 //! does IO and never reads a clock.
 //!
-//! Routing: memberlist messages go to SWIM, whose accepted changes ([`NodeChange`](super::swim::NodeChange)) go to
-//! Serf's member table; Serf messages go to Serf; push/pulls are merged through both; each
-//! [`Timer`] goes to the part that scheduled it.
+//! Routing: memberlist messages go to SWIM, whose accepted changes (`NodeChange`) go to
+//! Serf's member table; Serf messages go to Serf; push/pulls are merged through both
+//! (`sync`); each timer goes to the part that scheduled it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
