@@ -106,176 +106,117 @@ mod tests {
     use super::*;
     use crate::gossip::output::{CoreEvent, Output};
     use crate::gossip::serf::members::testing::cluster;
-    use crate::gossip::wire::decode_message;
+    use crate::gossip::wire::{decode_message, decode_serf_message, Message};
 
-    fn leave(node: &str, ltime: u64) -> LeaveIntent {
-        LeaveIntent {
-            ltime,
-            node: node.into(),
-            prune: false,
+    /// Members n0 (us) … n`peers`, their SWIM nodes, a runtime and the member clock at 1.
+    struct World {
+        members: Members,
+        nodes: Nodes,
+        rt: Runtime,
+        clock: LamportClock,
+        now: Instant,
+    }
+
+    fn world(peers: u8) -> World {
+        let now = Instant::now();
+        let (members, nodes, rt) = cluster(peers, now);
+        World {
+            members,
+            nodes,
+            rt,
+            clock: LamportClock::new(1),
+            now,
         }
     }
 
-    fn join(node: &str, ltime: u64) -> JoinIntent {
-        JoinIntent {
-            ltime,
-            node: node.into(),
+    impl World {
+        /// A leave intent about `node` at `ltime`; `leaving`: ours is under way.
+        fn leave(&mut self, node: &str, ltime: u64, leaving: bool) -> bool {
+            let l = LeaveIntent {
+                ltime,
+                node: node.into(),
+                prune: false,
+            };
+            let w = self;
+            apply_leave_intent(
+                w.now,
+                l,
+                leaving,
+                &mut w.members,
+                &mut w.clock,
+                &w.nodes,
+                &mut w.rt,
+            )
+        }
+
+        /// A join intent about `node` at `ltime`.
+        fn join(&mut self, node: &str, ltime: u64) -> bool {
+            let j = JoinIntent {
+                ltime,
+                node: node.into(),
+            };
+            let w = self;
+            apply_join_intent(w.now, j, &mut w.members, &mut w.clock, &w.nodes, &mut w.rt)
+        }
+
+        fn status(&self, node: &str) -> MemberStatus {
+            self.members.get(node).expect("a member").status
         }
     }
 
     #[test]
     fn a_newer_leave_intent_makes_an_alive_member_leaving_and_an_older_one_is_ignored() {
-        let now = Instant::now();
-        let (mut members, nodes, mut rt) = cluster(1, now);
-        let mut clock = LamportClock::new(1);
-        assert!(apply_leave_intent(
-            now,
-            leave("n1", 5),
-            false,
-            &mut members,
-            &mut clock,
-            &nodes,
-            &mut rt
-        ));
-        assert_eq!(members.get("n1").unwrap().status, MemberStatus::Leaving);
-        assert_eq!(clock.time(), 6, "witnessed");
-        assert!(rt.take_members_dirty());
-        assert!(
-            !apply_leave_intent(
-                now,
-                leave("n1", 5),
-                false,
-                &mut members,
-                &mut clock,
-                &nodes,
-                &mut rt
-            ),
-            "not news twice"
-        );
-        assert!(
-            !apply_join_intent(
-                now,
-                join("n1", 4),
-                &mut members,
-                &mut clock,
-                &nodes,
-                &mut rt
-            ),
-            "older join"
-        );
-        assert_eq!(members.get("n1").unwrap().status, MemberStatus::Leaving);
-        assert!(apply_join_intent(
-            now,
-            join("n1", 6),
-            &mut members,
-            &mut clock,
-            &nodes,
-            &mut rt
-        ));
-        assert_eq!(
-            members.get("n1").unwrap().status,
-            MemberStatus::Alive,
-            "a newer join wins"
-        );
+        let mut w = world(1);
+        assert!(w.leave("n1", 5, false));
+        assert_eq!(w.status("n1"), MemberStatus::Leaving);
+        assert_eq!(w.clock.time(), 6, "witnessed");
+        assert!(w.rt.take_members_dirty());
+        assert!(!w.leave("n1", 5, false), "not news twice");
+        assert!(!w.join("n1", 4), "an older join");
+        assert_eq!(w.status("n1"), MemberStatus::Leaving);
+        assert!(w.join("n1", 6));
+        assert_eq!(w.status("n1"), MemberStatus::Alive, "a newer join wins");
     }
 
     #[test]
     fn a_leave_intent_about_a_failed_member_makes_it_left_with_an_event() {
-        let now = Instant::now();
-        let (mut members, nodes, mut rt) = cluster(1, now);
-        members.get_mut("n1").unwrap().status = MemberStatus::Failed;
-        let mut clock = LamportClock::new(1);
-        assert!(apply_leave_intent(
-            now,
-            leave("n1", 2),
-            false,
-            &mut members,
-            &mut clock,
-            &nodes,
-            &mut rt
-        ));
+        let mut w = world(1);
+        w.members.get_mut("n1").unwrap().status = MemberStatus::Failed;
+        assert!(w.leave("n1", 2, false));
         assert!(matches!(
-            rt.poll_output(),
+            w.rt.poll_output(),
             Some(Output::Event(CoreEvent::MemberLeave(m))) if m.name == "n1"
         ));
     }
 
     #[test]
     fn intents_about_unknown_members_are_buffered_and_the_newest_wins() {
-        let now = Instant::now();
-        let (mut members, nodes, mut rt) = cluster(0, now);
-        let mut clock = LamportClock::new(1);
-        assert!(apply_leave_intent(
-            now,
-            leave("n9", 3),
-            false,
-            &mut members,
-            &mut clock,
-            &nodes,
-            &mut rt
-        ));
-        assert!(
-            !apply_join_intent(
-                now,
-                join("n9", 2),
-                &mut members,
-                &mut clock,
-                &nodes,
-                &mut rt
-            ),
-            "older"
-        );
-        assert!(apply_join_intent(
-            now,
-            join("n9", 4),
-            &mut members,
-            &mut clock,
-            &nodes,
-            &mut rt
-        ));
-        let b = members.buffered("n9").unwrap();
+        let mut w = world(0);
+        assert!(w.leave("n9", 3, false));
+        assert!(!w.join("n9", 2), "older");
+        assert!(w.join("n9", 4));
+        let b = w.members.buffered("n9").unwrap();
         assert_eq!((b.leave, b.ltime), (false, 4));
     }
 
     #[test]
     fn a_leave_intent_about_us_is_refuted_with_a_newer_join_intent_unless_we_are_leaving() {
-        let now = Instant::now();
-        let (mut members, nodes, mut rt) = cluster(1, now);
-        let mut clock = LamportClock::new(1);
-        assert!(!apply_leave_intent(
-            now,
-            leave("n0", 5),
-            false,
-            &mut members,
-            &mut clock,
-            &nodes,
-            &mut rt
-        ));
-        assert_eq!(members.get("n0").unwrap().status, MemberStatus::Alive);
-        assert_eq!(
-            members.get("n0").unwrap().status_ltime,
-            6,
-            "our join at the witnessed time"
-        );
-        let out = rt.broadcasts.take(1000);
+        let mut w = world(1);
+        assert!(!w.leave("n0", 5, false));
+        assert_eq!(w.status("n0"), MemberStatus::Alive);
+        let ours = w.members.get("n0").unwrap().status_ltime;
+        assert_eq!(ours, 6, "our join at the witnessed time");
+        let out = w.rt.broadcasts.take(1000);
         assert_eq!(out.len(), 1);
-        let crate::gossip::wire::Message::User(serf) = decode_message(&out[0]).unwrap() else {
+        let Message::User(serf) = decode_message(&out[0]).unwrap() else {
             panic!("a Serf message");
         };
-        assert_eq!(
-            crate::gossip::wire::decode_serf_message(&serf).unwrap(),
-            SerfMessage::Join(join("n0", 6))
-        );
-        // Our own leave.
-        assert!(apply_leave_intent(
-            now,
-            leave("n0", 9),
-            true,
-            &mut members,
-            &mut clock,
-            &nodes,
-            &mut rt
-        ));
-        assert_eq!(members.get("n0").unwrap().status, MemberStatus::Leaving);
+        let join = JoinIntent {
+            ltime: 6,
+            node: "n0".into(),
+        };
+        assert_eq!(decode_serf_message(&serf).unwrap(), SerfMessage::Join(join));
+        assert!(w.leave("n0", 9, true), "our own leave");
+        assert_eq!(w.status("n0"), MemberStatus::Leaving);
     }
 }

@@ -431,6 +431,15 @@ mod tests {
         }
     }
 
+    /// The queries of n0 at 10.0.0.0, 1 KiB limits.
+    fn queries() -> Queries {
+        Queries::new(
+            ("n0".into(), SocketAddr::from(([10, 0, 0, 0], 7946))),
+            1024,
+            1024,
+        )
+    }
+
     fn raw(q: &Query) -> Vec<u8> {
         encode_serf_message(&SerfMessage::Query(q.clone()))
     }
@@ -497,11 +506,7 @@ mod tests {
     fn a_query_is_processed_once_per_time_and_id_acked_and_regossiped() {
         let now = Instant::now();
         let (members, _nodes, mut rt) = cluster(2, now);
-        let mut qs = Queries::new(
-            ("n0".into(), SocketAddr::from(([10, 0, 0, 0], 7946))),
-            1024,
-            1024,
-        );
+        let mut qs = queries();
         let q = query(5, 77, "n1", QUERY_FLAG_ACK);
         assert_eq!(
             qs.handle(now, q.clone(), raw(&q), &BTreeMap::new(), &members, &mut rt),
@@ -548,11 +553,7 @@ mod tests {
     fn an_internal_query_is_returned_to_answer_and_never_delivered() {
         let now = Instant::now();
         let (members, _nodes, mut rt) = cluster(1, now);
-        let mut qs = Queries::new(
-            ("n0".into(), SocketAddr::from(([10, 0, 0, 0], 7946))),
-            1024,
-            1024,
-        );
+        let mut qs = queries();
         let mut q = query(1, 1, "n1", 0);
         q.name = "_serf_ping".into();
         let internal = qs.handle(now, q.clone(), raw(&q), &BTreeMap::new(), &members, &mut rt);
@@ -567,11 +568,7 @@ mod tests {
     fn a_response_is_sent_once_before_the_deadline() {
         let now = Instant::now();
         let (members, _nodes, mut rt) = cluster(1, now);
-        let mut qs = Queries::new(
-            ("n0".into(), SocketAddr::from(([10, 0, 0, 0], 7946))),
-            1024,
-            1024,
-        );
+        let mut qs = queries();
         let q = query(1, 1, "n1", 0);
         qs.handle(now, q.clone(), raw(&q), &BTreeMap::new(), &members, &mut rt);
         let Some(Output::Event(CoreEvent::Query { token, .. })) = rt.poll_output() else {
@@ -633,11 +630,7 @@ mod tests {
     fn acks_and_responses_to_our_query_count_once_per_member_until_the_deadline() {
         let now = Instant::now();
         let (_members, _nodes, mut rt) = cluster(1, now);
-        let mut qs = Queries::new(
-            ("n0".into(), SocketAddr::from(([10, 0, 0, 0], 7946))),
-            1024,
-            1024,
-        );
+        let mut qs = queries();
         let params = QueryParams {
             request_ack: true,
             ..QueryParams::default()
@@ -683,11 +676,7 @@ mod tests {
     fn an_oversized_query_is_refused_and_takes_no_time() {
         let now = Instant::now();
         let (_members, _nodes, mut rt) = cluster(0, now);
-        let mut qs = Queries::new(
-            ("n0".into(), SocketAddr::from(([10, 0, 0, 0], 7946))),
-            1024,
-            1024,
-        );
+        let mut qs = queries();
         let r = qs.start(
             now,
             "big",

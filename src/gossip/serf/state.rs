@@ -163,19 +163,10 @@ impl Serf {
                 return;
             }
         };
-        let leaving = self.leave.is_leaving();
         let news = match msg {
             SerfMessage::Leave(l) => {
                 tracing::debug!(node = %l.node, "messageLeaveType");
-                apply_leave_intent(
-                    now,
-                    l,
-                    leaving,
-                    &mut self.members,
-                    &mut self.clock,
-                    nodes,
-                    rt,
-                )
+                self.leave_intent(now, l, nodes, rt)
             }
             SerfMessage::Join(j) => {
                 tracing::debug!(node = %j.node, "messageJoinType");
@@ -222,6 +213,26 @@ impl Serf {
         if news {
             rt.broadcasts.queue_serf(raw.to_vec(), None);
         }
+    }
+
+    /// A leave intent from the cluster (ours while we leave); true when it was news.
+    fn leave_intent(
+        &mut self,
+        now: Instant,
+        l: LeaveIntent,
+        nodes: &Nodes,
+        rt: &mut Runtime,
+    ) -> bool {
+        let leaving = self.leave.is_leaving();
+        apply_leave_intent(
+            now,
+            l,
+            leaving,
+            &mut self.members,
+            &mut self.clock,
+            nodes,
+            rt,
+        )
     }
 
     fn handle_query(
@@ -334,15 +345,7 @@ impl Serf {
             prune: false,
         };
         self.clock.increment();
-        apply_leave_intent(
-            now,
-            msg.clone(),
-            true,
-            &mut self.members,
-            &mut self.clock,
-            &swim.nodes,
-            rt,
-        );
+        self.leave_intent(now, msg.clone(), &swim.nodes, rt);
         let bytes = encode_serf_message(&SerfMessage::Leave(msg));
         let step = self.leave.announce(now, bytes, swim, rt);
         self.leave_step(now, step, swim, rt)
@@ -469,7 +472,6 @@ impl Serf {
         }
         self.events.witness_remote(s.event_ltime, ignore_old);
         self.queries.witness_remote(s.query_ltime, ignore_old);
-        let leaving = self.leave.is_leaving();
         let left: HashSet<&String> = s.left_members.iter().collect();
         for name in &s.left_members {
             let ltime = s.status_ltimes.get(name).copied().unwrap_or(0);
@@ -478,15 +480,7 @@ impl Serf {
                 node: name.clone(),
                 prune: false,
             };
-            apply_leave_intent(
-                now,
-                l,
-                leaving,
-                &mut self.members,
-                &mut self.clock,
-                nodes,
-                rt,
-            );
+            self.leave_intent(now, l, nodes, rt);
         }
         for (name, ltime) in &s.status_ltimes {
             if left.contains(name) {
