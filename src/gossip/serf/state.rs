@@ -90,8 +90,8 @@ impl Serf {
         let Some(change) = change else {
             return;
         };
-        // Every accepted change marks the member list changed, as memberlist's node state
-        // is part of what users see (the suspect flag).
+        // Every accepted change marks the member list changed (memberlist's node state is
+        // part of what users see: the suspect flag); a suspicion does so with its event.
         let name = match change {
             NodeChange::Joined(name) => {
                 self.members.node_joined(&name, nodes, rt);
