@@ -2,7 +2,8 @@
 # Installs what haserf's demo and tests need on a fresh Debian machine:
 # haproxy and serf from Debian's packages, plus the small tools the docs and tests use
 # (socat for the status socket by hand, systemd-analyze to check the unit, script for a
-# terminal), and Python's prometheus_client from PyPI for the metrics format test.
+# terminal), and Python's prometheus_client from PyPI for the metrics format test. The
+# other tested HAProxy/serf versions come from scripts/versions.sh (scripts/test.sh calls both).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 
@@ -19,6 +20,11 @@ command -v socat >/dev/null || need+=(socat)
 command -v script >/dev/null || need+=(bsdutils)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# scripts/versions.sh: other HAProxy/serf versions from Debian's archive, unpacked beside the
+# system's (patchelf points them at their own glibc; perl finds the matrix suites).
+command -v patchelf >/dev/null || need+=(patchelf)
+command -v perl >/dev/null || need+=(perl)
+command -v flock >/dev/null || need+=(util-linux)
 
 if ((${#need[@]})); then
   SUDO=""

@@ -245,7 +245,9 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
         // when the change reached the agent: its gossip event, or now for a change the
         // manager's own clock makes (failed grace, guard hold) or one whose event is still
         // queued behind the evaluation
-        let changed_at = lock(&inner.changed_at).take().unwrap_or_else(SystemTime::now);
+        let changed_at = lock(&inner.changed_at)
+            .take()
+            .unwrap_or_else(SystemTime::now);
         let facts: Vec<MemberFacts> = gossip.members().iter().map(facts).collect();
         let eval = policy.evaluate(Instant::now(), &facts);
         for r in &eval.new_refusals {

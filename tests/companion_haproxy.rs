@@ -271,7 +271,12 @@ fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpRespo
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
+    if let Err(e) = s.read_to_end(&mut raw) {
+        panic!(
+            "GET {path}: no complete response within 10 s ({e}); received: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
     let mut lines = head.lines();
@@ -848,10 +853,13 @@ fn the_lua_script_raises_no_runtime_errors_in_haproxy() {
 }
 
 #[test]
-fn the_shipped_companion_cfg_passes_haproxy_check() {
-    require_binary("haproxy");
+fn the_shipped_companion_cfg_passes_haproxy_check_without_a_warning() {
+    let haproxy = require_binary("haproxy");
+    // -dW: zero-warning mode, any warning makes the check fail.
     let out = std::process::Command::new("timeout")
-        .args(["30", "haproxy", "-c", "-f", "haproxy/companion.cfg"])
+        .arg("30")
+        .arg(haproxy)
+        .args(["-dW", "-c", "-f", "haproxy/companion.cfg"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run haproxy -c");

@@ -1,344 +1,41 @@
-//! The sans-IO member: memberlist (SWIM with Lifeguard) and Serf combined in one state
-//! machine. Input: packets, completed streams, dial results, commands, and the passage of
-//! time (`tick(now)` whenever `next_deadline()` is reached). Output: [`Output`]s queued for
-//! the driver (send UDP, dial TCP, events). It never does IO and never reads a clock.
+//! The sans-IO member: memberlist (SWIM with Lifeguard, `gossip/swim/`) under Serf
+//! (`gossip/serf/`), owned and routed here. Input: packets, completed streams, dial
+//! results, commands, and the passage of time (`tick(now)` whenever `next_deadline()` is
+//! reached). Output: [`Output`]s queued for the driver (send UDP, dial TCP, events). It never
+//! does IO and never reads a clock.
+//!
+//! Routing: memberlist messages go to SWIM, whose accepted changes (`NodeChange`) go to
+//! Serf's member table; Serf messages go to Serf; push/pulls are merged through both
+//! (`sync`); each timer goes to the part that scheduled it.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use super::config::GossipConfig;
+use super::error::GossipError;
+use super::model::{GossipStats, Member, QueryParams};
+use super::runtime::{DialPurpose, Runtime};
+use super::serf::{Serf, Stop};
+use super::swim::{LocalNode, Swim};
+use super::sync::{self, Joins};
+use super::timer::Timer;
+use super::wire::*;
 
-use super::api::{
-    GossipConfig, GossipError, GossipStats, Member, QueryParams, Timing, UserEventInfo,
-};
-use super::queue::BroadcastQueue;
-use super::wire::{self, *};
-use crate::control::model::MemberStatus;
+pub use super::output::{CoreEvent, Output};
+pub use super::serf::query::tag_filter_matches;
+pub use super::serf::tags::{decode_meta, encode_meta};
+pub use super::sync::{verify_protocol, VersionedNode};
 
-const UDP_BUFFER_SIZE: usize = 1400;
-const COMPOUND_HEADER_OVERHEAD: usize = 2;
-const COMPOUND_OVERHEAD: usize = 2;
-const ENCRYPT_OVERHEAD: usize = 29;
-const EVENT_BUFFER: u64 = 512;
-const QUERY_BUFFER: u64 = 512;
-const RECENT_INTENT_TIMEOUT: Duration = Duration::from_secs(300);
-const MAX_QUEUE_DEPTH: usize = 4096;
-
-/// Something the driver must do.
-#[derive(Debug)]
-pub enum Output {
-    /// Send this datagram from the bind socket.
-    Udp {
-        /// Destination.
-        to: SocketAddr,
-        /// Bytes.
-        data: Vec<u8>,
-    },
-    /// Dial TCP, write `data`, and (if `expect_reply`) read one stream message back and
-    /// report it with [`Core::dial_result`].
-    Dial {
-        /// Correlation id.
-        id: u64,
-        /// Destination.
-        to: SocketAddr,
-        /// Bytes to write.
-        data: Vec<u8>,
-        /// Whether a reply is read.
-        expect_reply: bool,
-        /// Connect + exchange deadline.
-        timeout: Duration,
-    },
-    /// A cluster event.
-    Event(CoreEvent),
-    /// A join finished.
-    JoinDone {
-        /// Id returned by [`Core::join`].
-        id: u64,
-        /// Seeds that answered.
-        contacted: usize,
-        /// Errors of the others.
-        errors: Vec<String>,
-    },
-    /// An ack to an outgoing query.
-    QueryAck {
-        /// Handle returned by [`Core::query`].
-        handle: u64,
-        /// Responder.
-        from: String,
-    },
-    /// A response to an outgoing query.
-    QueryResponse {
-        /// Handle.
-        handle: u64,
-        /// Responder.
-        from: String,
-        /// Payload.
-        payload: Vec<u8>,
-    },
-    /// An outgoing query's deadline passed.
-    QueryDone {
-        /// Handle.
-        handle: u64,
-    },
-    /// The graceful leave finished: stop now.
-    LeaveDone,
-    /// The member must stop (lost a name conflict).
-    Fatal(String),
-}
-
-/// A cluster event as the core reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CoreEvent {
-    /// Joined / came back.
-    MemberJoin(Member),
-    /// Tags/address changed.
-    MemberUpdate(Member),
-    /// Left gracefully.
-    MemberLeave(Member),
-    /// Failed.
-    MemberFailed(Member),
-    /// Forgotten.
-    MemberReap(Member),
-    /// Suspected.
-    MemberSuspect(Member),
-    /// Suspicion refuted.
-    MemberRefuted(Member),
-    /// User event.
-    User(UserEventInfo),
-    /// User query to answer with [`Core::respond`] using `token`.
-    Query {
-        /// Token for the response.
-        token: u64,
-        /// Name.
-        name: String,
-        /// Payload.
-        payload: Vec<u8>,
-        /// Originator.
-        source_node: String,
-        /// Query time.
-        ltime: u64,
-        /// Deadline.
-        deadline: Instant,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    Probe,
-    ProbeTimeout(u32),
-    ProbeEnd(u32),
-    Gossip,
-    PushPull,
-    Suspicion(String, u64),
-    IndirectExpire(u32),
-    Reap,
-    Reconnect,
-    QueryEnd(u64),
-    IncomingQueryEnd(u64),
-    Leave(u64),
-}
-
-#[derive(Debug, Clone)]
-struct Node {
-    name: String,
-    addr: IpAddr,
-    port: u16,
-    meta: Vec<u8>,
-    vsn: Vsn,
-    incarnation: u32,
-    state: NodeStateKind,
-    state_change: Instant,
-}
-
-impl Node {
-    fn sock(&self) -> SocketAddr {
-        SocketAddr::new(self.addr, self.port)
-    }
-}
-
-#[derive(Debug)]
-struct Suspicion {
-    k: u32,
-    min: Duration,
-    max: Duration,
-    start: Instant,
-    from: HashSet<String>,
-    epoch: u64,
-}
-
-impl Suspicion {
-    fn deadline(&self) -> Instant {
-        let n = self.from.len().saturating_sub(1) as f64;
-        if self.k == 0 {
-            return self.start + self.min;
-        }
-        let frac = ((n + 1.0).ln() / (self.k as f64 + 1.0).ln()).min(1.0);
-        let raw = self.max.as_secs_f64() - frac * (self.max.as_secs_f64() - self.min.as_secs_f64());
-        let t = Duration::from_secs_f64(raw.max(self.min.as_secs_f64()));
-        self.start + t
-    }
-}
-
-#[derive(Debug)]
-struct Probe {
-    seq: u32,
-    target: String,
-    start: Instant,
-    acked: bool,
-    expected_nacks: u32,
-    nacks: u32,
-    tcp_pending: Option<u64>,
-}
-
-#[derive(Debug)]
-enum AckHandler {
-    Indirect {
-        requester: SocketAddr,
-        seq: u32,
-        nack: bool,
-    },
-}
-
-#[derive(Debug)]
-enum DialPurpose {
-    Join { join_id: u64 },
-    PushPull,
-    TcpPing { probe_seq: u32 },
-    Reconnect,
-}
-
-#[derive(Debug)]
-struct JoinState {
-    pending: usize,
-    contacted: usize,
-    errors: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-struct SerfMember {
-    name: String,
-    addr: IpAddr,
-    port: u16,
-    tags: BTreeMap<String, String>,
-    vsn: Vsn,
-    status: MemberStatus,
-    status_ltime: u64,
-    leave_time: Option<Instant>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IntentKind {
-    Join,
-    Leave,
-}
-
-#[derive(Debug)]
-struct Intent {
-    kind: IntentKind,
-    ltime: u64,
-    at: Instant,
-}
-
-#[derive(Debug)]
-struct OutQuery {
-    ltime: u64,
-    id: u32,
-    acks: HashSet<String>,
-    responses: HashSet<String>,
-}
-
-#[derive(Debug)]
-struct InQuery {
-    ltime: u64,
-    id: u32,
-    addr: SocketAddr,
-    relay_factor: u8,
-    deadline: Instant,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LeavePhase {
-    None,
-    Intent,
-    Dead,
-    Propagate,
-    Done,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct TimerKey(Instant, u64);
-
-/// The combined memberlist + Serf state machine.
+/// The combined memberlist + Serf member.
 pub struct Core {
     cfg: GossipConfig,
-    timing: Timing,
-    rng: StdRng,
-    name: String,
-    adv: SocketAddr,
-    meta: Vec<u8>,
-    tags: BTreeMap<String, String>,
-    keyring: Option<Keyring>,
-    keyring_changed: bool,
-    outputs: VecDeque<Output>,
-    timers: BinaryHeap<Reverse<(TimerKey, Timer)>>,
-    timer_seq: u64,
-    // memberlist
-    nodes: HashMap<String, Node>,
-    probe_order: Vec<String>,
-    probe_index: usize,
-    seq_no: u32,
-    incarnation: u32,
-    awareness: u32,
-    probe: Option<Probe>,
-    ack_handlers: HashMap<u32, AckHandler>,
-    suspicions: HashMap<String, Suspicion>,
-    suspicion_epoch: u64,
-    ml_queue: BroadcastQueue,
-    serf_queue: BroadcastQueue,
-    dials: HashMap<u64, DialPurpose>,
-    next_id: u64,
-    joins: HashMap<u64, JoinState>,
-    join_ignore: bool,
-    // serf
-    members: HashMap<String, SerfMember>,
-    clock: u64,
-    event_clock: u64,
-    query_clock: u64,
-    event_min_time: u64,
-    query_min_time: u64,
-    recent_intents: HashMap<String, Intent>,
-    event_ring: HashMap<u64, RingSlot>,
-    query_ring: HashMap<u64, (u64, HashSet<u32>)>,
-    out_queries: HashMap<u64, OutQuery>,
-    out_query_by_id: HashMap<u32, u64>,
-    in_queries: HashMap<u64, InQuery>,
-    // leave
-    leave_phase: LeavePhase,
-    leave_notify: u64,
-    leave_epoch: u64,
-    leave_ready: bool,
+    rt: Runtime,
+    swim: Swim,
+    serf: Serf,
+    joins: Joins,
     last_now: Instant,
-    /// Name conflict vote about ourselves: (query handle, responses, matching our address).
-    conflict: Option<(u64, u32, u32)>,
     stopped: bool,
-    stats: GossipStats,
-    members_dirty: bool,
-}
-
-/// Encodes tags the way Serf does (`0xff` + msgpack map), enforcing the 512-byte limit.
-pub fn encode_meta(tags: &BTreeMap<String, String>) -> Result<Vec<u8>, GossipError> {
-    match wire::encode_tags(tags) {
-        Ok(meta) => Ok(meta),
-        Err(WireError::MetaTooLarge(size)) => Err(GossipError::TagsTooLarge {
-            size,
-            limit: META_MAX_SIZE,
-        }),
-        Err(e) => Err(GossipError::Config(e.to_string())),
-    }
 }
 
 impl Core {
@@ -355,70 +52,32 @@ impl Core {
         }
         let meta = encode_meta(&cfg.tags)?;
         let seed = cfg.seed.unwrap_or_else(rand::random);
-        let mut core = Core {
-            timing: cfg.timing.clone(),
-            rng: StdRng::seed_from_u64(seed),
-            name: cfg.node_name.clone(),
+        let local = LocalNode::new(
+            cfg.node_name.clone(),
             adv,
             meta,
-            tags: cfg.tags.clone(),
-            keyring: cfg.keyring.clone(),
-            keyring_changed: false,
-            outputs: VecDeque::new(),
-            timers: BinaryHeap::new(),
-            timer_seq: 0,
-            nodes: HashMap::new(),
-            probe_order: Vec::new(),
-            probe_index: 0,
-            seq_no: 0,
-            incarnation: 0,
-            awareness: 0,
-            probe: None,
-            ack_handlers: HashMap::new(),
-            suspicions: HashMap::new(),
-            suspicion_epoch: 0,
-            ml_queue: BroadcastQueue::default(),
-            serf_queue: BroadcastQueue::default(),
-            dials: HashMap::new(),
-            next_id: 0,
-            joins: HashMap::new(),
-            join_ignore: false,
-            members: HashMap::new(),
-            clock: 1,
-            event_clock: 1,
-            query_clock: 1,
-            event_min_time: 0,
-            query_min_time: 0,
-            recent_intents: HashMap::new(),
-            event_ring: HashMap::new(),
-            query_ring: HashMap::new(),
-            out_queries: HashMap::new(),
-            out_query_by_id: HashMap::new(),
-            in_queries: HashMap::new(),
-            leave_phase: LeavePhase::None,
-            leave_notify: 0,
-            leave_epoch: 0,
-            leave_ready: false,
+            cfg.timing.awareness_max_multiplier,
+        );
+        let mut core = Core {
+            rt: Runtime::new(&cfg, seed),
+            swim: Swim::new(local, cfg.timing.clone()),
+            serf: Serf::new(&cfg, adv),
+            joins: Joins::default(),
             last_now: now,
-            conflict: None,
             stopped: false,
-            stats: GossipStats::default(),
-            members_dirty: true,
             cfg,
         };
-        core.stats.encrypted = core.keyring.is_some();
         // memberlist setAlive: our own alive, bootstrap.
-        core.incarnation = 1;
-        let alive = core.self_alive();
-        core.alive_node(now, alive, true);
-        // Serf: the local member's status time.
-        core.clock = 1;
-        let t = core.timing.clone();
-        core.schedule(now + t.probe_interval, Timer::Probe);
-        core.schedule(now + t.gossip_interval, Timer::Gossip);
-        core.schedule(now + t.push_pull_interval, Timer::PushPull);
-        core.schedule(now + core.cfg.reap_interval, Timer::Reap);
-        core.schedule(now + core.cfg.reconnect_interval, Timer::Reconnect);
+        let alive = core.swim.local.alive();
+        core.apply_alive(now, alive, true);
+        let t = core.cfg.timing.clone();
+        core.rt.schedule(now + t.probe_interval, Timer::Probe);
+        core.rt.schedule(now + t.gossip_interval, Timer::Gossip);
+        core.rt
+            .schedule(now + t.push_pull_interval, Timer::PushPull);
+        core.rt.schedule(now + core.cfg.reap_interval, Timer::Reap);
+        core.rt
+            .schedule(now + core.cfg.reconnect_interval, Timer::Reconnect);
         Ok(core)
     }
 
@@ -426,27 +85,27 @@ impl Core {
 
     /// This node's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.swim.local.name
     }
 
     /// The current keyring (the driver uses it to read streams).
     pub fn keyring(&self) -> Option<&Keyring> {
-        self.keyring.as_ref()
+        self.rt.keyring()
     }
 
     /// True once after the keyring changed.
     pub fn take_keyring_changed(&mut self) -> bool {
-        std::mem::take(&mut self.keyring_changed)
+        self.rt.take_keyring_changed()
     }
 
     /// True once after the member list changed.
     pub fn take_members_dirty(&mut self) -> bool {
-        std::mem::take(&mut self.members_dirty)
+        self.rt.take_members_dirty()
     }
 
     /// Next queued output.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        self.rt.poll_output()
     }
 
     /// When [`Core::tick`] must next be called.
@@ -454,10 +113,10 @@ impl Core {
         if self.stopped {
             return None;
         }
-        if self.leave_ready {
+        if self.rt.broadcasts.awaited_out() {
             return Some(self.last_now);
         }
-        self.timers.peek().map(|Reverse((k, _))| k.0)
+        self.rt.timers.next_at()
     }
 
     /// Whether the member stopped (left or fatal).
@@ -467,23 +126,22 @@ impl Core {
 
     /// Counts a dropped input under `kind`.
     pub fn count_drop(&mut self, kind: &str) {
-        *self.stats.dropped.entry(kind.to_string()).or_insert(0) += 1;
+        self.rt.count_drop(kind);
     }
 
     /// Counters (TCP byte counters are kept by the driver and merged in).
     pub fn stats(&self) -> GossipStats {
-        let mut s = self.stats.clone();
-        s.health_score = self.awareness;
-        s.member_time = self.clock;
-        s.event_time = self.event_clock;
-        s.query_time = self.query_clock;
+        let mut s = self.rt.stats.clone();
+        s.health_score = self.swim.local.awareness.score();
+        (s.member_time, s.event_time, s.query_time) = self.serf.clocks();
         s.members.clear();
-        for m in self.members.values() {
+        for m in self.serf.members.iter() {
             *s.members.entry(m.status.as_str().to_string()).or_insert(0) += 1;
         }
         let suspects = self
+            .swim
             .nodes
-            .values()
+            .iter()
             .filter(|n| n.state == NodeStateKind::Suspect)
             .count() as u64;
         s.members.insert("suspect".into(), suspects);
@@ -492,64 +150,32 @@ impl Core {
 
     /// Broadcasts still queued (memberlist + Serf).
     pub fn pending_broadcasts(&self) -> usize {
-        self.ml_queue.len() + self.serf_queue.len()
+        self.rt.broadcasts.len()
     }
 
     /// How many members have status `alive` (this node included).
     pub fn alive_count(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.status == MemberStatus::Alive)
-            .count()
+        self.serf.members.alive_count()
     }
 
     /// Every member known (Serf's view), this node included, sorted by name.
     pub fn members(&self) -> Vec<Member> {
-        let mut v: Vec<Member> = self.members.values().map(|m| self.view(m)).collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    fn view(&self, m: &SerfMember) -> Member {
-        let suspect = self
-            .nodes
-            .get(&m.name)
-            .map(|n| n.state == NodeStateKind::Suspect)
-            .unwrap_or(false);
-        Member {
-            name: m.name.clone(),
-            addr: m.addr,
-            port: m.port,
-            tags: m.tags.clone(),
-            status: m.status,
-            suspect: suspect && m.status == MemberStatus::Alive,
-            vsn: m.vsn,
-        }
-    }
-
-    fn member_view(&self, name: &str) -> Option<Member> {
-        self.members.get(name).map(|m| self.view(m))
+        self.serf.members.views(&self.swim.nodes)
     }
 
     // ------------------------------------------------------------------ timers
 
-    fn schedule(&mut self, at: Instant, t: Timer) {
-        self.timer_seq += 1;
-        self.timers.push(Reverse((TimerKey(at, self.timer_seq), t)));
-    }
-
     /// Runs every timer due at `now`.
     pub fn tick(&mut self, now: Instant) {
         self.last_now = now;
-        if std::mem::take(&mut self.leave_ready) {
-            self.leave_epoch += 1;
-            self.leave_advance(now, false);
+        if self.rt.broadcasts.take_awaited_out() {
+            let stop = self
+                .serf
+                .leave_broadcast_out(now, &mut self.swim, &mut self.rt);
+            self.stop(stop);
         }
-        while let Some(Reverse((k, _))) = self.timers.peek() {
-            if k.0 > now || self.stopped {
-                break;
-            }
-            let Some(Reverse((_, t))) = self.timers.pop() else {
+        while !self.stopped {
+            let Some(t) = self.rt.timers.pop_due(now) else {
                 break;
             };
             self.fire(now, t);
@@ -558,182 +184,75 @@ impl Core {
 
     fn fire(&mut self, now: Instant, t: Timer) {
         match t {
-            Timer::Probe => self.probe_tick(now),
-            Timer::ProbeTimeout(seq) => self.probe_timeout(now, seq),
-            Timer::ProbeEnd(seq) => self.probe_end(now, seq),
+            Timer::Probe => self.swim.probe(now, &mut self.rt),
+            Timer::ProbeTimeout(seq) => self.swim.probe_timeout(now, seq, &mut self.rt),
+            Timer::ProbeEnd(seq) => {
+                if let Some(s) = self.swim.probe_end(now, seq, &mut self.rt) {
+                    self.apply_suspect(now, s);
+                }
+            }
             Timer::Gossip => {
-                self.gossip(now);
-                let at = now + self.timing.gossip_interval;
-                self.schedule(at, Timer::Gossip);
+                self.swim.gossip(now, &mut self.rt);
+                let at = now + self.cfg.timing.gossip_interval;
+                self.rt.schedule(at, Timer::Gossip);
             }
             Timer::PushPull => {
-                self.periodic_push_pull(now);
-                let n = self.nodes.len() as f64;
-                let mut iv = self.timing.push_pull_interval;
-                if n > 32.0 {
-                    let mult = (n.log2() - 5.0).ceil() + 1.0;
-                    iv = iv.mul_f64(mult.max(1.0));
+                let me = &self.swim.local.name;
+                if let Some(addr) = sync::push_pull_peer(&self.swim.nodes, me, &mut self.rt.rng) {
+                    let pp = self.local_push_pull(false);
+                    self.rt
+                        .dial(addr, &Message::PushPull(pp), DialPurpose::PushPull, true);
                 }
-                self.schedule(now + iv, Timer::PushPull);
+                let iv = sync::push_pull_interval(
+                    self.cfg.timing.push_pull_interval,
+                    self.swim.nodes.len(),
+                );
+                self.rt.schedule(now + iv, Timer::PushPull);
             }
-            Timer::Suspicion(name, epoch) => self.suspicion_fired(now, &name, epoch),
-            Timer::IndirectExpire(seq) => {
-                if let Some(AckHandler::Indirect {
-                    requester,
-                    seq: their,
-                    nack,
-                }) = self.ack_handlers.remove(&seq)
-                {
-                    if nack {
-                        let m = encode_message(&Message::Nack(Nack { seq_no: their }));
-                        self.send_msg(now, requester, m, false);
-                    }
+            Timer::Suspicion(name, epoch) => {
+                if let Some(d) = self.swim.suspicion_expired(&name, epoch) {
+                    self.apply_dead(now, d, None);
                 }
             }
+            Timer::IndirectExpire(seq) => self.swim.indirect_expired(seq, &mut self.rt),
             Timer::Reap => {
-                self.reap(now);
+                self.serf.reap(now, &self.swim.nodes, &mut self.rt);
                 let at = now + self.cfg.reap_interval;
-                self.schedule(at, Timer::Reap);
+                self.rt.schedule(at, Timer::Reap);
             }
             Timer::Reconnect => {
-                self.reconnect(now);
+                if let Some(addr) = self.serf.reconnect_target(&mut self.rt) {
+                    let pp = self.local_push_pull(false);
+                    self.rt
+                        .dial(addr, &Message::PushPull(pp), DialPurpose::Reconnect, true);
+                }
                 let at = now + self.cfg.reconnect_interval;
-                self.schedule(at, Timer::Reconnect);
+                self.rt.schedule(at, Timer::Reconnect);
             }
-            Timer::QueryEnd(h) => {
-                if let Some(q) = self.out_queries.remove(&h) {
-                    self.out_query_by_id.remove(&q.id);
-                }
-                if let Some((ch, responses, matching)) = self.conflict {
-                    if ch == h {
-                        self.conflict = None;
-                        let majority = responses / 2 + 1;
-                        if matching >= majority {
-                            tracing::info!(
-                                matching,
-                                responses,
-                                "majority in name conflict resolution"
-                            );
-                        } else {
-                            tracing::warn!(
-                                matching,
-                                responses,
-                                "minority in name conflict resolution, quitting"
-                            );
-                            self.stopped = true;
-                            self.outputs.push_back(Output::Fatal(format!(
-                                "minority in name conflict resolution [{matching} / {responses}]: another node uses the name {}",
-                                self.name
-                            )));
-                        }
-                        return;
-                    }
-                }
-                self.outputs.push_back(Output::QueryDone { handle: h });
+            Timer::QueryEnd(handle) => {
+                let stop = self.serf.query_end(handle, &mut self.rt);
+                self.stop(stop);
             }
-            Timer::IncomingQueryEnd(tok) => {
-                self.in_queries.remove(&tok);
-            }
+            Timer::IncomingQueryEnd(token) => self.serf.incoming_query_end(token),
             Timer::Leave(epoch) => {
-                if epoch == self.leave_epoch {
-                    self.leave_advance(now, true);
-                }
+                let stop = self
+                    .serf
+                    .leave_timer(now, epoch, &mut self.swim, &mut self.rt);
+                self.stop(stop);
             }
         }
     }
 
-    // ------------------------------------------------------------------ sending
-
-    fn retransmit_limit(&self, n: usize) -> u32 {
-        let scale = ((n as f64 + 1.0).log10()).ceil().max(1.0) as u32;
-        self.timing.retransmit_mult * scale
-    }
-
-    fn packet_budget(&self) -> usize {
-        let mut b = UDP_BUFFER_SIZE - COMPOUND_HEADER_OVERHEAD;
-        if self.keyring.is_some() {
-            b -= ENCRYPT_OVERHEAD;
-        }
-        b
-    }
-
-    /// Pending broadcasts that fit in `avail` bytes: memberlist first, then Serf.
-    fn take_broadcasts(&mut self, avail: usize) -> Vec<Vec<u8>> {
-        let ml_limit = self.retransmit_limit(self.nodes.len());
-        let mut out = self.ml_queue.take(COMPOUND_OVERHEAD, avail, ml_limit);
-        let used: usize = out.iter().map(|m| m.len() + COMPOUND_OVERHEAD).sum();
-        if avail > used {
-            let serf_limit = self.retransmit_limit(self.members.len());
-            let more = self
-                .serf_queue
-                .take(COMPOUND_OVERHEAD, avail - used, serf_limit);
-            out.extend(more);
-        }
-        self.check_leave_progress();
-        out
-    }
-
-    fn opts(&self, crc: bool) -> PacketOptions<'_> {
-        PacketOptions {
-            keyring: self.keyring.as_ref(),
-            crc,
-            compress: self.cfg.compress,
-            label: None,
-        }
-    }
-
-    /// Sends one message, piggybacking pending broadcasts when they fit.
-    fn send_msg(&mut self, _now: Instant, to: SocketAddr, msg: Vec<u8>, crc: bool) {
-        let avail = self
-            .packet_budget()
-            .saturating_sub(msg.len() + COMPOUND_OVERHEAD);
-        let mut msgs = vec![msg];
-        if avail > 0 {
-            msgs.extend(self.take_broadcasts(avail));
-        }
-        self.send_raw(to, &msgs, crc);
-    }
-
-    fn send_raw(&mut self, to: SocketAddr, msgs: &[Vec<u8>], crc: bool) {
-        let data = encode_packet(msgs, &self.opts(crc));
-        self.stats.udp_packets_out += 1;
-        self.stats.udp_bytes_out += data.len() as u64;
-        self.outputs.push_back(Output::Udp { to, data });
-    }
-
-    fn stream_bytes(&self, msg: &Message) -> Vec<u8> {
-        encode_stream(msg, &self.opts(false))
-    }
-
-    fn dial(&mut self, to: SocketAddr, msg: &Message, purpose: DialPurpose, expect_reply: bool) {
-        self.next_id += 1;
-        let id = self.next_id;
-        let data = self.stream_bytes(msg);
-        self.dials.insert(id, purpose);
-        self.stats.tcp_streams_out += 1;
-        self.outputs.push_back(Output::Dial {
-            id,
-            to,
-            data,
-            expect_reply,
-            timeout: self.timing.tcp_timeout,
+    /// The member stops: the leave is over, or we lost our name.
+    fn stop(&mut self, why: Option<Stop>) {
+        let Some(why) = why else {
+            return;
+        };
+        self.stopped = true;
+        self.rt.output(match why {
+            Stop::Left => Output::LeaveDone,
+            Stop::NameConflict(msg) => Output::Fatal(msg),
         });
-    }
-
-    fn broadcast_ml(&mut self, name: &str, msg: &Message, notify: Option<u64>) {
-        let bytes = encode_message(msg);
-        self.ml_queue.push(Some(name.to_string()), bytes, notify);
-    }
-
-    fn broadcast_serf(&mut self, serf_bytes: Vec<u8>, notify: Option<u64>) {
-        let bytes = encode_message(&Message::User(serf_bytes));
-        self.serf_queue.push(None, bytes, notify);
-        self.serf_queue.prune(MAX_QUEUE_DEPTH);
-    }
-
-    fn event(&mut self, e: CoreEvent) {
-        self.members_dirty = true;
-        self.outputs.push_back(Output::Event(e));
     }
 
     // ------------------------------------------------------------------ inputs
@@ -744,9 +263,9 @@ impl Core {
         if self.stopped {
             return;
         }
-        self.stats.udp_packets_in += 1;
-        self.stats.udp_bytes_in += data.len() as u64;
-        let decoded = match decode_packet(data, self.keyring.as_ref()) {
+        self.rt.stats.udp_packets_in += 1;
+        self.rt.stats.udp_bytes_in += data.len() as u64;
+        let decoded = match decode_packet(data, self.rt.keyring()) {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!(%from, error = %e, "dropped packet");
@@ -754,7 +273,7 @@ impl Core {
                 return;
             }
         };
-        if self.keyring.is_some() && !decoded.encrypted {
+        if self.rt.keyring().is_some() && !decoded.encrypted {
             self.count_drop("unencrypted");
             return;
         }
@@ -768,16 +287,10 @@ impl Core {
 
     fn handle_message(&mut self, now: Instant, from: SocketAddr, m: Message) {
         match m {
-            Message::Ping(p) => self.handle_ping(now, from, p),
-            Message::IndirectPing(ip) => self.handle_indirect(now, from, ip),
-            Message::Ack(a) => self.handle_ack(now, a.seq_no),
-            Message::Nack(n) => {
-                if let Some(p) = self.probe.as_mut() {
-                    if p.seq == n.seq_no {
-                        p.nacks += 1;
-                    }
-                }
-            }
+            Message::Ping(p) => self.swim.ping(from, p, &mut self.rt),
+            Message::IndirectPing(ip) => self.swim.indirect_ping(now, from, ip, &mut self.rt),
+            Message::Ack(a) => self.swim.ack(a.seq_no, &mut self.rt),
+            Message::Nack(n) => self.swim.nack(n.seq_no),
             Message::Alive(a) => {
                 if a.vsn
                     .is_some_and(|v| v.pmin == 0 || v.pmax == 0 || v.pmin > v.pmax)
@@ -785,81 +298,15 @@ impl Core {
                     self.count_drop("bad_vsn");
                     return;
                 }
-                self.alive_node(now, a, false)
+                self.apply_alive(now, a, false)
             }
-            Message::Suspect(s) => self.suspect_node(now, s),
-            Message::Dead(d) => self.dead_node(now, d),
-            Message::User(b) => self.handle_serf(now, from, &b),
+            Message::Suspect(s) => self.apply_suspect(now, s),
+            Message::Dead(d) => self.apply_dead(now, d, None),
+            Message::User(b) => {
+                self.serf
+                    .handle_message(now, from, &b, &self.swim.nodes, &mut self.rt)
+            }
             Message::PushPull(_) | Message::Err(_) => self.count_drop("stream_only_message"),
-        }
-    }
-
-    fn handle_ping(&mut self, now: Instant, from: SocketAddr, p: Ping) {
-        if !p.node.is_empty() && p.node != self.name {
-            self.count_drop("ping_for_other_node");
-            return;
-        }
-        let to = match (p.source_addr, p.source_port) {
-            (Some(a), port) if port > 0 => SocketAddr::new(a, port),
-            _ => from,
-        };
-        let ack = encode_message(&Message::Ack(Ack {
-            seq_no: p.seq_no,
-            payload: None,
-        }));
-        self.send_msg(now, to, ack, false);
-    }
-
-    fn handle_indirect(&mut self, now: Instant, from: SocketAddr, ip: IndirectPing) {
-        self.seq_no = self.seq_no.wrapping_add(1);
-        let seq = self.seq_no;
-        let requester = match (ip.source_addr, ip.source_port) {
-            (Some(a), port) if port > 0 => SocketAddr::new(a, port),
-            _ => from,
-        };
-        let port = if ip.port == 0 {
-            self.adv.port()
-        } else {
-            ip.port
-        };
-        let ping = encode_message(&Message::Ping(Ping {
-            node: ip.node.clone(),
-            seq_no: seq,
-            source_addr: Some(self.adv.ip()),
-            source_node: self.name.clone(),
-            source_port: self.adv.port(),
-        }));
-        self.ack_handlers.insert(
-            seq,
-            AckHandler::Indirect {
-                requester,
-                seq: ip.seq_no,
-                nack: ip.nack,
-            },
-        );
-        self.schedule(now + self.timing.probe_timeout, Timer::IndirectExpire(seq));
-        self.send_msg(now, SocketAddr::new(ip.target, port), ping, false);
-    }
-
-    fn handle_ack(&mut self, now: Instant, seq: u32) {
-        if let Some(p) = self.probe.as_mut() {
-            if p.seq == seq && !p.acked {
-                p.acked = true;
-                self.awareness_delta(-1);
-                return;
-            }
-        }
-        if let Some(AckHandler::Indirect {
-            requester,
-            seq: their,
-            ..
-        }) = self.ack_handlers.remove(&seq)
-        {
-            let ack = encode_message(&Message::Ack(Ack {
-                seq_no: their,
-                payload: None,
-            }));
-            self.send_msg(now, requester, ack, false);
         }
     }
 
@@ -873,27 +320,19 @@ impl Core {
         if self.stopped {
             return None;
         }
-        self.stats.tcp_streams_in += 1;
+        self.rt.stats.tcp_streams_in += 1;
         match msg {
             Message::PushPull(pp) => {
                 let reply = self.local_push_pull(pp.join);
-                let bytes = self.stream_bytes(&Message::PushPull(reply));
+                let bytes = self.rt.stream_bytes(&Message::PushPull(reply));
                 // Refused states are logged and counted; the peer already has our reply.
                 let _ = self.merge_remote(now, pp, false);
                 Some(bytes)
             }
-            Message::Ping(p) => {
-                if !p.node.is_empty() && p.node != self.name {
-                    self.count_drop("ping_for_other_node");
-                    return None;
-                }
-                Some(self.stream_bytes(&Message::Ack(Ack {
-                    seq_no: p.seq_no,
-                    payload: None,
-                })))
-            }
+            Message::Ping(p) => self.swim.stream_ping(&p, &mut self.rt),
             Message::User(b) => {
-                self.handle_serf(now, from, &b);
+                self.serf
+                    .handle_message(now, from, &b, &self.swim.nodes, &mut self.rt);
                 None
             }
             other => {
@@ -906,12 +345,12 @@ impl Core {
 
     /// The `err` reply for an unreadable stream.
     pub fn error_reply(&self, text: &str) -> Vec<u8> {
-        self.stream_bytes(&Message::Err(text.to_string()))
+        self.rt.stream_bytes(&Message::Err(text.to_string()))
     }
 
     /// The outcome of an [`Output::Dial`].
     pub fn dial_result(&mut self, now: Instant, id: u64, result: Result<Option<Message>, String>) {
-        let Some(purpose) = self.dials.remove(&id) else {
+        let Some(purpose) = self.rt.take_dial(id) else {
             return;
         };
         match purpose {
@@ -922,24 +361,15 @@ impl Core {
                     Ok(other) => Err(format!("unexpected reply {other:?}")),
                     Err(e) => Err(e),
                 };
-                if let Some(j) = self.joins.get_mut(&join_id) {
-                    j.pending -= 1;
-                    match ok {
-                        Ok(()) => j.contacted += 1,
-                        Err(e) => j.errors.push(e),
+                if let Some(done) = self.joins.seed_done(join_id, ok) {
+                    if done.contacted > 0 {
+                        self.serf.joined(now, &self.swim.nodes, &mut self.rt);
                     }
-                    if j.pending == 0 {
-                        let j = self.joins.remove(&join_id).expect("present");
-                        self.join_ignore = false;
-                        if j.contacted > 0 {
-                            self.broadcast_join_intent(now);
-                        }
-                        self.outputs.push_back(Output::JoinDone {
-                            id: join_id,
-                            contacted: j.contacted,
-                            errors: j.errors,
-                        });
-                    }
+                    self.rt.output(Output::JoinDone {
+                        id: join_id,
+                        contacted: done.contacted,
+                        errors: done.errors,
+                    });
                 }
             }
             DialPurpose::PushPull | DialPurpose::Reconnect => match result {
@@ -950,19 +380,7 @@ impl Core {
                 Ok(_) => self.count_drop("bad_push_pull_reply"),
                 Err(e) => tracing::debug!(error = %e, "push/pull failed"),
             },
-            DialPurpose::TcpPing { probe_seq } => {
-                if let Some(p) = self.probe.as_mut() {
-                    if p.seq == probe_seq {
-                        p.tcp_pending = None;
-                        if let Ok(Some(Message::Ack(a))) = result {
-                            if a.seq_no == probe_seq && !p.acked {
-                                tracing::warn!(node = %p.target, "probe succeeded over TCP only; check UDP");
-                                p.acked = true;
-                            }
-                        }
-                    }
-                }
-            }
+            DialPurpose::TcpPing { probe_seq } => self.swim.tcp_ping_result(probe_seq, &result),
         }
     }
 
@@ -970,28 +388,19 @@ impl Core {
 
     /// Starts a join through `seeds`; completes with [`Output::JoinDone`].
     pub fn join(&mut self, _now: Instant, seeds: &[SocketAddr]) -> u64 {
-        self.next_id += 1;
-        let join_id = self.next_id;
+        let join_id = self.rt.next_id();
         if seeds.is_empty() {
-            self.outputs.push_back(Output::JoinDone {
+            self.rt.output(Output::JoinDone {
                 id: join_id,
                 contacted: 0,
                 errors: vec!["no seeds".into()],
             });
             return join_id;
         }
-        self.joins.insert(
-            join_id,
-            JoinState {
-                pending: seeds.len(),
-                contacted: 0,
-                errors: Vec::new(),
-            },
-        );
-        self.join_ignore = true;
+        self.joins.begin(join_id, seeds.len());
         for s in seeds {
             let pp = self.local_push_pull(true);
-            self.dial(
+            self.rt.dial(
                 *s,
                 &Message::PushPull(pp),
                 DialPurpose::Join { join_id },
@@ -1008,59 +417,21 @@ impl Core {
         tags: BTreeMap<String, String>,
     ) -> Result<(), GossipError> {
         let meta = encode_meta(&tags)?;
-        self.meta = meta;
-        self.tags = tags;
-        self.incarnation += 1;
-        let a = self.self_alive();
-        self.alive_node(now, a, true);
+        self.serf.set_tags(tags);
+        let a = self.swim.local.set_meta(meta);
+        self.apply_alive(now, a, true);
         Ok(())
     }
 
     /// Broadcasts a user event.
     pub fn user_event(
         &mut self,
-        now: Instant,
+        _now: Instant,
         name: &str,
         payload: &[u8],
         cc: bool,
     ) -> Result<(), GossipError> {
-        let limit = self.cfg.user_event_size_limit;
-        let size = name.len() + payload.len();
-        if size > limit {
-            return Err(GossipError::TooLarge {
-                what: "user event (name + payload)",
-                size,
-                limit,
-            });
-        }
-        if self.leave_phase != LeavePhase::None {
-            return Err(GossipError::Leaving);
-        }
-        let ev = UserEvent {
-            ltime: self.event_clock,
-            name: name.to_string(),
-            payload: payload.to_vec(),
-            cc,
-        };
-        self.event_clock += 1;
-        let bytes = encode_serf_message(&SerfMessage::UserEvent(ev.clone()));
-        if bytes.len() > limit {
-            return Err(GossipError::TooLarge {
-                what: "encoded user event",
-                size: bytes.len(),
-                limit,
-            });
-        }
-        // Process locally (dedupe ring + local event), then broadcast.
-        self.handle_user_event(now, ev);
-        self.broadcast_serf(bytes, None);
-        Ok(())
-    }
-
-    fn default_query_timeout(&self) -> Duration {
-        let n = self.members.len() as f64;
-        let scale = ((n + 1.0).log10()).ceil().max(1.0);
-        self.timing.gossip_interval.mul_f64(16.0 * scale)
+        self.serf.user_event(name, payload, cc, &mut self.rt)
     }
 
     /// Sends a query; returns its handle and deadline.
@@ -1071,1624 +442,93 @@ impl Core {
         payload: &[u8],
         params: QueryParams,
     ) -> Result<(u64, Instant), GossipError> {
-        if name.starts_with("_serf_") && name != "_serf_ping" {
-            return Err(GossipError::InvalidQuery(format!(
-                "{name}: names starting with _serf_ are reserved"
-            )));
-        }
-        self.query_inner(now, name, payload, params)
-    }
-
-    fn query_inner(
-        &mut self,
-        now: Instant,
-        name: &str,
-        payload: &[u8],
-        params: QueryParams,
-    ) -> Result<(u64, Instant), GossipError> {
-        if self.leave_phase != LeavePhase::None {
-            return Err(GossipError::Leaving);
-        }
-        let mut filters = Vec::new();
-        if !params.filter_nodes.is_empty() {
-            filters.push(encode_query_filter(&QueryFilter::Nodes(
-                params.filter_nodes.clone(),
-            )));
-        }
-        for (tag, expr) in &params.filter_tags {
-            filters.push(encode_query_filter(&QueryFilter::Tag {
-                tag: tag.clone(),
-                expr: expr.clone(),
-            }));
-        }
-        let timeout = params
-            .timeout
-            .unwrap_or_else(|| self.default_query_timeout());
-        let id: u32 = self.rng.gen();
-        let q = Query {
-            ltime: self.query_clock,
-            id,
-            addr: self.adv.ip(),
-            port: self.adv.port(),
-            source_node: self.name.clone(),
-            filters,
-            flags: if params.request_ack {
-                QUERY_FLAG_ACK
-            } else {
-                0
-            },
-            relay_factor: params.relay_factor,
-            timeout_ns: timeout.as_nanos() as i64,
-            name: name.to_string(),
-            payload: payload.to_vec(),
-        };
-        let bytes = encode_serf_message(&SerfMessage::Query(q.clone()));
-        if bytes.len() > self.cfg.query_size_limit {
-            return Err(GossipError::TooLarge {
-                what: "query",
-                size: bytes.len(),
-                limit: self.cfg.query_size_limit,
-            });
-        }
-        self.query_clock += 1;
-        self.next_id += 1;
-        let handle = self.next_id;
-        self.out_queries.insert(
-            handle,
-            OutQuery {
-                ltime: q.ltime,
-                id,
-                acks: HashSet::new(),
-                responses: HashSet::new(),
-            },
-        );
-        self.out_query_by_id.insert(id, handle);
-        let deadline = now + timeout;
-        self.schedule(deadline, Timer::QueryEnd(handle));
-        // Process locally (like Serf: it answers itself), then broadcast.
-        let from = self.adv;
-        self.handle_query(now, from, q, bytes.clone());
-        self.broadcast_serf(bytes, None);
-        Ok((handle, deadline))
+        self.serf.query(now, name, payload, params, &mut self.rt)
     }
 
     /// Answers an incoming query (once).
     pub fn respond(&mut self, now: Instant, token: u64, payload: &[u8]) -> Result<(), GossipError> {
-        let Some(q) = self.in_queries.remove(&token) else {
-            return Err(GossipError::AlreadyResponded);
-        };
-        if now > q.deadline {
-            return Err(GossipError::QueryExpired);
-        }
-        let resp = QueryResponse {
-            ltime: q.ltime,
-            id: q.id,
-            from: self.name.clone(),
-            flags: 0,
-            payload: Some(payload.to_vec()),
-        };
-        let bytes = encode_serf_message(&SerfMessage::QueryResponse(resp));
-        if bytes.len() > self.cfg.query_response_size_limit {
-            return Err(GossipError::TooLarge {
-                what: "query response",
-                size: bytes.len(),
-                limit: self.cfg.query_response_size_limit,
-            });
-        }
-        self.send_query_response(now, q.addr, q.relay_factor, bytes);
-        Ok(())
-    }
-
-    fn start_conflict_resolution(&mut self, now: Instant) {
-        let name = self.name.clone();
-        match self.query_inner(
-            now,
-            "_serf_conflict",
-            name.as_bytes(),
-            QueryParams::default(),
-        ) {
-            Ok((h, _)) => self.conflict = Some((h, 0, 0)),
-            Err(e) => tracing::warn!(error = %e, "cannot start name conflict resolution"),
-        }
+        self.serf.respond(now, token, payload, &mut self.rt)
     }
 
     /// Graceful leave; completes with [`Output::LeaveDone`].
     pub fn leave(&mut self, now: Instant) {
-        if self.leave_phase != LeavePhase::None {
-            return;
-        }
-        // Serf: leave intent.
-        let msg = LeaveIntent {
-            ltime: self.clock,
-            node: self.name.clone(),
-            prune: false,
-        };
-        self.clock += 1;
-        self.leave_phase = LeavePhase::Intent;
-        self.handle_leave_intent(now, msg.clone());
-        if self.any_alive_peer() {
-            self.next_id += 1;
-            self.leave_notify = self.next_id;
-            let bytes = encode_serf_message(&SerfMessage::Leave(msg));
-            self.broadcast_serf(bytes, Some(self.leave_notify));
-            self.leave_epoch += 1;
-            let at = now + self.cfg.broadcast_timeout;
-            self.schedule(at, Timer::Leave(self.leave_epoch));
-        } else {
-            self.leave_advance(now, true);
-        }
+        let stop = self.serf.leave(now, &mut self.swim, &mut self.rt);
+        self.stop(stop);
     }
 
-    fn any_alive_peer(&self) -> bool {
-        self.nodes
-            .values()
-            .any(|n| n.name != self.name && n.state == NodeStateKind::Alive)
+    // ------------------------------------------------------------------ node changes
+
+    /// An alive message, through SWIM, then to the Serf layer.
+    fn apply_alive(&mut self, now: Instant, a: Alive, bootstrap: bool) {
+        let change = self.swim.alive(now, a, bootstrap, &mut self.rt);
+        self.serf
+            .node_changed(now, change, &self.swim.nodes, &mut self.rt);
     }
 
-    fn check_leave_progress(&mut self) {
-        if matches!(self.leave_phase, LeavePhase::Intent | LeavePhase::Dead)
-            && !self.ml_queue.has_notify(self.leave_notify)
-            && !self.serf_queue.has_notify(self.leave_notify)
-        {
-            self.leave_ready = true;
-        }
+    /// A suspect message, through SWIM, then to the Serf layer.
+    fn apply_suspect(&mut self, now: Instant, s: Suspect) {
+        let change = self.swim.suspect(now, s, &mut self.rt);
+        self.serf
+            .node_changed(now, change, &self.swim.nodes, &mut self.rt);
     }
 
-    fn leave_advance(&mut self, now: Instant, _timeout: bool) {
-        match self.leave_phase {
-            LeavePhase::Intent => {
-                // memberlist Leave: dead about ourselves, From = ourselves.
-                self.leave_phase = LeavePhase::Dead;
-                let d = Dead {
-                    incarnation: self.incarnation,
-                    node: self.name.clone(),
-                    from: self.name.clone(),
-                };
-                self.next_id += 1;
-                self.leave_notify = self.next_id;
-                self.dead_node_inner(now, d, Some(self.leave_notify));
-                self.leave_epoch += 1;
-                if self.any_alive_peer() {
-                    let at = now + self.cfg.broadcast_timeout;
-                    self.schedule(at, Timer::Leave(self.leave_epoch));
-                } else {
-                    self.schedule(now, Timer::Leave(self.leave_epoch));
-                }
-            }
-            LeavePhase::Dead => {
-                self.leave_phase = LeavePhase::Propagate;
-                self.leave_epoch += 1;
-                let at = now + self.cfg.leave_propagate_delay;
-                self.schedule(at, Timer::Leave(self.leave_epoch));
-            }
-            LeavePhase::Propagate => {
-                self.leave_phase = LeavePhase::Done;
-                self.stopped = true;
-                self.outputs.push_back(Output::LeaveDone);
-            }
-            LeavePhase::None | LeavePhase::Done => {}
-        }
+    /// A dead message, through SWIM, then to the Serf layer.
+    fn apply_dead(&mut self, now: Instant, d: Dead, notify: Option<u64>) {
+        let change = self.swim.dead(now, d, notify, &mut self.rt);
+        self.serf
+            .node_changed(now, change, &self.swim.nodes, &mut self.rt);
     }
 
-    // ------------------------------------------------------------------ memberlist state
+    // ------------------------------------------------------------------ push/pull
 
-    fn self_alive(&self) -> Alive {
-        Alive {
-            incarnation: self.incarnation,
-            node: self.name.clone(),
-            addr: self.adv.ip(),
-            port: self.adv.port(),
-            meta: self.meta.clone(),
-            vsn: Some(Vsn::SERF),
-        }
-    }
-
-    fn awareness_delta(&mut self, d: i32) {
-        let max = self.timing.awareness_max_multiplier.saturating_sub(1) as i32;
-        self.awareness = (self.awareness as i32 + d).clamp(0, max) as u32;
-    }
-
-    fn scaled(&self, d: Duration) -> Duration {
-        d * (self.awareness + 1)
-    }
-
-    fn alive_node(&mut self, now: Instant, a: Alive, bootstrap: bool) {
-        let is_local = a.node == self.name;
-        if is_local && !bootstrap && self.leave_phase != LeavePhase::None {
-            return;
-        }
-        let vsn = a.vsn.unwrap_or(Vsn::SERF);
-        let mut created = false;
-        if !self.nodes.contains_key(&a.node) {
-            if a.incarnation == 0 && !bootstrap {
-                return;
-            }
-            let node = Node {
-                name: a.node.clone(),
-                addr: a.addr,
-                port: a.port,
-                meta: a.meta.clone(),
-                vsn,
-                incarnation: 0,
-                state: NodeStateKind::Dead,
-                state_change: now,
-            };
-            self.nodes.insert(a.node.clone(), node);
-            // Random position (push, then swap), like memberlist.
-            self.probe_order.push(a.node.clone());
-            let last = self.probe_order.len() - 1;
-            let pos = self.rng.gen_range(0..=last);
-            self.probe_order.swap(pos, last);
-            created = true;
-        }
-        let st = self.nodes.get(&a.node).expect("inserted").clone();
-        let mut updates_node = false;
-        if st.addr != a.addr || st.port != a.port {
-            let reclaim = st.state == NodeStateKind::Left
-                || (st.state == NodeStateKind::Dead
-                    && (created
-                        || now.duration_since(st.state_change) > self.timing.gossip_to_the_dead));
-            if reclaim {
-                updates_node = true;
-            } else {
-                tracing::warn!(
-                    node = %a.node, old = %st.sock(), new = %SocketAddr::new(a.addr, a.port),
-                    "conflicting address for a known node"
-                );
-                self.count_drop("name_conflict");
-                if is_local && self.conflict.is_none() && self.leave_phase == LeavePhase::None {
-                    self.start_conflict_resolution(now);
-                }
-                return;
-            }
-        }
-        if !is_local && a.incarnation <= st.incarnation && !updates_node && !created {
-            return;
-        }
-        if is_local && a.incarnation < st.incarnation {
-            return;
-        }
-        if is_local && !bootstrap {
-            if a.incarnation == st.incarnation && a.meta == st.meta && vsn == st.vsn {
-                return;
-            }
-            self.refute(now, a.incarnation);
-            return;
-        }
-        // Accept.
-        let had_suspicion = self.suspicions.remove(&a.node).is_some();
-        self.broadcast_ml(&a.node, &Message::Alive(a.clone()), None);
-        let old_state = st.state;
-        let old_meta = st.meta.clone();
-        let n = self.nodes.get_mut(&a.node).expect("present");
-        n.incarnation = a.incarnation;
-        n.meta = a.meta.clone();
-        n.addr = a.addr;
-        n.port = a.port;
-        n.vsn = vsn;
-        if n.state != NodeStateKind::Alive {
-            n.state = NodeStateKind::Alive;
-            n.state_change = now;
-        }
-        match old_state {
-            NodeStateKind::Dead | NodeStateKind::Left => self.serf_node_join(now, &a.node),
-            NodeStateKind::Suspect => {
-                if old_meta != a.meta {
-                    self.serf_node_update(&a.node);
-                }
-                let _ = had_suspicion;
-                if let Some(m) = self.member_view(&a.node) {
-                    self.event(CoreEvent::MemberRefuted(m));
-                }
-            }
-            NodeStateKind::Alive => {
-                if old_meta != a.meta {
-                    self.serf_node_update(&a.node);
-                }
-            }
-        }
-        self.members_dirty = true;
-    }
-
-    fn refute(&mut self, _now: Instant, accused: u32) {
-        let mut inc = self.incarnation + 1;
-        if accused >= inc {
-            inc = accused + 1;
-        }
-        self.incarnation = inc;
-        self.awareness_delta(1);
-        let a = self.self_alive();
-        if let Some(n) = self.nodes.get_mut(&self.name) {
-            n.incarnation = inc;
-            n.meta = a.meta.clone();
-            n.state = NodeStateKind::Alive;
-        }
-        tracing::info!(incarnation = inc, "refuting a suspicion about this node");
-        self.broadcast_ml(&self.name.clone(), &Message::Alive(a), None);
-    }
-
-    fn estimated_nodes(&self) -> usize {
-        self.nodes.len()
-    }
-
-    fn suspicion_timeout(&self, n: usize) -> Duration {
-        let scale = (n.max(1) as f64).log10().max(1.0);
-        self.timing
-            .probe_interval
-            .mul_f64(self.timing.suspicion_mult as f64 * scale)
-    }
-
-    fn suspect_node(&mut self, now: Instant, s: Suspect) {
-        let Some(st) = self.nodes.get(&s.node) else {
-            return;
-        };
-        if s.incarnation < st.incarnation {
-            return;
-        }
-        if let Some(sus) = self.suspicions.get_mut(&s.node) {
-            if !sus.from.contains(&s.from) && sus.from.len() < sus.k as usize + 1 {
-                sus.from.insert(s.from.clone());
-                let deadline = sus.deadline();
-                self.suspicion_epoch += 1;
-                let epoch = self.suspicion_epoch;
-                sus.epoch = epoch;
-                let name = s.node.clone();
-                self.schedule(deadline.max(now), Timer::Suspicion(name, epoch));
-                self.broadcast_ml(&s.node.clone(), &Message::Suspect(s), None);
-            }
-            return;
-        }
-        if st.state != NodeStateKind::Alive {
-            return;
-        }
-        if s.node == self.name {
-            if self.leave_phase == LeavePhase::None {
-                self.refute(now, s.incarnation);
-            }
-            return;
-        }
-        self.broadcast_ml(&s.node.clone(), &Message::Suspect(s.clone()), None);
-        let n = self.nodes.get_mut(&s.node).expect("present");
-        n.incarnation = s.incarnation;
-        n.state = NodeStateKind::Suspect;
-        n.state_change = now;
-        let est = self.estimated_nodes();
-        let mut k = self.timing.suspicion_mult.saturating_sub(2);
-        if (est as i64 - 2) < k as i64 {
-            k = 0;
-        }
-        let min = self.suspicion_timeout(est);
-        let max = min * self.timing.suspicion_max_timeout_mult;
-        self.suspicion_epoch += 1;
-        let epoch = self.suspicion_epoch;
-        let mut from = HashSet::new();
-        from.insert(s.from.clone());
-        let sus = Suspicion {
-            k,
-            min,
-            max,
-            start: now,
-            from,
-            epoch,
-        };
-        let deadline = sus.deadline();
-        self.suspicions.insert(s.node.clone(), sus);
-        self.schedule(deadline, Timer::Suspicion(s.node.clone(), epoch));
-        if let Some(m) = self.member_view(&s.node) {
-            self.event(CoreEvent::MemberSuspect(m));
-        }
-    }
-
-    fn suspicion_fired(&mut self, now: Instant, name: &str, epoch: u64) {
-        let Some(sus) = self.suspicions.get(name) else {
-            return;
-        };
-        if sus.epoch != epoch {
-            return;
-        }
-        self.suspicions.remove(name);
-        let Some(n) = self.nodes.get(name) else {
-            return;
-        };
-        if n.state != NodeStateKind::Suspect {
-            return;
-        }
-        tracing::info!(node = %name, "marking as failed, suspect timeout reached");
-        let d = Dead {
-            incarnation: n.incarnation,
-            node: name.to_string(),
-            from: self.name.clone(),
-        };
-        self.dead_node(now, d);
-    }
-
-    fn dead_node(&mut self, now: Instant, d: Dead) {
-        self.dead_node_inner(now, d, None)
-    }
-
-    fn dead_node_inner(&mut self, now: Instant, d: Dead, notify: Option<u64>) {
-        let Some(st) = self.nodes.get(&d.node) else {
-            return;
-        };
-        if d.incarnation < st.incarnation {
-            return;
-        }
-        self.suspicions.remove(&d.node);
-        if matches!(st.state, NodeStateKind::Dead | NodeStateKind::Left) {
-            return;
-        }
-        if d.node == self.name && self.leave_phase == LeavePhase::None {
-            self.refute(now, d.incarnation);
-            return;
-        }
-        let left = d.node == d.from;
-        self.broadcast_ml(&d.node.clone(), &Message::Dead(d.clone()), notify);
-        let n = self.nodes.get_mut(&d.node).expect("present");
-        n.incarnation = d.incarnation;
-        n.state = if left {
-            NodeStateKind::Left
-        } else {
-            NodeStateKind::Dead
-        };
-        n.state_change = now;
-        if d.node != self.name {
-            self.serf_node_leave(now, &d.node);
-        }
-        self.members_dirty = true;
-    }
-
-    // ------------------------------------------------------------------ probe cycle
-
-    fn next_probe_target(&mut self, now: Instant) -> Option<String> {
-        let mut checked = 0;
-        let n = self.probe_order.len();
-        while checked <= n {
-            if self.probe_index >= self.probe_order.len() {
-                self.reset_probe_order(now);
-                self.probe_index = 0;
-                checked += 1;
-                continue;
-            }
-            let name = self.probe_order[self.probe_index].clone();
-            self.probe_index += 1;
-            checked += 1;
-            if name == self.name {
-                continue;
-            }
-            if let Some(node) = self.nodes.get(&name) {
-                if matches!(node.state, NodeStateKind::Alive | NodeStateKind::Suspect) {
-                    return Some(name);
-                }
-            }
-        }
-        None
-    }
-
-    fn reset_probe_order(&mut self, now: Instant) {
-        let gttd = self.timing.gossip_to_the_dead;
-        let me = self.name.clone();
-        let nodes = &mut self.nodes;
-        self.probe_order.retain(|name| {
-            let keep = match nodes.get(name) {
-                Some(n) => {
-                    name == &me
-                        || !matches!(n.state, NodeStateKind::Dead | NodeStateKind::Left)
-                        || now.duration_since(n.state_change) <= gttd
-                }
-                None => false,
-            };
-            if !keep {
-                nodes.remove(name);
-            }
-            keep
-        });
-        self.probe_order.shuffle(&mut self.rng);
-    }
-
-    fn probe_tick(&mut self, now: Instant) {
-        if self.probe.is_some() {
-            return;
-        }
-        let Some(target) = self.next_probe_target(now) else {
-            self.schedule(now + self.timing.probe_interval, Timer::Probe);
-            return;
-        };
-        let node = self.nodes.get(&target).expect("present").clone();
-        self.seq_no = self.seq_no.wrapping_add(1);
-        let seq = self.seq_no;
-        let ping = encode_message(&Message::Ping(Ping {
-            node: target.clone(),
-            seq_no: seq,
-            source_addr: Some(self.adv.ip()),
-            source_node: self.name.clone(),
-            source_port: self.adv.port(),
-        }));
-        if node.state == NodeStateKind::Suspect {
-            let sus = encode_message(&Message::Suspect(Suspect {
-                incarnation: node.incarnation,
-                node: target.clone(),
-                from: self.name.clone(),
-            }));
-            self.send_raw(node.sock(), &[ping, sus], node.vsn.pmax >= 5);
-        } else {
-            self.send_msg(now, node.sock(), ping, false);
-        }
-        self.probe = Some(Probe {
-            seq,
-            target,
-            start: now,
-            acked: false,
-            expected_nacks: 0,
-            nacks: 0,
-            tcp_pending: None,
-        });
-        self.schedule(now + self.timing.probe_timeout, Timer::ProbeTimeout(seq));
-        let end = now + self.scaled(self.timing.probe_interval);
-        self.schedule(end, Timer::ProbeEnd(seq));
-    }
-
-    fn probe_timeout(&mut self, now: Instant, seq: u32) {
-        let Some(p) = self.probe.as_ref() else {
-            return;
-        };
-        if p.seq != seq {
-            return;
-        }
-        if p.acked {
-            // Success: next probe one interval after the start.
-            let at = p.start + self.timing.probe_interval;
-            self.probe = None;
-            self.schedule(at.max(now), Timer::Probe);
-            return;
-        }
-        let target = p.target.clone();
-        let Some(node) = self.nodes.get(&target).cloned() else {
-            return;
-        };
-        // Indirect probes.
-        let tname = target.clone();
-        let peers = self.k_random_nodes(self.timing.indirect_checks, |n| {
-            n.name != tname && n.state == NodeStateKind::Alive
-        });
-        let mut expected = 0;
-        for (addr, pmax) in peers {
-            let nack = pmax >= 4;
-            if nack {
-                expected += 1;
-            }
-            let ip = encode_message(&Message::IndirectPing(IndirectPing {
-                nack,
-                node: target.clone(),
-                port: node.port,
-                seq_no: seq,
-                source_addr: Some(self.adv.ip()),
-                source_node: self.name.clone(),
-                source_port: self.adv.port(),
-                target: node.addr,
-            }));
-            self.send_msg(now, addr, ip, false);
-        }
-        // TCP fallback.
-        let mut tcp = None;
-        if node.vsn.pmax >= 3 {
-            let ping = Message::Ping(Ping {
-                node: target.clone(),
-                seq_no: seq,
-                source_addr: Some(self.adv.ip()),
-                source_node: self.name.clone(),
-                source_port: self.adv.port(),
-            });
-            self.dial(
-                node.sock(),
-                &ping,
-                DialPurpose::TcpPing { probe_seq: seq },
-                true,
-            );
-            tcp = Some(self.next_id);
-        }
-        if let Some(p) = self.probe.as_mut() {
-            p.expected_nacks = expected;
-            p.tcp_pending = tcp;
-        }
-    }
-
-    fn probe_end(&mut self, now: Instant, seq: u32) {
-        let Some(p) = self.probe.as_ref() else {
-            return;
-        };
-        if p.seq != seq {
-            return;
-        }
-        let p = self.probe.take().expect("present");
-        if let Some(id) = p.tcp_pending {
-            self.dials.remove(&id);
-        }
-        self.schedule(
-            (p.start + self.timing.probe_interval).max(now),
-            Timer::Probe,
-        );
-        if p.acked {
-            return;
-        }
-        let delta = if p.expected_nacks > 0 {
-            p.expected_nacks.saturating_sub(p.nacks) as i32
-        } else {
-            1
-        };
-        self.awareness_delta(delta);
-        let Some(node) = self.nodes.get(&p.target) else {
-            return;
-        };
-        tracing::info!(node = %p.target, "suspect has failed, no acks received");
-        let s = Suspect {
-            incarnation: node.incarnation,
-            node: p.target.clone(),
-            from: self.name.clone(),
-        };
-        self.suspect_node(now, s);
-    }
-
-    // ------------------------------------------------------------------ gossip, push/pull
-
-    /// Up to `k` distinct random nodes passing `keep` (memberlist `kRandomNodes`), as
-    /// (address, PMax): one pass over the probe list and a partial Fisher-Yates shuffle.
-    fn k_random_nodes(&mut self, k: usize, keep: impl Fn(&Node) -> bool) -> Vec<(SocketAddr, u8)> {
-        let mut elig: Vec<(SocketAddr, u8)> = self
-            .probe_order
-            .iter()
-            .filter_map(|name| self.nodes.get(name))
-            .filter(|n| n.name != self.name && keep(n))
-            .map(|n| (n.sock(), n.vsn.pmax))
-            .collect();
-        let len = elig.len();
-        for i in 0..k.min(len) {
-            let j = self.rng.gen_range(i..len);
-            elig.swap(i, j);
-        }
-        elig.truncate(k);
-        elig
-    }
-
-    fn gossip(&mut self, now: Instant) {
-        if self.ml_queue.is_empty() && self.serf_queue.is_empty() {
-            return;
-        }
-        let gttd = self.timing.gossip_to_the_dead;
-        let cands = self.k_random_nodes(self.timing.gossip_nodes, |n| match n.state {
-            NodeStateKind::Alive | NodeStateKind::Suspect => true,
-            NodeStateKind::Dead => now.duration_since(n.state_change) <= gttd,
-            NodeStateKind::Left => false,
-        });
-        for (addr, pmax) in cands {
-            let msgs = self.take_broadcasts(self.packet_budget());
-            if msgs.is_empty() {
-                return;
-            }
-            self.send_raw(addr, &msgs, pmax >= 5);
-        }
-    }
-
-    fn periodic_push_pull(&mut self, _now: Instant) {
-        let me = self.name.clone();
-        let mut cands: Vec<SocketAddr> = self
-            .nodes
-            .values()
-            .filter(|n| n.name != me && n.state == NodeStateKind::Alive)
-            .map(|n| n.sock())
-            .collect();
-        cands.sort();
-        if let Some(addr) = cands.choose(&mut self.rng).copied() {
-            let pp = self.local_push_pull(false);
-            self.dial(addr, &Message::PushPull(pp), DialPurpose::PushPull, true);
-        }
-    }
-
-    fn reconnect(&mut self, _now: Instant) {
-        let failed: Vec<&SerfMember> = self
-            .members
-            .values()
-            .filter(|m| m.status == MemberStatus::Failed)
-            .collect();
-        if failed.is_empty() {
-            return;
-        }
-        let alive = self
-            .members
-            .values()
-            .filter(|m| m.status == MemberStatus::Alive)
-            .count()
-            .saturating_sub(1)
-            .max(1);
-        let prob = failed.len() as f64 / alive as f64;
-        if self.rng.gen::<f64>() > prob {
-            return;
-        }
-        let mut addrs: Vec<SocketAddr> = failed
-            .iter()
-            .map(|m| SocketAddr::new(m.addr, m.port))
-            .collect();
-        addrs.sort();
-        if let Some(addr) = addrs.choose(&mut self.rng).copied() {
-            let pp = self.local_push_pull(false);
-            self.dial(addr, &Message::PushPull(pp), DialPurpose::Reconnect, true);
-        }
-    }
-
+    /// Our state for a push/pull: every node, and Serf's state.
     fn local_push_pull(&self, join: bool) -> PushPull {
-        let mut nodes: Vec<PushNodeState> = self
-            .nodes
-            .values()
-            .map(|n| PushNodeState {
-                name: n.name.clone(),
-                addr: n.addr,
-                port: n.port,
-                meta: n.meta.clone(),
-                incarnation: n.incarnation,
-                state: n.state,
-                vsn: Some(n.vsn),
-            })
-            .collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let serf = SerfPushPull {
-            ltime: self.clock,
-            status_ltimes: self
-                .members
-                .values()
-                .map(|m| (m.name.clone(), m.status_ltime))
-                .collect(),
-            left_members: {
-                let mut v: Vec<String> = self
-                    .members
-                    .values()
-                    .filter(|m| m.status == MemberStatus::Left)
-                    .map(|m| m.name.clone())
-                    .collect();
-                v.sort();
-                v
-            },
-            event_ltime: self.event_clock,
-            events: {
-                let mut v: Vec<&RingSlot> = self.event_ring.values().collect();
-                v.sort_by_key(|s| s.ltime);
-                v.into_iter().cloned().map(Some).collect()
-            },
-            query_ltime: self.query_clock,
-        };
         PushPull {
             join,
-            nodes,
-            user_state: encode_serf_message(&SerfMessage::PushPull(serf)),
+            nodes: sync::local_nodes(&self.swim.nodes),
+            user_state: encode_serf_message(&SerfMessage::PushPull(self.serf.local_state())),
         }
     }
 
-    /// Merges a remote push/pull. Like memberlist, the whole state is refused when a node's
+    /// Merges a remote push/pull: its nodes through SWIM (memberlist `mergeState`), its Serf
+    /// state through Serf. Like memberlist, the whole state is refused when a node's
     /// protocol version falls outside what every alive node of both tables understands.
     fn merge_remote(&mut self, now: Instant, pp: PushPull, we_joined: bool) -> Result<(), String> {
-        let local: Vec<VersionedNode<'_>> = self
-            .nodes
-            .values()
-            .map(|n| (n.name.as_str(), n.state, Some(n.vsn)))
-            .collect();
-        let remote: Vec<VersionedNode<'_>> = pp
-            .nodes
-            .iter()
-            .map(|r| (r.name.as_str(), r.state, r.vsn))
-            .collect();
-        if let Err(e) = verify_protocol(&remote, &local) {
+        if let Err(e) = sync::check_versions(&pp.nodes, &self.swim.nodes) {
             tracing::warn!(error = %e, "push/pull refused: incompatible protocol versions");
             self.count_drop("incompatible_protocol");
             return Err(e);
         }
-        for r in pp.nodes {
-            match r.state {
-                NodeStateKind::Alive => {
-                    if r.vsn
-                        .is_some_and(|v| v.pmin == 0 || v.pmax == 0 || v.pmin > v.pmax)
-                    {
-                        continue;
-                    }
-                    let a = Alive {
-                        incarnation: r.incarnation,
-                        node: r.name,
-                        addr: r.addr,
-                        port: r.port,
-                        meta: r.meta,
-                        vsn: r.vsn,
-                    };
-                    self.alive_node(now, a, false)
-                }
-                NodeStateKind::Left => self.dead_node(
-                    now,
-                    Dead {
-                        incarnation: r.incarnation,
-                        node: r.name.clone(),
-                        from: r.name,
-                    },
-                ),
-                NodeStateKind::Dead | NodeStateKind::Suspect => self.suspect_node(
-                    now,
-                    Suspect {
-                        incarnation: r.incarnation,
-                        node: r.name,
-                        from: self.name.clone(),
-                    },
-                ),
+        for m in sync::merge_messages(pp.nodes, &self.swim.local.name) {
+            match m {
+                Message::Alive(a) => self.apply_alive(now, a, false),
+                Message::Dead(d) => self.apply_dead(now, d, None),
+                Message::Suspect(s) => self.apply_suspect(now, s),
+                _ => {}
             }
         }
         if pp.user_state.is_empty() {
             return Ok(());
         }
         match decode_serf_message(&pp.user_state) {
-            Ok(SerfMessage::PushPull(s)) => self.merge_serf(now, s, pp.join && we_joined),
+            Ok(SerfMessage::PushPull(s)) => {
+                let ignore_old = pp.join && we_joined && self.joins.ignore_old();
+                self.serf
+                    .merge_remote_state(now, s, ignore_old, &self.swim.nodes, &mut self.rt)
+            }
             Ok(_) => self.count_drop("bad_user_state"),
             Err(e) => self.count_drop(e.kind()),
         }
         Ok(())
     }
-
-    fn merge_serf(&mut self, now: Instant, s: SerfPushPull, join: bool) {
-        if s.ltime > 0 {
-            self.witness_member(s.ltime - 1);
-        }
-        if s.event_ltime > 0 {
-            self.event_clock = witness(self.event_clock, s.event_ltime - 1);
-        }
-        if s.query_ltime > 0 {
-            self.query_clock = witness(self.query_clock, s.query_ltime - 1);
-        }
-        if join && self.join_ignore {
-            self.event_min_time = self.event_min_time.max(s.event_ltime);
-            self.query_min_time = self.query_min_time.max(s.query_ltime);
-        }
-        let left: HashSet<&String> = s.left_members.iter().collect();
-        for name in &s.left_members {
-            let lt = s.status_ltimes.get(name).copied().unwrap_or(0);
-            self.handle_leave_intent(
-                now,
-                LeaveIntent {
-                    ltime: lt,
-                    node: name.clone(),
-                    prune: false,
-                },
-            );
-        }
-        for (name, lt) in &s.status_ltimes {
-            if left.contains(name) {
-                continue;
-            }
-            self.handle_join_intent(
-                now,
-                JoinIntent {
-                    ltime: *lt,
-                    node: name.clone(),
-                },
-            );
-        }
-        for slot in s.events.into_iter().flatten() {
-            for e in slot.events {
-                self.handle_user_event(
-                    now,
-                    UserEvent {
-                        ltime: slot.ltime,
-                        name: e.name,
-                        payload: e.payload,
-                        cc: false,
-                    },
-                );
-            }
-        }
-    }
-
-    // ------------------------------------------------------------------ Serf
-
-    fn witness_member(&mut self, v: u64) {
-        self.clock = witness(self.clock, v);
-    }
-
-    fn serf_node_join(&mut self, _now: Instant, name: &str) {
-        let Some(n) = self.nodes.get(name).cloned() else {
-            return;
-        };
-        let tags = decode_meta(&n.meta);
-        match self.members.get_mut(name) {
-            None => {
-                let mut m = SerfMember {
-                    name: name.to_string(),
-                    addr: n.addr,
-                    port: n.port,
-                    tags,
-                    vsn: n.vsn,
-                    status: MemberStatus::Alive,
-                    status_ltime: 0,
-                    leave_time: None,
-                };
-                if let Some(i) = self.recent_intents.remove(name) {
-                    m.status_ltime = i.ltime;
-                    if i.kind == IntentKind::Leave {
-                        m.status = MemberStatus::Leaving;
-                    }
-                }
-                self.members.insert(name.to_string(), m);
-            }
-            Some(m) => {
-                m.status = MemberStatus::Alive;
-                m.leave_time = None;
-                m.addr = n.addr;
-                m.port = n.port;
-                m.tags = tags;
-                m.vsn = n.vsn;
-            }
-        }
-        if name == self.name {
-            self.members_dirty = true;
-            return;
-        }
-        if let Some(m) = self.member_view(name) {
-            tracing::info!(node = %name, addr = %m.addr, "EventMemberJoin");
-            self.event(CoreEvent::MemberJoin(m));
-        }
-    }
-
-    fn serf_node_update(&mut self, name: &str) {
-        let Some(n) = self.nodes.get(name).cloned() else {
-            return;
-        };
-        if let Some(m) = self.members.get_mut(name) {
-            m.addr = n.addr;
-            m.port = n.port;
-            m.tags = decode_meta(&n.meta);
-            m.vsn = n.vsn;
-        }
-        if let Some(m) = self.member_view(name) {
-            tracing::info!(node = %name, "EventMemberUpdate");
-            self.event(CoreEvent::MemberUpdate(m));
-        }
-    }
-
-    fn serf_node_leave(&mut self, now: Instant, name: &str) {
-        let Some(m) = self.members.get_mut(name) else {
-            return;
-        };
-        let ev = match m.status {
-            MemberStatus::Leaving => {
-                m.status = MemberStatus::Left;
-                m.leave_time = Some(now);
-                true
-            }
-            MemberStatus::Alive => {
-                m.status = MemberStatus::Failed;
-                m.leave_time = Some(now);
-                false
-            }
-            _ => return,
-        };
-        if let Some(v) = self.member_view(name) {
-            if ev {
-                tracing::info!(node = %name, "EventMemberLeave");
-                self.event(CoreEvent::MemberLeave(v));
-            } else {
-                tracing::info!(node = %name, "EventMemberFailed");
-                self.event(CoreEvent::MemberFailed(v));
-            }
-        }
-    }
-
-    fn broadcast_join_intent(&mut self, now: Instant) {
-        let msg = JoinIntent {
-            ltime: self.clock,
-            node: self.name.clone(),
-        };
-        self.witness_member(msg.ltime);
-        self.handle_join_intent(now, msg.clone());
-        let bytes = encode_serf_message(&SerfMessage::Join(msg));
-        self.broadcast_serf(bytes, None);
-    }
-
-    fn upsert_intent(&mut self, now: Instant, name: &str, kind: IntentKind, ltime: u64) -> bool {
-        match self.recent_intents.get(name) {
-            Some(i) if i.ltime >= ltime => false,
-            _ => {
-                self.recent_intents.insert(
-                    name.to_string(),
-                    Intent {
-                        kind,
-                        ltime,
-                        at: now,
-                    },
-                );
-                true
-            }
-        }
-    }
-
-    /// Returns whether to re-broadcast.
-    fn handle_join_intent(&mut self, now: Instant, j: JoinIntent) -> bool {
-        self.witness_member(j.ltime);
-        let Some(m) = self.members.get_mut(&j.node) else {
-            return self.upsert_intent(now, &j.node, IntentKind::Join, j.ltime);
-        };
-        if j.ltime <= m.status_ltime {
-            return false;
-        }
-        m.status_ltime = j.ltime;
-        if m.status == MemberStatus::Leaving {
-            m.status = MemberStatus::Alive;
-            self.members_dirty = true;
-        }
-        true
-    }
-
-    /// Returns whether to re-broadcast.
-    fn handle_leave_intent(&mut self, now: Instant, l: LeaveIntent) -> bool {
-        self.witness_member(l.ltime);
-        if l.node == self.name && self.leave_phase == LeavePhase::None {
-            // Someone says we are leaving: refute with a newer join intent.
-            if self
-                .members
-                .get(&self.name)
-                .is_some_and(|m| l.ltime > m.status_ltime)
-            {
-                self.broadcast_join_intent(now);
-            }
-            return false;
-        }
-        let Some(m) = self.members.get_mut(&l.node) else {
-            return self.upsert_intent(now, &l.node, IntentKind::Leave, l.ltime);
-        };
-        if l.ltime <= m.status_ltime {
-            return false;
-        }
-        m.status_ltime = l.ltime;
-        match m.status {
-            MemberStatus::Alive => {
-                m.status = MemberStatus::Leaving;
-                self.members_dirty = true;
-                true
-            }
-            MemberStatus::Failed => {
-                m.status = MemberStatus::Left;
-                let name = l.node.clone();
-                if let Some(v) = self.member_view(&name) {
-                    self.event(CoreEvent::MemberLeave(v));
-                }
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn handle_serf(&mut self, now: Instant, from: SocketAddr, raw: &[u8]) {
-        let msg = match decode_serf_message(raw) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::debug!(%from, error = %e, "dropped serf message");
-                self.count_drop(e.kind());
-                return;
-            }
-        };
-        match msg {
-            SerfMessage::Leave(l) => {
-                tracing::debug!(node = %l.node, "messageLeaveType");
-                if self.handle_leave_intent(now, l) {
-                    self.broadcast_serf(raw.to_vec(), None);
-                }
-            }
-            SerfMessage::Join(j) => {
-                tracing::debug!(node = %j.node, "messageJoinType");
-                if self.handle_join_intent(now, j) {
-                    self.broadcast_serf(raw.to_vec(), None);
-                }
-            }
-            SerfMessage::UserEvent(e) => {
-                if self.handle_user_event(now, e) {
-                    self.broadcast_serf(raw.to_vec(), None);
-                }
-            }
-            SerfMessage::Query(q) => {
-                self.handle_query(now, from, q, raw.to_vec());
-            }
-            SerfMessage::QueryResponse(r) => self.handle_query_response(r),
-            SerfMessage::Relay(r) => {
-                let to = SocketAddr::new(r.dest_addr, r.dest_port);
-                let msg = encode_message(&Message::User(r.inner));
-                self.send_raw(to, &[msg], false);
-            }
-            SerfMessage::PushPull(_) => self.count_drop("unexpected_serf_push_pull"),
-        }
-    }
-
-    /// Returns whether to re-broadcast.
-    fn handle_user_event(&mut self, _now: Instant, e: UserEvent) -> bool {
-        self.event_clock = witness(self.event_clock, e.ltime);
-        if e.ltime < self.event_min_time {
-            return false;
-        }
-        let cur = self.event_clock;
-        if cur > EVENT_BUFFER && e.ltime < cur - EVENT_BUFFER {
-            self.count_drop("old_user_event");
-            return false;
-        }
-        let idx = e.ltime % EVENT_BUFFER;
-        let slot = self.event_ring.entry(idx).or_insert_with(|| RingSlot {
-            ltime: e.ltime,
-            events: Vec::new(),
-        });
-        if slot.ltime != e.ltime {
-            *slot = RingSlot {
-                ltime: e.ltime,
-                events: Vec::new(),
-            };
-        }
-        if slot
-            .events
-            .iter()
-            .any(|x| x.name == e.name && x.payload == e.payload)
-        {
-            return false;
-        }
-        slot.events.push(RingEvent {
-            name: e.name.clone(),
-            payload: e.payload.clone(),
-        });
-        self.event(CoreEvent::User(UserEventInfo {
-            name: e.name,
-            payload: e.payload,
-            ltime: e.ltime,
-            coalesce: e.cc,
-        }));
-        true
-    }
-
-    fn handle_query(&mut self, now: Instant, _from: SocketAddr, q: Query, raw: Vec<u8>) {
-        self.query_clock = witness(self.query_clock, q.ltime);
-        if q.ltime < self.query_min_time {
-            return;
-        }
-        let cur = self.query_clock;
-        if cur > QUERY_BUFFER && q.ltime < cur - QUERY_BUFFER {
-            self.count_drop("old_query");
-            return;
-        }
-        let idx = q.ltime % QUERY_BUFFER;
-        let slot = self
-            .query_ring
-            .entry(idx)
-            .or_insert_with(|| (q.ltime, HashSet::new()));
-        if slot.0 != q.ltime {
-            *slot = (q.ltime, HashSet::new());
-        }
-        if !slot.1.insert(q.id) {
-            return;
-        }
-        if q.flags & QUERY_FLAG_NO_BROADCAST == 0 && q.source_node != self.name {
-            self.broadcast_serf(raw, None);
-        }
-        if !self.should_process(&q.filters) {
-            return;
-        }
-        let addr = SocketAddr::new(q.addr, q.port);
-        if q.flags & QUERY_FLAG_ACK != 0 {
-            let ack = QueryResponse {
-                ltime: q.ltime,
-                id: q.id,
-                from: self.name.clone(),
-                flags: QUERY_RESPONSE_FLAG_ACK,
-                payload: None,
-            };
-            let bytes = encode_serf_message(&SerfMessage::QueryResponse(ack));
-            self.send_query_response(now, addr, q.relay_factor, bytes);
-        }
-        let timeout = Duration::from_nanos(q.timeout_ns.max(0) as u64);
-        let deadline = now + timeout;
-        if q.name.starts_with("_serf_") {
-            self.internal_query(now, &q, addr);
-            return;
-        }
-        self.next_id += 1;
-        let token = self.next_id;
-        self.in_queries.insert(
-            token,
-            InQuery {
-                ltime: q.ltime,
-                id: q.id,
-                addr,
-                relay_factor: q.relay_factor,
-                deadline,
-            },
-        );
-        self.schedule(deadline, Timer::IncomingQueryEnd(token));
-        self.event(CoreEvent::Query {
-            token,
-            name: q.name,
-            payload: q.payload,
-            source_node: q.source_node,
-            ltime: q.ltime,
-            deadline,
-        });
-    }
-
-    /// Serf's filter rule: process a query only if every filter matches; an unreadable
-    /// filter, a missing tag or an invalid expression means "not for us".
-    fn should_process(&self, filters: &[Vec<u8>]) -> bool {
-        filters.iter().all(|f| match decode_query_filter(f) {
-            Ok(QueryFilter::Nodes(names)) => names.iter().any(|n| n == &self.name),
-            Ok(QueryFilter::Tag { tag, expr }) => self
-                .tags
-                .get(&tag)
-                .is_some_and(|v| tag_filter_matches(&expr, v)),
-            Err(_) => false,
-        })
-    }
-
-    fn send_query_response(&mut self, _now: Instant, addr: SocketAddr, relay: u8, serf: Vec<u8>) {
-        let msg = encode_message(&Message::User(serf.clone()));
-        self.send_raw(addr, &[msg], false);
-        if relay == 0 {
-            return;
-        }
-        let me = self.name.clone();
-        let mut cands: Vec<(String, SocketAddr)> = self
-            .members
-            .values()
-            .filter(|m| m.name != me && m.status == MemberStatus::Alive && m.vsn.pmax >= 5)
-            .map(|m| (m.name.clone(), SocketAddr::new(m.addr, m.port)))
-            .collect();
-        if self.members.len() <= relay as usize + 1 {
-            return;
-        }
-        cands.sort();
-        cands.shuffle(&mut self.rng);
-        for (name, to) in cands.into_iter().take(relay as usize) {
-            let r = Relay {
-                dest_addr: addr.ip(),
-                dest_port: addr.port(),
-                dest_zone: String::new(),
-                dest_name: name,
-                inner: serf.clone(),
-            };
-            let bytes = encode_serf_message(&SerfMessage::Relay(r));
-            let msg = encode_message(&Message::User(bytes));
-            self.send_raw(to, &[msg], false);
-        }
-    }
-
-    fn handle_query_response(&mut self, r: QueryResponse) {
-        let Some(&handle) = self.out_query_by_id.get(&r.id) else {
-            return;
-        };
-        let Some(q) = self.out_queries.get_mut(&handle) else {
-            return;
-        };
-        if q.ltime != r.ltime {
-            return;
-        }
-        if let Some((ch, responses, matching)) = self.conflict.as_mut() {
-            if *ch == handle {
-                if r.flags & QUERY_RESPONSE_FLAG_ACK == 0 && q.responses.insert(r.from.clone()) {
-                    if let Ok(Some(m)) = decode_conflict_response(&r.payload.unwrap_or_default()) {
-                        *responses += 1;
-                        if m.addr == self.adv.ip() && m.port == self.adv.port() {
-                            *matching += 1;
-                        }
-                    }
-                }
-                return;
-            }
-        }
-        if r.flags & QUERY_RESPONSE_FLAG_ACK != 0 {
-            if q.acks.insert(r.from.clone()) {
-                self.outputs.push_back(Output::QueryAck {
-                    handle,
-                    from: r.from,
-                });
-            }
-        } else if q.responses.insert(r.from.clone()) {
-            self.outputs.push_back(Output::QueryResponse {
-                handle,
-                from: r.from,
-                payload: r.payload.unwrap_or_default(),
-            });
-        }
-    }
-
-    fn internal_query(&mut self, now: Instant, q: &Query, addr: SocketAddr) {
-        let payload: Option<Vec<u8>> = match q.name.as_str() {
-            "_serf_ping" => None,
-            "_serf_conflict" => {
-                let name = String::from_utf8_lossy(&q.payload).to_string();
-                if name == self.name {
-                    None
-                } else {
-                    let cm = self.members.get(&name).map(|m| ConflictMember {
-                        name: m.name.clone(),
-                        addr: m.addr,
-                        port: m.port,
-                        tags: m.tags.clone(),
-                        status: status_num(m.status),
-                        vsn: m.vsn,
-                    });
-                    Some(encode_conflict_response(cm.as_ref()))
-                }
-            }
-            "_serf_install-key" | "_serf_use-key" | "_serf_remove-key" | "_serf_list-keys" => {
-                Some(self.key_query(&q.name, &q.payload))
-            }
-            other => {
-                tracing::debug!(query = %other, "unknown internal query");
-                None
-            }
-        };
-        if let Some(p) = payload {
-            let resp = QueryResponse {
-                ltime: q.ltime,
-                id: q.id,
-                from: self.name.clone(),
-                flags: 0,
-                payload: Some(p),
-            };
-            let bytes = encode_serf_message(&SerfMessage::QueryResponse(resp));
-            self.send_query_response(now, addr, q.relay_factor, bytes);
-        }
-    }
-
-    fn key_query(&mut self, name: &str, payload: &[u8]) -> Vec<u8> {
-        let mut resp = KeyResponse {
-            result: false,
-            message: String::new(),
-            keys: None,
-            primary_key: String::new(),
-        };
-        let Some(ring) = self.keyring.as_mut() else {
-            resp.message = if name == "_serf_list-keys" {
-                "Keyring is empty (encryption not enabled)".into()
-            } else {
-                "No keyring to modify (encryption not enabled)".into()
-            };
-            return encode_key_response(&resp);
-        };
-        let req = match decode_key_request(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                resp.message = format!("Failed to decode key request: {e}");
-                return encode_key_response(&resp);
-            }
-        };
-        let res = match name {
-            "_serf_install-key" => ring.install(req.key.clone()).map_err(|e| e.to_string()),
-            "_serf_use-key" => ring.use_key(&req.key).map_err(|e| e.to_string()),
-            "_serf_remove-key" => ring.remove(&req.key).map_err(|e| e.to_string()),
-            _ => {
-                let keys = ring.list_base64();
-                resp.primary_key = keys.first().cloned().unwrap_or_default();
-                resp.keys = Some(keys);
-                resp.result = true;
-                return encode_key_response(&resp);
-            }
-        };
-        match res {
-            Ok(()) => {
-                resp.result = true;
-                self.keyring_changed = true;
-                if let Err(e) = self.write_keyring_file() {
-                    resp.result = false;
-                    resp.message = e;
-                }
-            }
-            Err(e) => resp.message = e,
-        }
-        encode_key_response(&resp)
-    }
-
-    fn write_keyring_file(&self) -> Result<(), String> {
-        let (Some(path), Some(ring)) = (&self.cfg.keyring_file, &self.keyring) else {
-            return Ok(());
-        };
-        let json = serde_json::to_string(&ring.list_base64()).map_err(|e| e.to_string())?;
-        std::fs::write(path, json).map_err(|e| format!("failed to write keyring file: {e}"))
-    }
-
-    fn reap(&mut self, now: Instant) {
-        let rt = self.cfg.reconnect_timeout;
-        let tt = self.cfg.tombstone_timeout;
-        let gone: Vec<String> = self
-            .members
-            .values()
-            .filter(|m| match (m.status, m.leave_time) {
-                (MemberStatus::Failed, Some(t)) => now.duration_since(t) > rt,
-                (MemberStatus::Left, Some(t)) => now.duration_since(t) > tt,
-                _ => false,
-            })
-            .map(|m| m.name.clone())
-            .collect();
-        for name in gone {
-            if let Some(v) = self.member_view(&name) {
-                self.members.remove(&name);
-                tracing::info!(node = %name, "EventMemberReap");
-                self.event(CoreEvent::MemberReap(v));
-            }
-        }
-        self.recent_intents
-            .retain(|_, i| now.duration_since(i.at) < RECENT_INTENT_TIMEOUT);
-    }
-}
-
-fn witness(cur: u64, v: u64) -> u64 {
-    if v >= cur {
-        v + 1
-    } else {
-        cur
-    }
-}
-
-fn status_num(s: MemberStatus) -> i64 {
-    match s {
-        MemberStatus::Alive => 1,
-        MemberStatus::Leaving => 2,
-        MemberStatus::Left => 3,
-        MemberStatus::Failed => 4,
-    }
-}
-
-/// Decodes Serf tags from memberlist `Meta` (legacy: the whole meta is the `role` tag).
-pub fn decode_meta(meta: &[u8]) -> BTreeMap<String, String> {
-    if meta.first() == Some(&0xff) {
-        decode_tags(meta).unwrap_or_default()
-    } else if meta.is_empty() {
-        BTreeMap::new()
-    } else {
-        let mut m = BTreeMap::new();
-        m.insert("role".into(), String::from_utf8_lossy(meta).to_string());
-        m
-    }
-}
-
-/// A node's name, state and protocol versions, as [`verify_protocol`] reads them.
-pub type VersionedNode<'a> = (&'a str, NodeStateKind, Option<Vsn>);
-
-/// memberlist's `verifyProtocol`: over the alive nodes of both tables, the highest minimum
-/// and the lowest maximum (memberlist and delegate protocol) must contain every node's
-/// current version, remote nodes of any state included (a node without versions counts as
-/// version 0, as in Go). `Err` names the first node that does not fit.
-pub fn verify_protocol(
-    remote: &[VersionedNode<'_>],
-    local: &[VersionedNode<'_>],
-) -> Result<(), String> {
-    let (mut max_pmin, mut min_pmax, mut max_dmin, mut min_dmax) = (0u8, u8::MAX, 0u8, u8::MAX);
-    let alive = |(_, st, _): &&VersionedNode<'_>| *st == NodeStateKind::Alive;
-    for (_, _, v) in remote.iter().chain(local).filter(alive) {
-        if let Some(v) = v {
-            max_pmin = max_pmin.max(v.pmin);
-            min_pmax = min_pmax.min(v.pmax);
-            max_dmin = max_dmin.max(v.dmin);
-            min_dmax = min_dmax.min(v.dmax);
-        }
-    }
-    for (name, _, v) in remote.iter().chain(local.iter().filter(alive)) {
-        let (pcur, dcur) = v.map_or((0, 0), |v| (v.pcur, v.dcur));
-        if pcur < max_pmin || pcur > min_pmax {
-            return Err(format!(
-                "node {name:?}: protocol version {pcur} is outside [{max_pmin}, {min_pmax}]"
-            ));
-        }
-        if dcur < max_dmin || dcur > min_dmax {
-            return Err(format!(
-                "node {name:?}: delegate protocol version {dcur} is outside [{max_dmin}, {min_dmax}]"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Go's `regexp.MatchString` for a Serf tag filter (unanchored, RE2 syntax, which the
-/// `regex` crate shares); an expression that does not compile matches nothing, as in Serf.
-pub fn tag_filter_matches(expr: &str, value: &str) -> bool {
-    regex::Regex::new(expr).is_ok_and(|re| re.is_match(value))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vsn(pmin: u8, pmax: u8, pcur: u8, dmin: u8, dmax: u8, dcur: u8) -> Option<Vsn> {
-        Some(Vsn {
-            pmin,
-            pmax,
-            pcur,
-            dmin,
-            dmax,
-            dcur,
-        })
-    }
-
-    #[test]
-    fn serf_nodes_of_any_supported_protocol_are_compatible_with_us() {
-        let local = [("me", NodeStateKind::Alive, Some(Vsn::SERF))];
-        // `serf agent -protocol 4`: memberlist 2, delegate range 2..5, speaking 4.
-        let remote = [
-            ("old", NodeStateKind::Alive, vsn(1, 5, 2, 2, 5, 4)),
-            ("new", NodeStateKind::Alive, Some(Vsn::SERF)),
-        ];
-        assert_eq!(verify_protocol(&remote, &local), Ok(()));
-    }
-
-    #[test]
-    fn a_node_speaking_outside_the_common_range_refuses_the_push_pull() {
-        let local = [("me", NodeStateKind::Alive, Some(Vsn::SERF))];
-        let too_new = [("future", NodeStateKind::Alive, vsn(1, 9, 6, 2, 5, 5))];
-        let err = verify_protocol(&too_new, &local).unwrap_err();
-        assert!(
-            err.contains("\"future\"") && err.contains("protocol version 6"),
-            "{err}"
-        );
-        let narrow = [("narrow", NodeStateKind::Alive, vsn(1, 5, 2, 5, 5, 5))];
-        let err = verify_protocol(
-            &narrow,
-            &[("old", NodeStateKind::Alive, vsn(1, 5, 2, 2, 4, 4))],
-        )
-        .unwrap_err();
-        assert!(err.contains("delegate protocol version"), "{err}");
-    }
-
-    #[test]
-    fn dead_local_nodes_do_not_narrow_the_range_but_remote_ones_are_still_checked() {
-        let local = [
-            ("me", NodeStateKind::Alive, Some(Vsn::SERF)),
-            ("gone", NodeStateKind::Dead, vsn(3, 3, 3, 5, 5, 5)),
-        ];
-        assert_eq!(verify_protocol(&[], &local), Ok(()));
-        let remote = [("versionless", NodeStateKind::Left, None)];
-        assert!(
-            verify_protocol(&remote, &local).is_err(),
-            "Go counts a missing Vsn as 0"
-        );
-    }
-
-    #[test]
-    fn the_tag_filter_matcher_handles_serf_style_expressions() {
-        assert!(tag_filter_matches("web", "web"));
-        assert!(tag_filter_matches("^db$", "db"));
-        assert!(!tag_filter_matches("^db$", "db2"));
-        assert!(
-            tag_filter_matches("w.*", "awx"),
-            "unanchored, like Go's MatchString"
-        );
-        assert!(tag_filter_matches("^(web|db)$", "db"));
-        assert!(tag_filter_matches("^web[0-9]+$", "web12"));
-        assert!(!tag_filter_matches("^cache", "web"));
-        assert!(
-            !tag_filter_matches("(", "("),
-            "an invalid expression matches nothing"
-        );
-    }
-
-    #[test]
-    fn query_filters_decide_whether_a_query_is_processed() {
-        let mut c = core("n1", 1);
-        c.tags.insert("role".into(), "web".into());
-        let nodes = |n: &[&str]| {
-            encode_query_filter(&QueryFilter::Nodes(
-                n.iter().map(|s| s.to_string()).collect(),
-            ))
-        };
-        let tag = |t: &str, e: &str| {
-            encode_query_filter(&QueryFilter::Tag {
-                tag: t.into(),
-                expr: e.into(),
-            })
-        };
-        assert!(c.should_process(&[]));
-        assert!(c.should_process(&[nodes(&["n0", "n1"]), tag("role", "^w")]));
-        assert!(!c.should_process(&[nodes(&["n2"])]));
-        assert!(!c.should_process(&[tag("role", "^db$")]));
-        assert!(
-            !c.should_process(&[tag("zone", ".*")]),
-            "a missing tag never matches"
-        );
-        assert!(
-            !c.should_process(&[vec![7, 0x90]]),
-            "an unknown filter type is not for us"
-        );
-    }
+    use crate::control::model::MemberStatus;
+    use std::net::IpAddr;
+    use std::time::Duration;
 
     fn core(name: &str, ip: u8) -> Core {
         let mut cfg = GossipConfig::new(name, SocketAddr::from(([10, 0, 0, ip], 7946)));
@@ -2697,75 +537,8 @@ mod tests {
         Core::new(cfg, Instant::now()).expect("core")
     }
 
-    fn udp_out(c: &mut Core) -> Vec<(SocketAddr, Vec<u8>)> {
-        let mut v = Vec::new();
-        while let Some(o) = c.poll_output() {
-            if let Output::Udp { to, data } = o {
-                v.push((to, data));
-            }
-        }
-        v
-    }
-
     fn peer() -> SocketAddr {
         SocketAddr::from(([10, 0, 0, 9], 7946))
-    }
-
-    #[test]
-    fn a_ping_for_another_node_is_dropped_and_counted() {
-        let mut c = core("a", 1);
-        let ping = encode_message(&Message::Ping(Ping {
-            node: "someone-else".into(),
-            seq_no: 7,
-            ..Ping::default()
-        }));
-        c.handle_packet(Instant::now(), peer(), &ping);
-        assert!(udp_out(&mut c).is_empty());
-        assert_eq!(c.stats().dropped.get("ping_for_other_node"), Some(&1));
-    }
-
-    #[test]
-    fn a_ping_is_acked_to_its_source_address() {
-        let mut c = core("a", 1);
-        let ping = encode_message(&Message::Ping(Ping {
-            node: "a".into(),
-            seq_no: 7,
-            source_addr: Some(IpAddr::from([10, 0, 0, 5])),
-            source_node: "b".into(),
-            source_port: 7000,
-        }));
-        c.handle_packet(Instant::now(), peer(), &ping);
-        let out = udp_out(&mut c);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, SocketAddr::from(([10, 0, 0, 5], 7000)));
-        let d = decode_packet(&out[0].1, None).unwrap();
-        assert!(matches!(&d.messages[0], Message::Ack(a) if a.seq_no == 7));
-    }
-
-    #[test]
-    fn a_suspicion_about_this_node_is_refuted_with_a_higher_incarnation() {
-        let mut c = core("a", 1);
-        let now = Instant::now();
-        let sus = encode_message(&Message::Suspect(Suspect {
-            incarnation: 5,
-            node: "a".into(),
-            from: "b".into(),
-        }));
-        c.handle_packet(now, peer(), &sus);
-        assert_eq!(c.incarnation, 6);
-        assert_eq!(c.stats().health_score, 1);
-    }
-
-    #[test]
-    fn tags_over_serfs_meta_limit_are_refused_with_a_clear_error() {
-        let mut tags = BTreeMap::new();
-        tags.insert("big".to_string(), "x".repeat(600));
-        let err = encode_meta(&tags).unwrap_err();
-        assert!(
-            matches!(err, GossipError::TagsTooLarge { limit: 512, .. }),
-            "{err}"
-        );
-        assert!(err.to_string().contains("512"));
     }
 
     #[test]
@@ -2811,7 +584,104 @@ mod tests {
             }
         }
         assert!(joined);
-        assert!(c.ml_queue.len() >= 2, "own alive + b's alive queued");
+        assert!(
+            c.rt.broadcasts.memberlist_len() >= 2,
+            "own alive + b's alive queued"
+        );
+    }
+
+    /// Runs `c`'s dial `out` against `peer`'s stream handler and feeds the reply back.
+    fn exchange(c: &mut Core, peer: &mut Core, out: Output, now: Instant) {
+        let Output::Dial { id, data, .. } = out else {
+            panic!("a dial: {out:?}");
+        };
+        let (msg, _) = decode_stream(&data, None).unwrap().unwrap();
+        let from = SocketAddr::new(c.swim.local.adv.ip(), 7946);
+        let reply = peer.handle_stream(now, from, msg).expect("a reply");
+        let (reply, _) = decode_stream(&reply, None).unwrap().unwrap();
+        c.dial_result(now, id, Ok(Some(reply)));
+    }
+
+    fn dials(c: &mut Core) -> Vec<Output> {
+        std::iter::from_fn(|| c.poll_output())
+            .filter(|o| matches!(o, Output::Dial { .. }))
+            .collect()
+    }
+
+    #[test]
+    fn two_cores_join_through_a_push_pull_and_each_sees_the_other_alive() {
+        let now = Instant::now();
+        let (mut a, mut b) = (core("a", 1), core("b", 2));
+        let id = b.join(now, &[SocketAddr::from(([10, 0, 0, 1], 7946))]);
+        let dial = dials(&mut b).pop().expect("b dials a");
+        exchange(&mut b, &mut a, dial, now);
+        let done =
+            std::iter::from_fn(|| b.poll_output()).find(|o| matches!(o, Output::JoinDone { .. }));
+        assert!(
+            matches!(&done, Some(Output::JoinDone { id: i, contacted: 1, errors }) if *i == id && errors.is_empty()),
+            "{done:?}"
+        );
+        for (c, other) in [(&a, "b"), (&b, "a")] {
+            let m = c.members().into_iter().find(|m| m.name == other);
+            assert!(
+                matches!(m, Some(m) if m.status == MemberStatus::Alive),
+                "{} sees {other}",
+                c.name()
+            );
+        }
+        assert_eq!(
+            b.stats().member_time,
+            2,
+            "b's join intent took a member time"
+        );
+    }
+
+    #[test]
+    fn a_push_pull_naming_an_unsupported_protocol_is_refused_whole_and_counted() {
+        let now = Instant::now();
+        let mut a = core("a", 1);
+        let future = Vsn {
+            pcur: 9,
+            pmax: 9,
+            ..Vsn::SERF
+        };
+        let pp = PushPull {
+            join: true,
+            nodes: vec![PushNodeState {
+                name: "z".into(),
+                addr: IpAddr::from([10, 0, 0, 26]),
+                port: 7946,
+                meta: vec![],
+                incarnation: 1,
+                state: NodeStateKind::Alive,
+                vsn: Some(future),
+            }],
+            user_state: vec![],
+        };
+        assert!(
+            a.handle_stream(now, peer(), Message::PushPull(pp))
+                .is_some(),
+            "our state is still sent"
+        );
+        assert_eq!(a.stats().dropped.get("incompatible_protocol"), Some(&1));
+        assert_eq!(a.members().len(), 1, "z was not merged");
+    }
+
+    #[test]
+    fn a_lone_member_leaves_gracefully_and_stops_after_the_propagation_delay() {
+        let t0 = Instant::now();
+        let mut a = core("a", 1);
+        a.leave(t0);
+        assert_eq!(a.members()[0].status, MemberStatus::Leaving);
+        let mut now = t0;
+        while !a.is_stopped() {
+            now = a.next_deadline().expect("a step to come");
+            assert!(now <= t0 + Duration::from_secs(2), "stuck");
+            a.tick(now);
+        }
+        assert_eq!(now, t0 + Duration::from_secs(1), "leave_propagate_delay");
+        assert!(std::iter::from_fn(|| a.poll_output()).any(|o| matches!(o, Output::LeaveDone)));
+        assert_eq!(a.next_deadline(), None);
     }
 
     proptest::proptest! {
@@ -2846,11 +716,5 @@ mod tests {
             c.handle_packet(Instant::now(), peer(), &pkt);
             while c.poll_output().is_some() {}
         }
-    }
-
-    #[test]
-    fn a_lamport_witness_moves_past_the_seen_value() {
-        assert_eq!(witness(1, 5), 6);
-        assert_eq!(witness(7, 5), 7);
     }
 }

@@ -56,6 +56,13 @@ pub const DEFAULT_DEFAULTS: &str = "defaults
     timeout check 1s
 ";
 
+/// Written into the `global` section before `global_extra` when that loads Lua: the
+/// version-guarded `tune.lua.bool-sample-conversion` of haproxy/haproxy.cfg.
+pub const LUA_TUNABLES: &str = "    .if version_atleast(3.1)
+        tune.lua.bool-sample-conversion normal
+    .endif
+";
+
 impl HaproxyConfig {
     /// A config with `body` as the proxies part.
     pub fn new(body: &str) -> HaproxyConfig {
@@ -127,13 +134,20 @@ listen stats
     }
 
     fn render(&self, dir: &Path) -> String {
+        // As the shipped configs do (haproxy/haproxy.cfg): HAProxy 3.1+ warns unless this is
+        // set before `lua-load`; 2.6 and 3.0 do not know it.
+        let lua_tunables = if self.global_extra.contains("lua-load") {
+            LUA_TUNABLES
+        } else {
+            ""
+        };
         let text = format!(
             "global
     stats socket @ADMIN_SOCK@ mode 600 level admin
     stats socket @USER_SOCK@ mode 600 level user
     stats timeout 30s
     log stdout format raw local0 info
-{}
+{lua_tunables}{}
 {}
 {}
 ",

@@ -12,6 +12,7 @@
 
 pub mod addr;
 pub mod agent;
+pub mod captures;
 pub mod doc_blocks;
 pub mod haproxy;
 pub mod http;
@@ -27,6 +28,6 @@ pub use http::{
     http_get, HttpBackend, HttpClient, HttpResponse, LoopLimits, LoopStats, RequestLoop,
 };
 pub use netns::{Lab, NsHost, NsRequestLoop};
-pub use process::{require_binary, Launch, Proc};
+pub use process::{program, require_binary, Launch, Proc};
 pub use serf::{Member, QueryResult, SerfCluster, SerfOptions, SerfPeer};
 pub use wait::{try_wait_until, wait_until};

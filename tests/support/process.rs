@@ -20,33 +20,68 @@ fn proc_timeout_secs() -> u64 {
         .unwrap_or(DEFAULT_PROC_TIMEOUT_SECS)
 }
 
-/// Panics with an install hint unless `name` is an executable on `PATH`.
+/// The real peers whose version the test matrix swaps: program name, the environment variable
+/// naming the binary to run instead, and the matrix name of one version (for messages).
+const PEER_PROGRAMS: [(&str, &str, &str); 2] = [
+    ("haproxy", "HASERF_HAPROXY", "haproxy-3.2"),
+    ("serf", "HASERF_SERF", "serf-0.10"),
+];
+
+/// The program the harness runs for `name`. `haproxy` and `serf` are the version matrix's
+/// peers: `$HASERF_HAPROXY` / `$HASERF_SERF` when set (a binary path, as printed by
+/// `scripts/versions.sh`), else the name itself, found on `PATH`. Any other name is returned
+/// unchanged. [`Launch`], [`short_command`] and [`require_binary`] all resolve through here,
+/// so a test that starts `"haproxy"` runs the version under test.
+pub fn program(name: &str) -> String {
+    PEER_PROGRAMS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .and_then(|(_, var, _)| std::env::var(var).ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Resolves `name` as [`program`] does and panics with an install hint unless it is an
+/// existing file (a path) or an executable on `PATH`; returns its path.
 #[track_caller]
 pub fn require_binary(name: &str) -> PathBuf {
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        assert!(p.is_file(), "`{name}` does not exist (not built yet?)");
+    let resolved = program(name);
+    let found = if resolved.contains('/') {
+        Some(PathBuf::from(&resolved)).filter(|p| p.is_file())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(&resolved))
+                .find(|p| p.is_file())
+        })
+    };
+    if let Some(p) = found {
         return p;
     }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
+    let from_env = PEER_PROGRAMS
+        .iter()
+        .find(|(n, var, _)| *n == name && std::env::var_os(var).is_some_and(|v| !v.is_empty()));
+    match from_env {
+        Some((_, var, example)) => panic!(
+            "{var}={resolved} does not exist; the tested versions come from Debian's \
+             archive: run `scripts/versions.sh` (as root) and use a path it prints, e.g. \
+             {var}=$(scripts/versions.sh --path {example})"
+        ),
+        None if resolved.contains('/') => {
+            panic!("`{resolved}` does not exist (not built yet?)")
         }
+        None => panic!(
+            "`{name}` not found in PATH; the integration tests need real peers: \
+             run `apt-get install haproxy serf` (or scripts/install-deps.sh)"
+        ),
     }
-    panic!(
-        "`{name}` not found in PATH; the integration tests need real peers: \
-         run `apt-get install haproxy serf` (or scripts/install-deps.sh)"
-    );
 }
 
 /// What to start: a program, its arguments, where its output goes, and optionally the
 /// network namespace to run it in.
 #[derive(Clone, Debug)]
 pub struct Launch {
-    /// Program name or path.
+    /// Program name or path (`haproxy` and `serf` are resolved by [`program`] at spawn).
     pub program: String,
     /// Arguments.
     pub args: Vec<String>,
@@ -95,21 +130,24 @@ impl Launch {
         if let Some(ns) = &self.netns {
             v.extend(["ip", "netns", "exec", ns].map(String::from));
         }
-        v.push(self.program.clone());
+        v.push(program(&self.program));
         v.extend(self.args.iter().cloned());
         v
     }
 }
 
 /// Builds a one-shot command (for short CLI calls such as `serf members`), bounded by
-/// `timeout -k 2 SECS` and optionally run inside network namespace `netns`.
+/// `timeout -k 2 SECS` and optionally run inside network namespace `netns`; `program` is
+/// resolved as [`program`] does.
 pub fn short_command(netns: Option<&str>, secs: u64, program: &str, args: &[&str]) -> Command {
     let mut c = Command::new("timeout");
     c.args(["-k", "2", &secs.to_string()]);
     if let Some(ns) = netns {
         c.args(["ip", "netns", "exec", ns]);
     }
-    c.arg(program).args(args).stdin(Stdio::null());
+    c.arg(self::program(program))
+        .args(args)
+        .stdin(Stdio::null());
     c
 }
 

@@ -121,16 +121,36 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Fails with an install hint when a program the lab needs is missing.
-pub fn require(program: &str) -> Result<(), String> {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
+/// The program the lab runs for `name`: `haproxy` and `serf` are `$HASERF_HAPROXY` and
+/// `$HASERF_SERF` when set (a binary of another version, as printed by `scripts/versions.sh`),
+/// else the name itself, found on `PATH`; any other name is returned unchanged.
+pub fn program(name: &str) -> String {
+    let var = match name {
+        "haproxy" => "HASERF_HAPROXY",
+        "serf" => "HASERF_SERF",
+        _ => return name.to_string(),
+    };
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Fails with an install hint when a program the lab needs ([`program`]) is missing.
+pub fn require(name: &str) -> Result<(), String> {
+    let program = program(name);
+    let found = if program.contains('/') {
+        Path::new(&program).is_file()
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(&program).is_file()))
+            .unwrap_or(false)
+    };
     if found {
         Ok(())
     } else {
         Err(format!(
-            "`{program}` not found: apt-get install haproxy serf iproute2 (or run scripts/install-deps.sh)"
+            "`{program}` not found: apt-get install haproxy serf iproute2 (or run scripts/install-deps.sh; other versions: scripts/versions.sh)"
         ))
     }
 }
@@ -255,7 +275,7 @@ impl Lab {
         let logf = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
         let mut cmd = Command::new("timeout");
         cmd.args(["-k", "5", &self.proc_timeout.to_string()])
-            .args(["ip", "netns", "exec", &host.ns, program])
+            .args(["ip", "netns", "exec", &host.ns, &self::program(program)])
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .process_group(0);
@@ -287,7 +307,8 @@ impl Lab {
 
     /// Runs a short command inside `host` and returns its stdout (bounded to 30 s).
     pub fn exec(&self, host: &Host, program: &str, args: &[&str]) -> Result<String, String> {
-        let mut full = vec!["-k", "2", "30", "ip", "netns", "exec", &host.ns, program];
+        let program = self::program(program);
+        let mut full = vec!["-k", "2", "30", "ip", "netns", "exec", &host.ns, &program];
         full.extend_from_slice(args);
         run("timeout", &full)
     }

@@ -1,90 +1,30 @@
-//! The tokio driver: one task owns the [`Core`] and the UDP socket; a TCP accept task and
-//! one task per stream feed it through a channel. It only does IO and timers.
+//! The tokio driver: one task owns the [`Core`] and the UDP socket; the TCP side
+//! ([`tcp`]: the accept loop, one task per stream, dials) feeds it through a channel. It only
+//! does IO and timers: every decision is the core's.
+
+mod tcp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
-use super::api::{
-    Gossip, GossipConfig, GossipError, GossipEvent, IncomingQuery, QueryAnswer, QueryParams,
-    QueryResponses, Shared,
-};
+use self::tcp::{accept_loop, dial, Internal, SharedKeyring, TcpCounters};
+use super::command::{Command, DriverLink, QueryResponses, Shared};
+use super::config::GossipConfig;
 use super::core::{Core, CoreEvent, Output};
-use super::wire::{decode_stream, Keyring, Message};
+use super::error::GossipError;
+use super::event::{GossipEvent, IncomingQuery};
+use super::model::QueryAnswer;
 
-/// Largest stream accepted (memberlist's `maxPushStateBytes`).
-const MAX_STREAM: usize = 20 * 1024 * 1024;
-
-/// Requests from [`Gossip`] handles.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Join {
-        seeds: Vec<SocketAddr>,
-        done: oneshot::Sender<Result<usize, GossipError>>,
-    },
-    Leave {
-        done: oneshot::Sender<Result<(), GossipError>>,
-    },
-    Shutdown {
-        done: oneshot::Sender<()>,
-    },
-    UserEvent {
-        name: String,
-        payload: Vec<u8>,
-        coalesce: bool,
-        done: oneshot::Sender<Result<(), GossipError>>,
-    },
-    Query {
-        name: String,
-        payload: Vec<u8>,
-        params: QueryParams,
-        done: oneshot::Sender<Result<QueryResponses, GossipError>>,
-    },
-    SetTags {
-        tags: std::collections::BTreeMap<String, String>,
-        done: oneshot::Sender<Result<(), GossipError>>,
-    },
-    Respond {
-        token: u64,
-        payload: Vec<u8>,
-        done: oneshot::Sender<Result<(), GossipError>>,
-    },
-}
-
-enum Internal {
-    Stream {
-        from: SocketAddr,
-        msg: Message,
-        reply: oneshot::Sender<Option<Vec<u8>>>,
-    },
-    StreamError {
-        kind: &'static str,
-        text: String,
-        reply: oneshot::Sender<Option<Vec<u8>>>,
-    },
-    Dial {
-        id: u64,
-        result: Result<Option<Message>, (Option<&'static str>, String)>,
-    },
-}
-
-#[derive(Default)]
-struct TcpCounters {
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-}
-
-type SharedKeyring = Arc<RwLock<Option<Keyring>>>;
-
+/// Binds UDP and TCP on `cfg.bind` and spawns the driver task.
 pub(crate) async fn start(
     cfg: GossipConfig,
-) -> Result<(Gossip, mpsc::Receiver<GossipEvent>), GossipError> {
+) -> Result<(DriverLink, mpsc::Receiver<GossipEvent>), GossipError> {
     let bind = cfg.bind;
     let udp = UdpSocket::bind(bind)
         .await
@@ -116,9 +56,8 @@ async fn start_with(
     cfg: GossipConfig,
     udp: UdpSocket,
     tcp: TcpListener,
-) -> Result<(Gossip, mpsc::Receiver<GossipEvent>), GossipError> {
+) -> Result<(DriverLink, mpsc::Receiver<GossipEvent>), GossipError> {
     let core = Core::new(cfg.clone(), Instant::now())?;
-    let name: Arc<str> = Arc::from(cfg.node_name.as_str());
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (int_tx, int_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(4096);
@@ -133,9 +72,8 @@ async fn start_with(
         counters.clone(),
         tcp_timeout,
     ));
-    let handle = Gossip {
-        name,
-        tx: cmd_tx.clone(),
+    let link = DriverLink {
+        commands: cmd_tx.clone(),
         shared: shared.clone(),
     };
     let driver = Driver {
@@ -155,7 +93,7 @@ async fn start_with(
         driver.run(cmd_rx, int_rx).await;
         accept.abort();
     });
-    Ok((handle, ev_rx))
+    Ok((link, ev_rx))
 }
 
 struct Driver {
@@ -426,145 +364,5 @@ impl Driver {
                 s.members = l;
             }
         }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    tx: mpsc::UnboundedSender<Internal>,
-    keyring: SharedKeyring,
-    counters: Arc<TcpCounters>,
-    timeout: Duration,
-) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(128));
-    loop {
-        let (sock, from) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "tcp accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let tx = tx.clone();
-        let keyring = keyring.clone();
-        let counters = counters.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(timeout, serve_stream(sock, from, tx, keyring, counters))
-                .await;
-            drop(permit);
-        });
-    }
-}
-
-async fn read_message(
-    sock: &mut TcpStream,
-    keyring: &SharedKeyring,
-    counters: &TcpCounters,
-) -> Result<Message, (&'static str, String)> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16384];
-    loop {
-        let n = sock
-            .read(&mut chunk)
-            .await
-            .map_err(|e| ("stream_io", e.to_string()))?;
-        if n == 0 {
-            if buf.is_empty() {
-                return Err(("stream_empty", "empty stream".into()));
-            }
-            // Last chance: the peer closed its side.
-            let ring = keyring.read().ok().and_then(|k| k.clone());
-            return match decode_stream(&buf, ring.as_ref()) {
-                Ok(Some((m, _))) => Ok(m),
-                Ok(None) => Err(("stream_truncated", "truncated stream".into())),
-                Err(e) => Err((e.kind(), e.to_string())),
-            };
-        }
-        counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_STREAM {
-            return Err(("stream_too_large", "stream larger than 20 MiB".into()));
-        }
-        let ring = keyring.read().ok().and_then(|k| k.clone());
-        match decode_stream(&buf, ring.as_ref()) {
-            Ok(Some((m, _))) => return Ok(m),
-            Ok(None) => continue,
-            Err(e) => return Err((e.kind(), e.to_string())),
-        }
-    }
-}
-
-async fn serve_stream(
-    mut sock: TcpStream,
-    from: SocketAddr,
-    tx: mpsc::UnboundedSender<Internal>,
-    keyring: SharedKeyring,
-    counters: Arc<TcpCounters>,
-) {
-    let (rtx, rrx) = oneshot::channel();
-    match read_message(&mut sock, &keyring, &counters).await {
-        Ok(msg) => {
-            let _ = tx.send(Internal::Stream {
-                from,
-                msg,
-                reply: rtx,
-            });
-        }
-        Err((kind, text)) => {
-            tracing::debug!(%from, error = %text, "bad stream");
-            let _ = tx.send(Internal::StreamError {
-                kind,
-                text,
-                reply: rtx,
-            });
-        }
-    }
-    if let Ok(Some(reply)) = rrx.await {
-        counters
-            .bytes_out
-            .fetch_add(reply.len() as u64, Ordering::Relaxed);
-        let _ = sock.write_all(&reply).await;
-        let _ = sock.flush().await;
-    }
-    let _ = sock.shutdown().await;
-}
-
-async fn dial(
-    to: SocketAddr,
-    data: Vec<u8>,
-    expect_reply: bool,
-    timeout: Duration,
-    keyring: &SharedKeyring,
-    counters: &TcpCounters,
-) -> Result<Option<Message>, (Option<&'static str>, String)> {
-    let fut = async {
-        let mut sock = TcpStream::connect(to)
-            .await
-            .map_err(|e| (None, format!("dial {to}: {e}")))?;
-        sock.write_all(&data)
-            .await
-            .map_err(|e| (None, format!("write {to}: {e}")))?;
-        counters
-            .bytes_out
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        if !expect_reply {
-            let _ = sock.shutdown().await;
-            return Ok(None);
-        }
-        read_message(&mut sock, keyring, counters)
-            .await
-            .map(Some)
-            .map_err(|(kind, t)| {
-                let kind = (!matches!(kind, "stream_io" | "stream_empty")).then_some(kind);
-                (kind, format!("read {to}: {t}"))
-            })
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err((None, format!("{to}: timed out"))),
     }
 }
