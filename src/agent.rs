@@ -252,15 +252,8 @@ impl ClusterView for AgentView {
 
 fn member_views(g: &Gossip) -> Vec<MemberView> {
     g.members()
-        .into_iter()
-        .map(|m| MemberView {
-            name: m.name,
-            addr: m.addr.to_string(),
-            port: m.port,
-            tags: m.tags,
-            status: m.status,
-            suspect: m.suspect,
-        })
+        .iter()
+        .map(crate::manager::member_view)
         .collect()
 }
 

@@ -102,6 +102,10 @@ pub struct AgentArgs {
     /// Status socket group (name or gid).
     #[arg(long, value_name = "GROUP")]
     pub status_socket_group: Option<String>,
+    /// Keep an HAProxy map (declared in haproxy.cfg with `map(PATH)`) and its file equal to
+    /// the cluster; KIND: served-by, member-status, member-tags, tag:NAME; repeatable.
+    #[arg(long = "haproxy-map", value_name = "KIND=PATH")]
+    pub haproxy_maps: Vec<String>,
     /// Serve SPOP to HAProxy on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub spoe_bind: Option<String>,

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub status_socket_mode: Option<String>,
     /// haserf: status socket group.
     pub status_socket_group: Option<String>,
+    /// haserf: HAProxy maps to keep (`KIND=PATH`, as `--haproxy-map`).
+    pub haproxy_maps: Option<Vec<String>>,
     /// haserf: SPOP listen address.
     pub spoe_bind: Option<String>,
     /// haserf: log format (text, json).
@@ -106,6 +108,8 @@ pub struct AgentConfig {
     pub status_socket_mode: u32,
     /// Status socket group.
     pub status_socket_group: Option<String>,
+    /// HAProxy maps to keep (`--haproxy-map`).
+    pub maps: Vec<crate::maps::MapSpec>,
     /// SPOP listen address.
     pub spoe_bind: Option<SocketAddr>,
     /// Log level.
@@ -294,6 +298,16 @@ impl AgentConfig {
                 "needs at least one --backend NAME to manage",
             ));
         }
+        let map_specs = if args.haproxy_maps.is_empty() {
+            file.haproxy_maps.unwrap_or_default()
+        } else {
+            args.haproxy_maps.clone()
+        };
+        let maps =
+            crate::maps::MapSpec::parse_all(&map_specs).map_err(|e| invalid("--haproxy-map", e))?;
+        if haproxy_socket.is_none() && !maps.is_empty() {
+            return Err(invalid("--haproxy-map", "needs --haproxy-socket"));
+        }
         let status_socket = args
             .status_socket
             .clone()
@@ -396,6 +410,7 @@ impl AgentConfig {
                 .status_socket_group
                 .clone()
                 .or(file.status_socket_group),
+            maps,
             spoe_bind,
             log_level,
             log_format,

@@ -7,6 +7,7 @@
 //! - [`slots`]: planner (desired vs observed → runtime commands) and the reconcile loop.
 //! - [`control`]: the status socket (JSON lines) server and client.
 //! - [`spoe`]: SPOP codec and agent.
+//! - [`maps`]: HAProxy maps the agent keeps (slot → member, member → status/tags).
 //! - [`agent`]: wires membership → slots → HAProxy; lifecycle and signals.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod gossip;
 pub mod haproxy;
 pub mod keygen;
 pub mod manager;
+pub mod maps;
 pub mod policy;
 pub mod slots;
 pub mod spoe;

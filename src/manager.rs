@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::AgentConfig;
 use crate::control::metrics::{Kind, Metrics};
-use crate::control::model::SlotView;
+use crate::control::model::{MemberView, SlotView};
 use crate::gossip::{Gossip, Member};
+use crate::maps::{spawn_map_sync, MapSyncConfig, MapSyncHandle};
 use crate::policy::{GuardAlert, MemberFacts, Placement, Policy, PolicyConfig, Refusal};
 use crate::slots::{spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus};
 
@@ -64,6 +65,7 @@ struct Inner {
     status: tokio::sync::watch::Receiver<ReconcilerStatus>,
     task: Mutex<Option<JoinHandle<()>>>,
     synced: tokio::sync::watch::Sender<bool>,
+    maps: Option<MapSyncHandle>,
 }
 
 const MAX_ALERTS: usize = 32;
@@ -78,6 +80,14 @@ impl Manager {
         rcfg.drain_timeout = cfg.drain_timeout;
         let reconciler = spawn_reconciler(rcfg);
         let status = reconciler.subscribe();
+        let maps = (!cfg.maps.is_empty()).then(|| {
+            let g = gossip.clone();
+            spawn_map_sync(
+                MapSyncConfig::new(socket.clone(), cfg.maps.clone()),
+                reconciler.subscribe(),
+                Arc::new(move || g.members().iter().map(member_view).collect()),
+            )
+        });
         let policy = Policy::new(PolicyConfig {
             backends: cfg.backends.clone(),
             allow_cidrs: cfg.allow_cidrs.clone(),
@@ -93,6 +103,7 @@ impl Manager {
             status,
             task: Mutex::new(None),
             synced: tokio::sync::watch::channel(false).0,
+            maps,
         });
         let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip));
         *lock(&inner.task) = Some(task);
@@ -113,9 +124,12 @@ impl Manager {
         *self.inner.synced.borrow()
     }
 
-    /// Membership changed: evaluate soon.
+    /// Membership changed: evaluate soon (and update the maps).
     pub fn membership_changed(&self) {
         self.inner.notify.notify_one();
+        if let Some(m) = &self.inner.maps {
+            m.changed();
+        }
     }
 
     /// The reconciler's latest status.
@@ -177,6 +191,7 @@ impl Manager {
             "suspicion_drains": shared.suspicion_drains,
             "refused": shared.refusals,
             "alerts": shared.alerts,
+            "maps": self.inner.maps.as_ref().map(MapSyncHandle::status).unwrap_or_default(),
         })
     }
 
@@ -255,6 +270,43 @@ impl Manager {
             Kind::Gauge,
             shared.refusals.len() as f64,
         );
+        if let Some(maps) = &self.inner.maps {
+            let st = maps.status();
+            let label = |s: &crate::maps::MapStatus| vec![("map", s.kind.clone())];
+            let fam = |f: fn(&crate::maps::MapStatus) -> f64| -> Vec<(Vec<(&str, String)>, f64)> {
+                st.iter().map(|s| (label(s), f(s))).collect()
+            };
+            m.family(
+                "haserf_map_entries",
+                "Entries an HAProxy map kept by the agent should hold.",
+                Kind::Gauge,
+                &fam(|s| s.entries as f64),
+            );
+            m.family(
+                "haserf_map_in_sync",
+                "1 when HAProxy's copy of the map was read back equal to the desired entries.",
+                Kind::Gauge,
+                &fam(|s| f64::from(u8::from(s.in_sync))),
+            );
+            m.family(
+                "haserf_map_commands_total",
+                "Runtime commands sent to keep the map.",
+                Kind::Counter,
+                &fam(|s| s.commands as f64),
+            );
+            m.family(
+                "haserf_map_file_writes_total",
+                "Times the map file was rewritten.",
+                Kind::Counter,
+                &fam(|s| s.file_writes as f64),
+            );
+            m.family(
+                "haserf_map_errors_total",
+                "Failed exchanges, refused commands and failed file writes for the map.",
+                Kind::Counter,
+                &fam(|s| s.errors as f64),
+            );
+        }
         m.single(
             "haserf_partition_guard_holding",
             "Backends whose partition guard holds members.",
@@ -263,10 +315,14 @@ impl Manager {
         );
     }
 
-    /// Stops the evaluation task and the reconciler. HAProxy keeps its slots.
+    /// Stops the evaluation task, the map task and the reconciler. HAProxy keeps its
+    /// slots and maps.
     pub async fn shutdown(&self) {
         if let Some(task) = lock(&self.inner.task).take() {
             task.abort();
+        }
+        if let Some(m) = &self.inner.maps {
+            m.shutdown().await;
         }
         let reconciler = lock(&self.inner.reconciler).take();
         if let Some(r) = reconciler {
@@ -277,6 +333,18 @@ impl Manager {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A gossip member as the status socket, the maps and the SPOE agent show it.
+pub fn member_view(m: &Member) -> MemberView {
+    MemberView {
+        name: m.name.clone(),
+        addr: m.addr.to_string(),
+        port: m.port,
+        tags: m.tags.clone(),
+        status: m.status,
+        suspect: m.suspect,
+    }
 }
 
 /// The policy's input for a gossip member.
