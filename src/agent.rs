@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 use crate::cli::{AgentArgs, LogFormat};
 use crate::config::{parse_gossip_addr, AgentConfig, Profile};
 use crate::control::metrics::{Kind, Metrics};
-use crate::control::model::{MemberView, MembersReply, Request, SlotView, SlotsReply};
+use crate::control::model::{MemberView, MembersReply, Query, Request, SlotView, SlotsReply};
+use crate::control::page;
 use crate::control::server::{error_value, Handler, SocketOptions, StatusServer};
 use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
 use crate::manager::Manager;
@@ -123,6 +124,15 @@ struct AgentHandler {
 }
 
 impl Handler for AgentHandler {
+    fn handle_query(&self, q: Query) -> Value {
+        match (&q.request, &self.manager) {
+            (Request::Members, _) => page::members_reply(&member_views(&self.gossip), &q.options),
+            (Request::Slots, Some(m)) => page::slots_reply(&m.slots(), &q.options),
+            (Request::Status, _) => page::bounded(self.handle(Request::Status), &q.options),
+            _ => self.handle(q.request),
+        }
+    }
+
     fn handle(&self, request: Request) -> Value {
         match request {
             Request::Members => members_json(&self.gossip),

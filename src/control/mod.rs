@@ -4,5 +4,6 @@
 pub mod client;
 pub mod metrics;
 pub mod model;
+pub mod page;
 pub mod render;
 pub mod server;
