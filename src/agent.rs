@@ -232,6 +232,12 @@ impl AgentHandler {
                 SpoeMetrics::get(&spoe.notifies) as f64,
             );
             m.single(
+                "haserf_spoe_truncated_total",
+                "SPOE answers cut to fit max-frame-size (a list cut, flagged <name>_truncated, or a fact left out).",
+                Kind::Counter,
+                SpoeMetrics::get(&spoe.truncated) as f64,
+            );
+            m.single(
                 "haserf_spoe_rejected_total",
                 "SPOE connections closed for bad input or timeouts.",
                 Kind::Counter,
@@ -320,10 +326,13 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let spoe_metrics = spoe_listener.zip(cfg.spoe_bind).map(|(listener, addr)| {
         let scfg = SpoeConfig::new(addr);
         let metrics = scfg.metrics.clone();
-        let view: Arc<dyn ClusterView> = Arc::new(AgentView {
-            gossip: gossip.clone(),
-            manager: manager.clone(),
-        });
+        let view: Arc<dyn ClusterView> = Arc::new(crate::spoe::CachedView::new(
+            AgentView {
+                gossip: gossip.clone(),
+                manager: manager.clone(),
+            },
+            Duration::from_millis(100),
+        ));
         tokio::spawn(async move {
             if let Err(e) =
                 crate::spoe::serve_listener(listener, scfg, view, std::future::pending()).await

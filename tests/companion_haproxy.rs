@@ -30,6 +30,8 @@ fn companion_haproxy(status_socket: &Path, spoe: SocketAddr, global_extra: &str)
         "frontend fe
     bind {fe}
     filter spoe engine haserf config {spoe_conf}
+    http-request send-spoe-group haserf haserf-backend-facts
+    http-response send-spoe-group haserf haserf-server-facts
     http-request use-service lua.haserf-status if {{ path /haserf }}
     http-request deny deny_status 403 if {{ req.hdr(x-haserf-node) -m found }} !{{ var(txn.haserf.node_alive) -m bool }}
     http-response set-header X-Served-By %[lua.haserf_node]

@@ -49,6 +49,21 @@ pub struct MemberView {
     pub suspect: bool,
 }
 
+/// Tags as `k=v,k=v`, sorted by key: the format of the SPOE variables `node_tags` and
+/// `server_tags` and of the `member-tags` map.
+pub fn tags_string(tags: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
 /// `{"members":[…]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct MembersReply {

@@ -55,19 +55,7 @@ pub fn check_value(v: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Tags as `k=v,k=v`, sorted by key (the format of the SPOE variable `node_tags`).
-pub fn tags_string(tags: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    for (i, (k, v)) in tags.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push('=');
-        out.push_str(v);
-    }
-    out
-}
+pub use crate::control::model::tags_string;
 
 /// The entries map `kind` should hold, and a message for every entry left out because its
 /// key or value cannot be stored.

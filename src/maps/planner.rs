@@ -107,7 +107,7 @@ pub fn plan_map(desired: &Entries, observed: &[(String, String)]) -> Vec<MapComm
             });
         }
     }
-    adds.sort_by(|a, b| a.line("").cmp(&b.line("")));
+    adds.sort_by_key(|a| a.line(""));
     dels.extend(sets);
     dels.extend(adds);
     dels
