@@ -36,7 +36,6 @@ cp docker/ha/Dockerfile "$ctx/ha/"
 cp docker/web/Dockerfile "$ctx/web/"
 install -m 0755 "$bin" "$ha/usr/local/bin/haserf"
 install -m 0755 docker/ha/entrypoint.sh "$ha/usr/local/bin/ha-entrypoint"
-install -m 0755 docker/ha/slots-handler.py "$ha/usr/local/bin/slots-handler.py"
 install -m 0644 docker/ha/haproxy.cfg "$ha/etc/haproxy/haproxy.cfg"
 if [ -f "$lua" ]; then
   install -m 0644 "$lua" "$ha/etc/haproxy/haserf.lua"

@@ -14,8 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::cli::{AgentArgs, LogFormat};
-use crate::config::{parse_gossip_addr, AgentConfig, Profile};
+use crate::config::{parse_gossip_addr, AgentConfig, LogFormat, Profile};
 use crate::control::metrics::{Kind, Metrics};
 use crate::control::model::{MemberView, MembersReply, Query, Request, SlotView, SlotsReply};
 use crate::control::page;
@@ -31,15 +30,10 @@ pub const STANDALONE_GRACE: Duration = Duration::from_secs(35);
 /// Name of the query the agent answers with its status.
 pub const STATUS_QUERY: &str = "haserf-status";
 
-/// Runs `haserf agent`; returns the exit status.
-pub fn run(args: &AgentArgs) -> i32 {
-    let cfg = match AgentConfig::from_args(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("haserf agent: {e}");
-            return 2;
-        }
-    };
+/// Runs `haserf agent` with a validated configuration until it leaves (a signal or
+/// `haserf leave`); returns the exit status (0, or 1 when the agent cannot start or stops
+/// on an error).
+pub fn run(cfg: AgentConfig) -> i32 {
     init_logging(&cfg.log_level, cfg.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,14 +1,24 @@
-//! Command-line definitions (clap). `src/main.rs` parses these and calls [`run`];
-//! each subcommand is handled by the module that owns it.
+//! The command line (clap), private to the `haserf` binary: the library never sees it.
+//! `src/main.rs` parses [`Cli`] and calls [`run`], the one place where the parsed arguments
+//! become library types and each subcommand is handed to the library:
+//!
+//! - `agent`: [`AgentArgs`] → [`AgentOptions`] (same-named fields) → [`AgentConfig`] (merged
+//!   with `--config`, validated) → [`haserf::agent::run`];
+//! - `members`, `slots`, `status`, `leave`: [`ClientArgs`] → [`haserf::client::socket::ask`];
+//! - `verify`: [`VerifyArgs`] → [`VerifyRequest`]; `plan`: [`PlanArgs`] → [`PlanRequest`].
+//!
+//! A new flag is declared here (its help text is the doc comment) and moved into its
+//! library-side field in the `From` impl below its struct; a new agent setting's field goes
+//! in `src/config.rs`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::control::model::Request;
-
-/// Default path of the agent's status socket.
-pub const DEFAULT_STATUS_SOCKET: &str = "/run/haserf/haserf.sock";
+use haserf::client::{self, MembershipSource, PlanRequest, VerifyRequest};
+use haserf::config::{self, AgentConfig, AgentOptions};
+use haserf::control::model::Request;
+use haserf::control::DEFAULT_STATUS_SOCKET;
 
 /// haserf: keep HAProxy server-template slots filled from a Serf cluster, with zero reloads.
 #[derive(Debug, Parser)]
@@ -40,28 +50,44 @@ pub enum Command {
     Plan(PlanArgs),
 }
 
-/// Output format of client subcommands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+/// Output format of client subcommands (`--format`; becomes [`client::Format`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Human-readable table.
-    #[default]
     Text,
     /// One JSON document.
     Json,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+impl From<Format> for client::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Text => client::Format::Text,
+            Format::Json => client::Format::Json,
+        }
+    }
+}
+
+/// Log line format (`--log-format`; becomes [`config::LogFormat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
-    #[default]
     Text,
     /// One JSON object per line.
     Json,
 }
 
+impl From<LogFormat> for config::LogFormat {
+    fn from(f: LogFormat) -> Self {
+        match f {
+            LogFormat::Text => config::LogFormat::Text,
+            LogFormat::Json => config::LogFormat::Json,
+        }
+    }
+}
+
 /// Flags of `haserf agent`.
-#[derive(Debug, Args, Default, Clone)]
+#[derive(Debug, Args, Clone)]
 pub struct AgentArgs {
     /// Node name (default: hostname).
     #[arg(long)]
@@ -138,6 +164,65 @@ pub struct AgentArgs {
     pub partition_guard_hold: Option<String>,
 }
 
+impl From<AgentArgs> for AgentOptions {
+    /// Every flag to its same-named field. The pattern names every flag, so a new flag that
+    /// is not moved over here does not compile.
+    fn from(args: AgentArgs) -> Self {
+        let AgentArgs {
+            node,
+            bind,
+            advertise,
+            join,
+            tags,
+            encrypt,
+            keyring_file,
+            haproxy_socket,
+            backends,
+            allow_cidrs,
+            status_socket,
+            status_socket_mode,
+            status_socket_group,
+            haproxy_maps,
+            spoe_bind,
+            config,
+            log_level,
+            log_format,
+            profile,
+            drain_timeout,
+            no_suspicion_drain,
+            partition_guard_share,
+            partition_guard_window,
+            partition_guard_hold,
+        } = args;
+        AgentOptions {
+            node,
+            bind,
+            advertise,
+            join,
+            tags,
+            encrypt,
+            keyring_file,
+            haproxy_socket,
+            backends,
+            allow_cidrs,
+            status_socket,
+            status_socket_mode,
+            status_socket_group,
+            haproxy_maps,
+            spoe_bind,
+            config,
+            log_level,
+            log_format: log_format.map(Into::into),
+            profile,
+            drain_timeout,
+            no_suspicion_drain,
+            partition_guard_share,
+            partition_guard_window,
+            partition_guard_hold,
+        }
+    }
+}
+
 /// Flags shared by the client subcommands that talk to a running agent.
 #[derive(Debug, Args, Clone)]
 pub struct ClientArgs {
@@ -163,6 +248,15 @@ pub struct VerifyArgs {
     pub status_socket: PathBuf,
 }
 
+impl From<VerifyArgs> for VerifyRequest {
+    fn from(args: VerifyArgs) -> Self {
+        VerifyRequest {
+            haproxy_socket: args.haproxy_socket,
+            format: args.format.into(),
+        }
+    }
+}
+
 /// Flags of `haserf plan`.
 #[derive(Debug, Args, Clone)]
 pub struct PlanArgs {
@@ -183,19 +277,152 @@ pub struct PlanArgs {
     pub format: Format,
 }
 
-/// Runs a parsed command line and returns the process exit status.
+impl From<PlanArgs> for PlanRequest {
+    fn from(args: PlanArgs) -> Self {
+        PlanRequest {
+            haproxy_socket: args.haproxy_socket,
+            members: match args.members {
+                Some(file) => MembershipSource::File(file),
+                None => MembershipSource::Agent(args.status_socket),
+            },
+            backends: args.backends,
+            format: args.format.into(),
+        }
+    }
+}
+
+/// Runs a parsed command line and returns the process exit status: 0; 1 when the command
+/// failed; 2 for a bad agent configuration (as clap's usage errors).
 pub fn run(cli: Cli) -> i32 {
+    let ask =
+        |args: ClientArgs, req| client::socket::ask(&args.status_socket, req, args.format.into());
     match cli.command {
         Command::Keygen => {
-            println!("{}", crate::keygen::generate());
+            println!("{}", haserf::keygen::generate());
             0
         }
-        Command::Agent(args) => crate::agent::run(&args),
-        Command::Members(args) => crate::control::client::run(&args, Request::Members),
-        Command::Slots(args) => crate::control::client::run(&args, Request::Slots),
-        Command::Status(args) => crate::control::client::run(&args, Request::Status),
-        Command::Leave(args) => crate::control::client::run(&args, Request::Leave),
-        Command::Verify(args) => crate::slots::cmd::verify(&args),
-        Command::Plan(args) => crate::slots::cmd::plan_cmd(&args),
+        Command::Agent(args) => match AgentConfig::from_options(&AgentOptions::from(*args)) {
+            Ok(cfg) => haserf::agent::run(cfg),
+            Err(e) => {
+                eprintln!("haserf agent: {e}");
+                2
+            }
+        },
+        Command::Members(args) => ask(args, Request::Members),
+        Command::Slots(args) => ask(args, Request::Slots),
+        Command::Status(args) => ask(args, Request::Status),
+        Command::Leave(args) => ask(args, Request::Leave),
+        Command::Verify(args) => client::verify::run(&args.into()),
+        Command::Plan(args) => client::plan::run(&args.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("haserf").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_agent_flag_reaches_its_agent_option() {
+        let Command::Agent(args) = parse(&[
+            "agent",
+            "--node=n",
+            "--bind=b",
+            "--advertise=a",
+            "--join=j1",
+            "--join=j2",
+            "--tag=k=v",
+            "--encrypt=e",
+            "--keyring-file=kf",
+            "--haproxy-socket=h",
+            "--backend=web",
+            "--allow-cidr=10.0.0.0/8",
+            "--status-socket=s",
+            "--status-socket-mode=0660",
+            "--status-socket-group=g",
+            "--spoe-bind=sp",
+            "--config=c",
+            "--log-level=debug",
+            "--log-format=json",
+            "--profile=local",
+            "--drain-timeout=5s",
+            "--no-suspicion-drain",
+            "--partition-guard-share=0.5",
+            "--partition-guard-window=1s",
+            "--partition-guard-hold=2s",
+        ]) else {
+            panic!("not the agent subcommand");
+        };
+        let o = AgentOptions::from(*args);
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(o.node, some("n"));
+        assert_eq!(o.bind, some("b"));
+        assert_eq!(o.advertise, some("a"));
+        assert_eq!(o.join, ["j1", "j2"]);
+        assert_eq!(o.tags, ["k=v"]);
+        assert_eq!(o.encrypt, some("e"));
+        assert_eq!(o.keyring_file, Some(PathBuf::from("kf")));
+        assert_eq!(o.haproxy_socket, some("h"));
+        assert_eq!(o.backends, ["web"]);
+        assert_eq!(o.allow_cidrs, ["10.0.0.0/8"]);
+        assert_eq!(o.status_socket, Some(PathBuf::from("s")));
+        assert_eq!(o.status_socket_mode, some("0660"));
+        assert_eq!(o.status_socket_group, some("g"));
+        assert_eq!(o.spoe_bind, some("sp"));
+        assert_eq!(o.config, Some(PathBuf::from("c")));
+        assert_eq!(o.log_level, some("debug"));
+        assert_eq!(o.log_format, Some(config::LogFormat::Json));
+        assert_eq!(o.profile, some("local"));
+        assert_eq!(o.drain_timeout, some("5s"));
+        assert!(o.no_suspicion_drain);
+        assert_eq!(o.partition_guard_share, Some(0.5));
+        assert_eq!(o.partition_guard_window, some("1s"));
+        assert_eq!(o.partition_guard_hold, some("2s"));
+    }
+
+    #[test]
+    fn plan_reads_members_from_the_file_when_given_else_from_the_agent() {
+        let Command::Plan(args) = parse(&[
+            "plan",
+            "--haproxy-socket=h",
+            "--backend=web",
+            "--members=m.json",
+            "--format=json",
+        ]) else {
+            panic!("not plan");
+        };
+        let req = PlanRequest::from(args);
+        assert!(matches!(req.members, MembershipSource::File(ref p) if p.as_os_str() == "m.json"));
+        assert_eq!(req.backends, ["web"]);
+        assert_eq!(req.format, client::Format::Json);
+        let Command::Plan(args) = parse(&["plan", "--haproxy-socket=h", "--status-socket=s"])
+        else {
+            panic!("not plan");
+        };
+        let req = PlanRequest::from(args);
+        assert!(matches!(req.members, MembershipSource::Agent(ref p) if p.as_os_str() == "s"));
+        assert_eq!(req.format, client::Format::Text);
+    }
+
+    #[test]
+    fn verify_keeps_the_socket_and_format() {
+        let Command::Verify(args) = parse(&["verify", "--haproxy-socket=h", "--format=json"])
+        else {
+            panic!("not verify");
+        };
+        let req = VerifyRequest::from(args);
+        assert_eq!(req.haproxy_socket, "h");
+        assert_eq!(req.format, client::Format::Json);
     }
 }

@@ -1,6 +1,12 @@
-//! `haserf agent` configuration: the `--config` JSON file (Serf agent keys where they mean
-//! the same thing, plus haserf's own), overridden by command-line flags, validated into one
-//! [`AgentConfig`]. An unknown key, a bad address or a bad duration is an error naming it.
+//! `haserf agent` configuration: the `--config` JSON file ([`FileConfig`]: Serf agent keys
+//! where they mean the same thing, plus haserf's own), overridden by the command-line flags
+//! ([`AgentOptions`]), validated into one [`AgentConfig`]. An unknown key, a bad address or a
+//! bad duration is an error naming it.
+//!
+//! A new agent setting: its flag goes in `src/cli.rs` (`AgentArgs`, the one place that knows
+//! clap) and is moved into the same-named field of [`AgentOptions`] there; its config-file
+//! key in [`FileConfig`]; its validated value in [`AgentConfig`], computed in
+//! [`AgentConfig::merge`].
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
@@ -9,11 +15,77 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{AgentArgs, LogFormat, DEFAULT_STATUS_SOCKET};
+use crate::control::DEFAULT_STATUS_SOCKET;
 use crate::policy::{BackendSelector, Cidr, GuardConfig};
 
 /// Serf's default gossip port.
 pub const DEFAULT_GOSSIP_PORT: u16 = 7946;
+
+/// The `haserf agent` flags as given, before the config file is merged in and anything is
+/// validated: one field per flag, named after it (`--allow-cidr` → `allow_cidrs`). `None`
+/// or empty means "not given" (the file's value or the default applies). Filled by
+/// `src/cli.rs`; tests build it directly.
+#[derive(Debug, Default, Clone)]
+pub struct AgentOptions {
+    /// `--node`: node name.
+    pub node: Option<String>,
+    /// `--bind`: gossip address (`IP:PORT`, `IP`, `HOST:PORT`).
+    pub bind: Option<String>,
+    /// `--advertise`: address other members use.
+    pub advertise: Option<String>,
+    /// `--join` (repeated): seeds.
+    pub join: Vec<String>,
+    /// `--tag KEY=VALUE` (repeated).
+    pub tags: Vec<String>,
+    /// `--encrypt`: base64 gossip key.
+    pub encrypt: Option<String>,
+    /// `--keyring-file`: Serf keyring file.
+    pub keyring_file: Option<PathBuf>,
+    /// `--haproxy-socket`: HAProxy runtime API.
+    pub haproxy_socket: Option<String>,
+    /// `--backend NAME[=KEY=VALUE,...]` (repeated).
+    pub backends: Vec<String>,
+    /// `--allow-cidr` (repeated).
+    pub allow_cidrs: Vec<String>,
+    /// `--status-socket`: status socket path.
+    pub status_socket: Option<PathBuf>,
+    /// `--status-socket-mode`: octal file mode.
+    pub status_socket_mode: Option<String>,
+    /// `--status-socket-group`: group name or gid.
+    pub status_socket_group: Option<String>,
+    /// `--haproxy-map KIND=PATH` (repeated): HAProxy maps to keep.
+    pub haproxy_maps: Vec<String>,
+    /// `--spoe-bind`: SPOP listen address.
+    pub spoe_bind: Option<String>,
+    /// `--config`: JSON config file.
+    pub config: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `--profile`: gossip timing profile name.
+    pub profile: Option<String>,
+    /// `--drain-timeout`: duration string.
+    pub drain_timeout: Option<String>,
+    /// `--no-suspicion-drain`.
+    pub no_suspicion_drain: bool,
+    /// `--partition-guard-share`.
+    pub partition_guard_share: Option<f64>,
+    /// `--partition-guard-window`: duration string.
+    pub partition_guard_window: Option<String>,
+    /// `--partition-guard-hold`: duration string.
+    pub partition_guard_hold: Option<String>,
+}
+
+/// Log line format of the agent (`--log-format`, `log_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// The config file as written by users. Keys are Serf's where they mean the same.
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -186,7 +258,7 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 impl AgentConfig {
     /// Builds the configuration from the flags and, when `--config` is given, the file;
     /// flags win over the file.
-    pub fn from_args(args: &AgentArgs) -> Result<Self, ConfigError> {
+    pub fn from_options(args: &AgentOptions) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
@@ -195,7 +267,7 @@ impl AgentConfig {
     }
 
     /// Merges flags over a parsed file and validates everything.
-    pub fn merge(args: &AgentArgs, file: FileConfig) -> Result<Self, ConfigError> {
+    pub fn merge(args: &AgentOptions, file: FileConfig) -> Result<Self, ConfigError> {
         let node_name = match args.node.clone().or(file.node_name) {
             Some(name) => name,
             None => hostname()?,
@@ -536,10 +608,10 @@ fn hostname() -> Result<String, ConfigError> {
 mod tests {
     use super::*;
 
-    fn args() -> AgentArgs {
-        AgentArgs {
+    fn args() -> AgentOptions {
+        AgentOptions {
             node: Some("lb1".into()),
-            ..AgentArgs::default()
+            ..AgentOptions::default()
         }
     }
 
@@ -581,72 +653,72 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag() {
-        let cases: Vec<(AgentArgs, &str)> = vec![
+        let cases: Vec<(AgentOptions, &str)> = vec![
             (
-                AgentArgs {
+                AgentOptions {
                     bind: Some("nope:x".into()),
                     ..args()
                 },
                 "--bind",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     tags: vec!["novalue".into()],
                     ..args()
                 },
                 "--tag",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     encrypt: Some("c2hvcnQ=".into()),
                     ..args()
                 },
                 "--encrypt",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     backends: vec!["web".into()],
                     ..args()
                 },
                 "--backend",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     haproxy_socket: Some("/x".into()),
                     ..args()
                 },
                 "--haproxy-socket",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     drain_timeout: Some("soon".into()),
                     ..args()
                 },
                 "--drain-timeout",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     profile: Some("fast".into()),
                     ..args()
                 },
                 "--profile",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     log_level: Some("loud".into()),
                     ..args()
                 },
                 "--log-level",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     status_socket_mode: Some("999".into()),
                     ..args()
                 },
                 "--status-socket-mode",
             ),
             (
-                AgentArgs {
+                AgentOptions {
                     allow_cidrs: vec!["10/8".into()],
                     ..args()
                 },
@@ -671,7 +743,7 @@ mod tests {
 
     #[test]
     fn a_backend_needs_a_socket_and_selectors_parse() {
-        let a = AgentArgs {
+        let a = AgentOptions {
             haproxy_socket: Some("/run/haproxy/admin.sock".into()),
             backends: vec!["web".into(), "api=role=web,tier=api".into()],
             ..args()

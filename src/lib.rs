@@ -1,18 +1,20 @@
 //! haserf: a Serf-compatible cluster member that keeps HAProxy `server-template`
 //! slots filled with the live members, through the runtime API, with zero reloads.
 //!
-//! Layout (see README "Architecture"):
-//! - [`gossip`]: Serf + memberlist wire codecs, sans-IO SWIM and Serf state machines, tokio driver.
-//! - [`haproxy`]: runtime API client and nom parsers for `show stat` / `show servers state` / `show info`.
-//! - [`slots`]: planner (desired vs observed → runtime commands) and the reconcile loop.
-//! - [`control`]: the status socket (JSON lines) server and client.
-//! - [`spoe`]: SPOP codec and agent.
-//! - [`maps`]: HAProxy maps the agent keeps (slot → member, member → status/tags).
-//! - [`agent`]: wires membership → slots → HAProxy; lifecycle and signals.
+//! Layout (see README "Architecture"); arrows point down, and nothing here knows the command
+//! line (clap lives in the binary: `src/main.rs` + `src/cli.rs`):
+//! - the agent side: [`agent`] (lifecycle, signals, status-socket answers) over [`manager`]
+//!   (membership → [`policy`] → [`slots`]), configured by [`config`];
+//! - the client side: [`client`] (`members`, `slots`, `status`, `leave`, `plan`, `verify`);
+//! - below both: [`gossip`] (Serf + memberlist wire codecs, sans-IO SWIM and Serf state
+//!   machines, tokio driver), [`slots`] (discovery, planner, reconcile loop), [`policy`],
+//!   [`haproxy`] (runtime API client and nom parsers), [`control`] (the status socket's JSON
+//!   shapes, server and metrics text), [`spoe`] (SPOP codec and agent), [`maps`] (HAProxy
+//!   maps the agent keeps: slot → member, member → status/tags), [`keygen`].
 #![forbid(unsafe_code)]
 
 pub mod agent;
-pub mod cli;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod gossip;

@@ -1,9 +1,11 @@
-//! The `haserf` binary: parse the command line, then hand over to the library.
+//! The `haserf` binary: parse the command line ([`cli`]), then hand over to the library.
 #![forbid(unsafe_code)]
+
+mod cli;
 
 use clap::Parser as _;
 
 fn main() {
-    let cli = haserf::cli::Cli::parse();
-    std::process::exit(haserf::cli::run(cli));
+    let cli = cli::Cli::parse();
+    std::process::exit(cli::run(cli));
 }

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 
-use haserf::control::client::{request, ClientError};
+use haserf::client::socket::{request, ClientError};
 use haserf::control::model::Request;
 use haserf::control::server::{Handler, SocketOptions, StatusServer};
 use serde_json::{json, Value};

@@ -3,9 +3,8 @@
 //! table (HAProxy's stats CSV), that no request failed, that HAProxy was never reloaded, and the
 //! status page. Needs a Docker engine and docker-compose (or `docker compose`).
 //!
-//! `HA_AGENT=serf-runtime` runs the `ha` container's stand-in slot filler (a stock serf event
-//! handler) instead of haserf, to check the container plumbing alone. The scenario runs once
-//! per web-node variant (stock serf, haserf); `WEB_AGENT=serf|haserf` runs just one.
+//! The scenario runs once per web-node variant (stock serf, haserf); `WEB_AGENT=serf|haserf`
+//! runs just one.
 
 mod support;
 
@@ -260,7 +259,6 @@ fn scale_up_and_down(compose: &[String], web_agent: &str) {
     let bind = alloc_ip();
     let (http_port, stats_port, status_port) =
         (free_port_on(bind), free_port_on(bind), free_port_on(bind));
-    let ha_agent = std::env::var("HA_AGENT").unwrap_or_else(|_| "haserf".into());
     let project = Project {
         compose: compose.to_vec(),
         name: format!("haserf-test-{pid}-{web_agent}"),
@@ -271,7 +269,6 @@ fn scale_up_and_down(compose: &[String], web_agent: &str) {
             ("HA_HTTP_PORT".into(), http_port.to_string()),
             ("HA_STATS_PORT".into(), stats_port.to_string()),
             ("HA_STATUS_PORT".into(), status_port.to_string()),
-            ("HA_AGENT".into(), ha_agent.clone()),
             ("WEB_AGENT".into(), web_agent.to_string()),
             // One variable turns on gossip encryption for every container.
             ("SERF_ENCRYPT_KEY".into(), support::serf::serf_keygen()),
@@ -366,30 +363,25 @@ fn scale_up_and_down(compose: &[String], web_agent: &str) {
         "HAProxy was restarted or reloaded while scaling (pid/start time changed)"
     );
 
-    if ha_agent == "haserf" {
-        let status = std::net::SocketAddr::from((bind, status_port));
-        let page = wait_until(
-            Duration::from_secs(20),
-            "the status page",
-            || match http_get(status, "/?format=json") {
-                Ok(r) if r.status == 200 => Ok(r),
-                Ok(r) => Err(format!("status {} {:.200}", r.status, r.body)),
-                Err(e) => Err(e.to_string()),
-            },
-        );
-        let v: serde_json::Value = serde_json::from_str(&page.body)
-            .unwrap_or_else(|e| panic!("status page is not JSON ({e}): {}", page.body));
-        assert!(v.to_string().contains("web"), "status page: {}", page.body);
+    let status = std::net::SocketAddr::from((bind, status_port));
+    let page = wait_until(
+        Duration::from_secs(20),
+        "the status page",
+        || match http_get(status, "/?format=json") {
+            Ok(r) if r.status == 200 => Ok(r),
+            Ok(r) => Err(format!("status {} {:.200}", r.status, r.body)),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    let v: serde_json::Value = serde_json::from_str(&page.body)
+        .unwrap_or_else(|e| panic!("status page is not JSON ({e}): {}", page.body));
+    assert!(v.to_string().contains("web"), "status page: {}", page.body);
 
-        let o =
-            project.ha_exec("haserf slots --format json --status-socket /run/haserf/haserf.sock");
-        let slots: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("haserf slots json ({e}): {}", text(&o)));
-        let filled = slots["slots"]
-            .as_array()
-            .map(|a| a.iter().filter(|s| !s["member"].is_null()).count());
-        assert_eq!(filled, Some(2), "haserf slots: {slots}");
-    } else {
-        eprintln!("HA_AGENT={ha_agent}: skipping the haserf status page and slot checks");
-    }
+    let o = project.ha_exec("haserf slots --format json --status-socket /run/haserf/haserf.sock");
+    let slots: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("haserf slots json ({e}): {}", text(&o)));
+    let filled = slots["slots"]
+        .as_array()
+        .map(|a| a.iter().filter(|s| !s["member"].is_null()).count());
+    assert_eq!(filled, Some(2), "haserf slots: {slots}");
 }

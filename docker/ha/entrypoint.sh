@@ -25,46 +25,27 @@ done
 
 # When this container restarts, the web nodes are already running: join them right away
 # (addresses from Docker's DNS for the service name) instead of waiting for them to reconnect.
-join=() serf_join=()
+join=()
 for ip in $(getent ahostsv4 "${HA_JOIN_SERVICE:-web}" 2>/dev/null | awk '{print $1}' | sort -u | head -3); do
   join+=(--join "$ip:7946")
-  serf_join+=(-retry-join="$ip:7946")
 done
 
 encrypt=()
 if [ -n "${SERF_ENCRYPT_KEY:-}" ]; then encrypt=(--encrypt "$SERF_ENCRYPT_KEY"); fi
 
-case "${HA_AGENT:-haserf}" in
-  haserf)
-    # shellcheck disable=SC2086
-    haserf agent --node "$NODE" --bind 0.0.0.0:7946 --advertise "$IP:7946" \
-      --tag role=lb \
-      --haproxy-socket /run/haproxy/admin.sock \
-      --backend "${HASERF_BACKEND:-web}" \
-      --status-socket /run/haserf/haserf.sock \
-      "${join[@]}" "${encrypt[@]}" ${HASERF_ARGS:-} &
-    ;;
-  serf-runtime)
-    # Stand-in for debugging the container plumbing without haserf: a stock serf agent whose
-    # event handler fills the same slots through the runtime API (docker/ha/slots-handler.py).
-    serf_encrypt=()
-    if [ -n "${SERF_ENCRYPT_KEY:-}" ]; then serf_encrypt=(-encrypt="$SERF_ENCRYPT_KEY"); fi
-    serf agent -node="$NODE" -bind=0.0.0.0:7946 -advertise="$IP:7946" -rpc-addr=127.0.0.1:7373 \
-      -tag role=lb "${serf_encrypt[@]}" "${serf_join[@]}" \
-      -event-handler="member-join,member-leave,member-failed,member-update,member-reap=/usr/local/bin/slots-handler.py" &
-    ;;
-  *) echo "ha: unknown HA_AGENT '${HA_AGENT}' (haserf or serf-runtime)" >&2; exit 2 ;;
-esac
+# shellcheck disable=SC2086
+haserf agent --node "$NODE" --bind 0.0.0.0:7946 --advertise "$IP:7946" \
+  --tag role=lb \
+  --haproxy-socket /run/haproxy/admin.sock \
+  --backend "${HASERF_BACKEND:-web}" \
+  --status-socket /run/haserf/haserf.sock \
+  "${join[@]}" "${encrypt[@]}" ${HASERF_ARGS:-} &
 agent_pid=$!
 
 stopping=0
 on_term() {
   stopping=1
-  if [ "${HA_AGENT:-haserf}" = haserf ]; then
-    haserf leave --status-socket /run/haserf/haserf.sock >/dev/null 2>&1 || true
-  else
-    serf leave -rpc-addr=127.0.0.1:7373 >/dev/null 2>&1 || true
-  fi
+  haserf leave --status-socket /run/haserf/haserf.sock >/dev/null 2>&1 || true
   kill -TERM "$agent_pid" 2>/dev/null
   kill -USR1 "$haproxy_pid" 2>/dev/null   # soft stop: finish in-flight requests
 }

@@ -1,9 +1,12 @@
-//! The status socket: JSON lines in and out (server and client), the shared view model,
-//! and text rendering for the client subcommands.
+//! The status socket, agent side: the JSON shapes it speaks (shared with the clients, the
+//! Lua companion and the SPOE agent), the server, and the Prometheus metrics text. The
+//! client side of the same socket is [`crate::client`].
 
-pub mod client;
 pub mod metrics;
 pub mod model;
 pub mod page;
-pub mod render;
 pub mod server;
+
+/// Default path of the agent's status socket (`--status-socket` of the agent and of every
+/// client command).
+pub const DEFAULT_STATUS_SOCKET: &str = "/run/haserf/haserf.sock";

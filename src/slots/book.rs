@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::discovery::ObservedSlot;
-use super::hash;
 use super::planner::Target;
+use super::rendezvous;
 
 /// What the agent wants for a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -245,7 +245,7 @@ impl Book {
             };
             let slot = match self.remembered.get(&d.name) {
                 Some(s) if free.contains(&s.as_str()) => Some(s.as_str()),
-                _ => hash::best(&d.name, free.iter().copied()),
+                _ => rendezvous::best(&d.name, free.iter().copied()),
             };
             match slot.map(str::to_string) {
                 Some(slot) => {

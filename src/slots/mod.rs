@@ -1,13 +1,18 @@
-//! Slots: discovery of template slots from HAProxy, stable slot choice (rendezvous
-//! hashing), the pure planner (desired vs observed → runtime commands), the assignment book
-//! (member ↔ slot, queue, leave deadlines with timer tokens) and the reconcile loop.
+//! Slots: HAProxy `server-template` slots kept filled with members.
+//!
+//! - [`discovery`]: backends and their template slots, read from HAProxy itself.
+//! - [`rendezvous`]: the stable slot choice for a member (rendezvous hashing).
+//! - [`book`]: the assignment book (member ↔ slot, queue, leave deadlines with timer tokens).
+//! - [`planner`]: where a slot command is **planned** — a pure function (target, observed)
+//!   → runtime commands.
+//! - [`reconciler`]: where it is **sent** — the reconcile loop reads HAProxy, plans, sends the
+//!   commands in one batched round trip and reads back to verify.
 
 pub mod book;
-pub mod cmd;
 pub mod discovery;
-pub mod hash;
 pub mod planner;
 pub mod reconciler;
+pub mod rendezvous;
 
 pub use book::{Book, DesiredMember, Want};
 pub use discovery::{discover, Observed, ObservedSlot};

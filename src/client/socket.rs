@@ -1,4 +1,6 @@
-//! Status socket client, and the `members`, `slots`, `status` and `leave` subcommands.
+//! The client's connection to a running agent: one JSON-lines request on its status socket,
+//! one reply. The `members`, `slots`, `status` and `leave` commands are exactly that, printed
+//! ([`ask`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,9 +10,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::UnixStream;
 
-use super::model::Request;
-use super::render;
-use crate::cli::ClientArgs;
+use super::render::{self, Format};
+use crate::control::model::Request;
 
 /// How long a client waits for the agent's reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,21 +85,17 @@ pub async fn request(path: &Path, req: &Request) -> Result<Value, ClientError> {
     }
 }
 
-/// Runs a client subcommand and returns the exit status.
-pub fn run(args: &ClientArgs, req: Request) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+/// Runs a status-socket command (`members`, `slots`, `status`, `leave`): sends `req` to
+/// the agent at `status_socket`, prints the reply in `format`; returns the exit status (0,
+/// or 1 with the error on stderr).
+pub fn ask(status_socket: &Path, req: Request, format: Format) -> i32 {
+    let runtime = match super::runtime() {
         Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("haserf: cannot start runtime: {err}");
-            return 1;
-        }
+        Err(status) => return status,
     };
-    match runtime.block_on(request(&args.status_socket, &req)) {
+    match runtime.block_on(request(status_socket, &req)) {
         Ok(reply) => {
-            print!("{}", render::reply(&req, &reply, args.format));
+            print!("{}", render::reply(&req, &reply, format));
             0
         }
         Err(err) => {

@@ -1,11 +1,22 @@
-//! Text rendering of status-socket replies for people (`--format text`).
+//! How the client commands print: the output [`Format`], and status-socket replies rendered
+//! for people (`--format text`: tables and `key: value` lines) or as they came
+//! (`--format json`).
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::model::{MembersReply, Request, SlotsReply};
-use crate::cli::Format;
+use crate::control::model::{MembersReply, Request, SlotsReply};
+
+/// Output format of the client commands (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Human-readable table.
+    #[default]
+    Text,
+    /// One JSON document.
+    Json,
+}
 
 /// Renders a reply for printing: pretty JSON or a table, always ending in a newline.
 pub fn reply(req: &Request, value: &Value, format: Format) -> String {

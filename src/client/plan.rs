@@ -1,99 +1,43 @@
-//! `haserf verify` and `haserf plan`: one-shot commands against a live HAProxy.
+//! `haserf plan`: a dry run. The membership (a file, or the running agent's `members`) goes
+//! through the same policy, assignment book and planner as the agent's, against HAProxy's
+//! slots read once; the runtime commands are printed, not sent.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::{Format, PlanArgs, VerifyArgs};
-use crate::control::model::{MembersReply, Request, SlotsReply};
-use crate::haproxy::Client;
+use crate::control::model::{MembersReply, Request};
 use crate::policy::{BackendSelector, MemberFacts, Policy, PolicyConfig};
+use crate::slots::book::Book;
+use crate::slots::discovery::template_port;
+use crate::slots::planner::{plan, PlanContext};
 
-use super::book::Book;
-use super::discovery::{discover, slot_views, template_port, Observed};
-use super::planner::{plan, PlanContext};
+use super::verify::observe;
+use super::{Format, PLACEHOLDER};
 
-const PLACEHOLDER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// `println!` that ignores a closed stdout (e.g. `| head`).
-macro_rules! out {
-    ($($t:tt)*) => {{
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
-    }};
+/// What `haserf plan` is asked.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    /// HAProxy runtime API: unix socket path or `IP:PORT`.
+    pub haproxy_socket: String,
+    /// Where the membership comes from.
+    pub members: MembershipSource,
+    /// Backends and selectors (`NAME[=KEY=VALUE,...]`), as for `haserf agent --backend`.
+    pub backends: Vec<String>,
+    /// Output format.
+    pub format: Format,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-async fn observe(socket: &str) -> Result<Observed, String> {
-    let client = Client::new(socket);
-    let snap = client.snapshot().await.map_err(|e| e.to_string())?;
-    let obs = discover(&snap).map_err(|e| e.to_string())?;
-    if obs.stopping {
-        return Err(format!(
-            "HAProxy worker {} is stopping (an old worker after a reload)",
-            obs.pid
-        ));
-    }
-    Ok(obs)
-}
-
-/// `haserf verify`: prints every backend's slot table as parsed; non-zero on any error.
-pub fn verify(args: &VerifyArgs) -> i32 {
-    let obs = match runtime().block_on(observe(&args.haproxy_socket)) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("haserf verify: {e}");
-            return 1;
-        }
-    };
-    let reply = SlotsReply {
-        slots: slot_views(&obs, &[], PLACEHOLDER),
-    };
-    match args.format {
-        Format::Json => out!(
-            "{}",
-            serde_json::to_string(&reply).expect("slots serialise")
-        ),
-        Format::Text => {
-            out!(
-                "HAProxy pid {} up {}s, {} backend(s), {} slot(s)",
-                obs.pid,
-                obs.uptime_sec,
-                obs.backends.len(),
-                reply.slots.len()
-            );
-            out!(
-                "{:<16} {:<12} {:<24} {:<6} STATUS",
-                "BACKEND",
-                "SLOT",
-                "ADDR",
-                "STATE"
-            );
-            for s in &reply.slots {
-                out!(
-                    "{:<16} {:<12} {:<24} {:<6} {}",
-                    s.backend,
-                    s.slot,
-                    s.addr.as_deref().unwrap_or("-"),
-                    match s.state {
-                        crate::control::model::SlotState::Ready => "ready",
-                        crate::control::model::SlotState::Drain => "drain",
-                        crate::control::model::SlotState::Maint => "maint",
-                    },
-                    s.haproxy_status
-                );
-            }
-        }
-    }
-    0
+/// Where `haserf plan` reads the membership.
+#[derive(Debug, Clone)]
+pub enum MembershipSource {
+    /// A JSON file in the `haserf members --format json` shape.
+    File(PathBuf),
+    /// The running agent's `members` reply, at this status socket.
+    Agent(PathBuf),
 }
 
 /// What `haserf plan --format json` prints.
@@ -104,11 +48,17 @@ struct PlanReply {
     refused: Vec<crate::policy::Refusal>,
 }
 
-/// `haserf plan`: the runtime commands a membership would send, without sending them.
-pub fn plan_cmd(args: &PlanArgs) -> i32 {
-    match runtime().block_on(plan_inner(args)) {
+/// `haserf plan`: prints the runtime commands a membership would send, without sending
+/// them (queued and refused members on stderr in text format); returns the exit status (1
+/// on any error, with the error on stderr).
+pub fn run(req: &PlanRequest) -> i32 {
+    let runtime = match super::runtime() {
+        Ok(rt) => rt,
+        Err(status) => return status,
+    };
+    match runtime.block_on(plan_inner(req)) {
         Ok(reply) => {
-            match args.format {
+            match req.format {
                 Format::Json => out!(
                     "{}",
                     serde_json::to_string(&reply).expect("plan serialises")
@@ -140,23 +90,23 @@ pub fn plan_cmd(args: &PlanArgs) -> i32 {
     }
 }
 
-async fn plan_inner(args: &PlanArgs) -> Result<PlanReply, String> {
-    if args.backends.is_empty() {
+async fn plan_inner(req: &PlanRequest) -> Result<PlanReply, String> {
+    if req.backends.is_empty() {
         return Err("give at least one --backend NAME[=KEY=VALUE,...]".into());
     }
-    let selectors = args
+    let selectors = req
         .backends
         .iter()
         .map(|b| BackendSelector::parse(b).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let members: MembersReply = match &args.members {
-        Some(path) => {
+    let members: MembersReply = match &req.members {
+        MembershipSource::File(path) => {
             let text =
                 std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
-        None => {
-            let v = crate::control::client::request(&args.status_socket, &Request::Members)
+        MembershipSource::Agent(status_socket) => {
+            let v = super::socket::request(status_socket, &Request::Members)
                 .await
                 .map_err(|e| e.to_string())?;
             serde_json::from_value(v).map_err(|e| format!("agent's members reply: {e}"))?
@@ -186,7 +136,7 @@ async fn plan_inner(args: &PlanArgs) -> Result<PlanReply, String> {
         },
     });
     let eval = policy.evaluate(Instant::now(), &facts);
-    let obs = observe(&args.haproxy_socket).await?;
+    let obs = observe(&req.haproxy_socket).await?;
     let mut reply = PlanReply {
         commands: Vec::new(),
         queue: BTreeMap::new(),
