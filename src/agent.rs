@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::config::{parse_gossip_addr, AgentConfig, LogFormat, Profile};
-use crate::control::model::{MemberView, MembersReply, Request, SlotView, SlotsReply};
+use crate::control::model::{MemberView, MembersReply, Query, Request, SlotView, SlotsReply};
+use crate::control::page;
 use crate::control::server::{error_value, Handler, SocketOptions, StatusServer};
 use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
 use crate::manager::Manager;
@@ -137,6 +138,15 @@ impl Handler for AgentHandler {
         Some(self.left.subscribe())
     }
 
+    fn handle_query(&self, q: Query) -> Value {
+        match (&q.request, &self.manager) {
+            (Request::Members, _) => page::members_reply(&member_views(&self.gossip), &q.options),
+            (Request::Slots, Some(m)) => page::slots_reply(&m.slots(), &q.options),
+            (Request::Status, _) => page::bounded(self.handle(Request::Status), &q.options),
+            _ => self.handle(q.request),
+        }
+    }
+
     fn handle(&self, request: Request) -> Value {
         match request {
             Request::Members => members_json(&self.gossip),
@@ -190,15 +200,8 @@ impl ClusterView for AgentView {
 
 fn member_views(g: &Gossip) -> Vec<MemberView> {
     g.members()
-        .into_iter()
-        .map(|m| MemberView {
-            name: m.name,
-            addr: m.addr.to_string(),
-            port: m.port,
-            tags: m.tags,
-            status: m.status,
-            suspect: m.suspect,
-        })
+        .iter()
+        .map(crate::manager::member_view)
         .collect()
 }
 
@@ -270,10 +273,13 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let spoe_metrics = spoe_listener.zip(cfg.spoe_bind).map(|(listener, addr)| {
         let scfg = SpoeConfig::new(addr);
         let metrics = scfg.metrics.clone();
-        let view: Arc<dyn ClusterView> = Arc::new(AgentView {
-            gossip: gossip.clone(),
-            manager: manager.clone(),
-        });
+        let view: Arc<dyn ClusterView> = Arc::new(crate::spoe::CachedView::new(
+            AgentView {
+                gossip: gossip.clone(),
+                manager: manager.clone(),
+            },
+            Duration::from_millis(100),
+        ));
         tokio::spawn(async move {
             if let Err(e) =
                 crate::spoe::serve_listener(listener, scfg, view, std::future::pending()).await

@@ -141,6 +141,10 @@ pub struct AgentArgs {
     /// Status socket group (name or gid).
     #[arg(long, value_name = "GROUP")]
     pub status_socket_group: Option<String>,
+    /// Keep an HAProxy map (declared in haproxy.cfg with `map(PATH)`) and its file equal to
+    /// the cluster; KIND: served-by, member-status, member-tags, tag:NAME; repeatable.
+    #[arg(long = "haproxy-map", value_name = "KIND=PATH")]
+    pub haproxy_maps: Vec<String>,
     /// Serve SPOP to HAProxy on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub spoe_bind: Option<String>,
@@ -194,6 +198,7 @@ impl From<AgentArgs> for AgentOptions {
             status_socket,
             status_socket_mode,
             status_socket_group,
+            haproxy_maps,
             spoe_bind,
             metrics_bind,
             config,
@@ -220,6 +225,7 @@ impl From<AgentArgs> for AgentOptions {
             status_socket,
             status_socket_mode,
             status_socket_group,
+            haproxy_maps,
             spoe_bind,
             metrics_bind,
             config,

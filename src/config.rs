@@ -53,6 +53,8 @@ pub struct AgentOptions {
     pub status_socket_mode: Option<String>,
     /// `--status-socket-group`: group name or gid.
     pub status_socket_group: Option<String>,
+    /// `--haproxy-map KIND=PATH` (repeated): HAProxy maps to keep.
+    pub haproxy_maps: Vec<String>,
     /// `--spoe-bind`: SPOP listen address.
     pub spoe_bind: Option<String>,
     /// `--metrics-bind`: HTTP `/metrics` listen address.
@@ -123,6 +125,8 @@ pub struct FileConfig {
     pub status_socket_mode: Option<String>,
     /// haserf: status socket group.
     pub status_socket_group: Option<String>,
+    /// haserf: HAProxy maps to keep (`KIND=PATH`, as `--haproxy-map`).
+    pub haproxy_maps: Option<Vec<String>>,
     /// haserf: SPOP listen address.
     pub spoe_bind: Option<String>,
     /// haserf: HTTP `/metrics` listen address (`IP:PORT`).
@@ -180,6 +184,8 @@ pub struct AgentConfig {
     pub status_socket_mode: u32,
     /// Status socket group.
     pub status_socket_group: Option<String>,
+    /// HAProxy maps to keep (`--haproxy-map`).
+    pub maps: Vec<crate::maps::MapSpec>,
     /// SPOP listen address.
     pub spoe_bind: Option<SocketAddr>,
     /// HTTP `/metrics` listen address (Prometheus scrapes).
@@ -370,6 +376,16 @@ impl AgentConfig {
                 "needs at least one --backend NAME to manage",
             ));
         }
+        let map_specs = if args.haproxy_maps.is_empty() {
+            file.haproxy_maps.unwrap_or_default()
+        } else {
+            args.haproxy_maps.clone()
+        };
+        let maps =
+            crate::maps::MapSpec::parse_all(&map_specs).map_err(|e| invalid("--haproxy-map", e))?;
+        if haproxy_socket.is_none() && !maps.is_empty() {
+            return Err(invalid("--haproxy-map", "needs --haproxy-socket"));
+        }
         let status_socket = args
             .status_socket
             .clone()
@@ -468,6 +484,7 @@ impl AgentConfig {
                 .status_socket_group
                 .clone()
                 .or(file.status_socket_group),
+            maps,
             spoe_bind,
             metrics_bind,
             log_level,

@@ -11,6 +11,7 @@
 //!   [`haproxy`] (runtime API client and nom parsers), [`control`] (the status socket's JSON
 //!   shapes and server), [`metrics`] (the Prometheus registry every component registers
 //!   its families in, and the `/metrics` listener), [`spoe`] (SPOP codec and agent),
+//!   [`maps`] (HAProxy maps the agent keeps: slot → member, member → status/tags),
 //!   [`keygen`].
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod gossip;
 pub mod haproxy;
 pub mod keygen;
 pub mod manager;
+pub mod maps;
 pub mod metrics;
 pub mod policy;
 pub mod slots;

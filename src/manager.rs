@@ -23,8 +23,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::AgentConfig;
-use crate::control::model::SlotView;
+use crate::control::model::{MemberView, SlotView};
 use crate::gossip::{Gossip, Member};
+use crate::maps::{spawn_map_sync, MapSyncConfig, MapSyncHandle};
 use crate::metrics::latency::Latency;
 use crate::metrics::MetricsRegistry;
 use crate::policy::{GuardAlert, MemberFacts, Placement, Policy, PolicyConfig, Refusal};
@@ -66,6 +67,7 @@ struct Inner {
     /// When the first membership change not evaluated yet arrived.
     changed_at: Mutex<Option<SystemTime>>,
     handoffs: latency::Pending,
+    maps: Option<MapSyncHandle>,
 }
 
 impl Manager {
@@ -78,6 +80,14 @@ impl Manager {
         rcfg.drain_timeout = cfg.drain_timeout;
         let reconciler = spawn_reconciler(rcfg);
         let status = reconciler.subscribe();
+        let maps = (!cfg.maps.is_empty()).then(|| {
+            let g = gossip.clone();
+            spawn_map_sync(
+                MapSyncConfig::new(socket.clone(), cfg.maps.clone()),
+                reconciler.subscribe(),
+                Arc::new(move || g.members().iter().map(member_view).collect()),
+            )
+        });
         let policy = Policy::new(PolicyConfig {
             backends: cfg.backends.clone(),
             allow_cidrs: cfg.allow_cidrs.clone(),
@@ -96,6 +106,7 @@ impl Manager {
             synced: tokio::sync::watch::channel(false).0,
             changed_at: Mutex::new(None),
             handoffs: latency::Pending::default(),
+            maps,
         });
         let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip));
         *lock(&inner.task) = Some(task);
@@ -124,10 +135,13 @@ impl Manager {
         *self.inner.synced.borrow()
     }
 
-    /// Membership changed: evaluate soon.
+    /// Membership changed: evaluate soon (and update the maps).
     pub fn membership_changed(&self) {
         lock(&self.inner.changed_at).get_or_insert_with(SystemTime::now);
         self.inner.notify.notify_one();
+        if let Some(m) = &self.inner.maps {
+            m.changed();
+        }
     }
 
     /// The reconciler's latest status.
@@ -191,15 +205,20 @@ impl Manager {
             "suspicion_drains": shared.suspicion_drains,
             "refused": shared.refusals,
             "alerts": shared.alerts.views(),
+            "maps": self.inner.maps.as_ref().map(MapSyncHandle::status).unwrap_or_default(),
         })
     }
 
-    /// Stops the evaluation task and the reconciler. HAProxy keeps its slots.
+    /// Stops the evaluation task, the map task and the reconciler. HAProxy keeps its
+    /// slots and maps.
     pub async fn shutdown(&self) {
         for task in [&self.inner.task, &self.inner.watcher] {
             if let Some(task) = lock(task).take() {
                 task.abort();
             }
+        }
+        if let Some(m) = &self.inner.maps {
+            m.shutdown().await;
         }
         let reconciler = lock(&self.inner.reconciler).take();
         if let Some(r) = reconciler {
@@ -210,6 +229,18 @@ impl Manager {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A gossip member as the status socket, the maps and the SPOE agent show it.
+pub fn member_view(m: &Member) -> MemberView {
+    MemberView {
+        name: m.name.clone(),
+        addr: m.addr.to_string(),
+        port: m.port,
+        tags: m.tags.clone(),
+        status: m.status,
+        suspect: m.suspect,
+    }
 }
 
 /// The policy's input for a gossip member.

@@ -50,6 +50,8 @@ fn start_haproxy(status_socket: &Path, spoe: SocketAddr) -> Haproxy {
         "frontend fe
     bind {fe}
     filter spoe engine haserf config {spoe_conf}
+    http-request send-spoe-group haserf haserf-backend-facts
+    http-response send-spoe-group haserf haserf-server-facts
     http-request use-service lua.haserf-status if {{ path /haserf }}
     http-response set-header X-Served-By %[lua.haserf_node]
     http-response set-header X-Haserf-Node %[var(txn.haserf.server_node)]

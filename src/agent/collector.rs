@@ -92,6 +92,11 @@ impl Collector for AgentCollector {
             )?;
             encode_counter(
                 &mut e,
+                &names::SPOE_TRUNCATED,
+                &[(Vec::new(), SpoeMetrics::get(&spoe.truncated))],
+            )?;
+            encode_counter(
+                &mut e,
                 &names::SPOE_REJECTED,
                 &[(Vec::new(), SpoeMetrics::get(&spoe.rejected))],
             )?;

@@ -4,6 +4,7 @@
 //! [`crate::client`].
 
 pub mod model;
+pub mod page;
 pub mod server;
 
 /// Default path of the agent's status socket (`--status-socket` of the agent and of every

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::model::{ErrorReply, Request};
+use super::model::{ErrorReply, Query, Request};
 
 /// Longest request line accepted; longer lines get an error and the connection is closed.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -32,6 +32,12 @@ pub const LEAVE_WAIT: Duration = Duration::from_secs(120);
 pub trait Handler: Send + Sync + 'static {
     /// The reply object for one request (an [`ErrorReply`] shape on failure).
     fn handle(&self, request: Request) -> Value;
+
+    /// The reply to a request line with its optional fields ([`super::model::RequestOptions`]:
+    /// paging, used slots only). The default ignores the options; the agent pages.
+    fn handle_query(&self, query: Query) -> Value {
+        self.handle(query.request)
+    }
 
     /// For `leave`: where the outcome of the leave will appear (`Some` object once done).
     /// The server then writes it as a second reply line on the connection that asked
@@ -160,10 +166,20 @@ impl Drop for StatusServer {
 
 /// Parses one request line; the error is the reply to send.
 pub fn parse_request(line: &str) -> Result<Request, Value> {
-    serde_json::from_str::<Request>(line.trim()).map_err(|err| {
+    parse_query(line).map(|q| q.request)
+}
+
+/// Parses one request line with its optional fields; the error is the reply to send.
+pub fn parse_query(line: &str) -> Result<Query, Value> {
+    serde_json::from_str::<Query>(line.trim()).map_err(|err| {
         let msg = match serde_json::from_str::<Value>(line.trim()) {
             Err(_) => format!("invalid JSON: {err}"),
             Ok(Value::Object(obj)) => match obj.get("cmd") {
+                Some(Value::String(cmd))
+                    if serde_json::from_value::<Request>(Value::Object(obj.clone())).is_ok() =>
+                {
+                    format!("bad fields in a {cmd:?} request: {err}")
+                }
                 Some(Value::String(cmd)) => format!(
                     "unknown cmd {cmd:?}: expected members, slots, status, leave or metrics"
                 ),
@@ -206,9 +222,9 @@ async fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Resu
         let reply = match std::str::from_utf8(&line) {
             Err(_) => error_value("request is not UTF-8"),
             Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => match parse_request(text) {
-                Ok(Request::Leave) => {
-                    write_reply(&mut write, &handler.handle(Request::Leave)).await?;
+            Ok(text) => match parse_query(text) {
+                Ok(query) if query.request == Request::Leave => {
+                    write_reply(&mut write, &handler.handle_query(query)).await?;
                     if let Some(mut outcome) = handler.leave_outcome() {
                         let done =
                             tokio::time::timeout(LEAVE_WAIT, outcome.wait_for(Option::is_some))
@@ -221,7 +237,7 @@ async fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Resu
                     }
                     return Ok(());
                 }
-                Ok(request) => handler.handle(request),
+                Ok(query) => handler.handle_query(query),
                 Err(reply) => reply,
             },
         };
@@ -258,6 +274,22 @@ mod tests {
     #[test]
     fn a_known_command_parses() {
         assert_eq!(parse_request(r#"{"cmd":"slots"}"#), Ok(Request::Slots));
+    }
+
+    #[test]
+    fn optional_fields_ride_along_and_a_plain_line_has_none() {
+        let q = parse_query(r#"{"cmd":"slots","used":true,"offset":5,"max_bytes":8000}"#).unwrap();
+        assert_eq!(q.request, Request::Slots);
+        assert!(q.options.used);
+        assert_eq!(q.options.offset, Some(5));
+        assert_eq!(q.options.max_bytes, Some(8000));
+        let q = parse_query(r#"{"cmd":"members"}"#).unwrap();
+        assert_eq!(q, Query::from(Request::Members));
+        let err = parse_query(r#"{"cmd":"slots","offset":-1}"#).unwrap_err();
+        assert!(
+            err["error"].as_str().unwrap().starts_with("bad fields"),
+            "{err}"
+        );
     }
 
     #[test]

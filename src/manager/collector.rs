@@ -3,7 +3,8 @@
 
 use super::{lock, Manager};
 use crate::control::model::{SlotState, SlotView};
-use crate::metrics::names;
+use crate::maps::MapStatus;
+use crate::metrics::names::{self, Family};
 use crate::metrics::{encode_counter, encode_gauge, labels, Collector, DescriptorEncoder, Labels};
 
 /// Encodes the manager's families.
@@ -71,6 +72,27 @@ impl Collector for ManagerCollector {
             .into_iter()
             .map(|(kind, n)| (labels(&names::ALERTS_ACTIVE, &[kind]), n as i64))
             .collect();
-        encode_gauge(&mut e, &names::ALERTS_ACTIVE, &active)
+        encode_gauge(&mut e, &names::ALERTS_ACTIVE, &active)?;
+        drop(shared);
+        if let Some(maps) = &inner.maps {
+            let st = maps.status();
+            let per_map = |f: &Family, v: fn(&MapStatus) -> u64| -> Vec<(Labels, u64)> {
+                st.iter().map(|s| (labels(f, &[&s.kind]), v(s))).collect()
+            };
+            let as_gauge = |samples: Vec<(Labels, u64)>| -> Vec<(Labels, i64)> {
+                samples.into_iter().map(|(l, v)| (l, v as i64)).collect()
+            };
+            let entries = per_map(&names::MAP_ENTRIES, |s| s.entries as u64);
+            encode_gauge(&mut e, &names::MAP_ENTRIES, &as_gauge(entries))?;
+            let in_sync = per_map(&names::MAP_IN_SYNC, |s| u64::from(s.in_sync));
+            encode_gauge(&mut e, &names::MAP_IN_SYNC, &as_gauge(in_sync))?;
+            let commands = per_map(&names::MAP_COMMANDS, |s| s.commands);
+            encode_counter(&mut e, &names::MAP_COMMANDS, &commands)?;
+            let writes = per_map(&names::MAP_FILE_WRITES, |s| s.file_writes);
+            encode_counter(&mut e, &names::MAP_FILE_WRITES, &writes)?;
+            let errors = per_map(&names::MAP_ERRORS, |s| s.errors);
+            encode_counter(&mut e, &names::MAP_ERRORS, &errors)?;
+        }
+        Ok(())
     }
 }

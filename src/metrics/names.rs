@@ -214,11 +214,51 @@ pub const COMMAND_TO_CONFIRM: Family = Family {
     labels: &["backend"],
 };
 
+// ---- HAProxy maps kept by the agent (with --haproxy-map) ---------------------------------
+
+/// Entries a kept map should hold, by map kind (`served-by`, `member-status`, …).
+pub const MAP_ENTRIES: Family = gauge(
+    "haserf_map_entries",
+    "Entries an HAProxy map kept by the agent should hold.",
+    &["map"],
+);
+/// 1 when HAProxy's copy of the map was read back equal to the desired entries.
+pub const MAP_IN_SYNC: Family = gauge(
+    "haserf_map_in_sync",
+    "1 when HAProxy's copy of the map was read back equal to the desired entries.",
+    &["map"],
+);
+/// Runtime commands sent to keep the map.
+pub const MAP_COMMANDS: Family = counter(
+    "haserf_map_commands",
+    "Runtime commands sent to keep the map.",
+    &["map"],
+);
+/// Times the map file was rewritten.
+pub const MAP_FILE_WRITES: Family = counter(
+    "haserf_map_file_writes",
+    "Times the map file was rewritten.",
+    &["map"],
+);
+/// Failed exchanges, refused commands and failed file writes for the map.
+pub const MAP_ERRORS: Family = counter(
+    "haserf_map_errors",
+    "Failed exchanges, refused commands and failed file writes for the map.",
+    &["map"],
+);
+
 // ---- the SPOE agent (with --spoe-bind) ---------------------------------------------------
 
 /// SPOE NOTIFY frames answered.
 pub const SPOE_NOTIFIES: Family =
     counter("haserf_spoe_notifies", "SPOE NOTIFY frames answered.", &[]);
+/// SPOE answers cut to fit HAProxy's max-frame-size (a list cut and flagged
+/// `<name>_truncated`, or a fact left out).
+pub const SPOE_TRUNCATED: Family = counter(
+    "haserf_spoe_truncated",
+    "SPOE answers cut to fit max-frame-size (a list cut, flagged <name>_truncated, or a fact left out).",
+    &[],
+);
 /// SPOE connections closed for bad input or timeouts.
 pub const SPOE_REJECTED: Family = counter(
     "haserf_spoe_rejected",
@@ -260,7 +300,13 @@ pub const ALL: &[Family] = &[
     ALERTS_ACTIVE,
     MEMBER_CHANGE_TO_COMMAND,
     COMMAND_TO_CONFIRM,
+    MAP_ENTRIES,
+    MAP_IN_SYNC,
+    MAP_COMMANDS,
+    MAP_FILE_WRITES,
+    MAP_ERRORS,
     SPOE_NOTIFIES,
+    SPOE_TRUNCATED,
     SPOE_REJECTED,
     METRICS_HTTP_REFUSED,
 ];
