@@ -6,10 +6,11 @@
 --
 -- It registers:
 --   * the HTTP service  lua.haserf-status  (http-request use-service lua.haserf-status ...)
---       the cluster view: members with status and tags, and every backend's used slots
---       (free ones counted) with HAProxy's own live status per slot. JSON for
---       `Accept: application/json` or `?format=json`, a small self-contained HTML page
---       otherwise. Any failure (agent unreachable, timeout, bad or oversized reply, a bug
+--       the cluster view: ready or not, alerts, every backend's used slots (free ones
+--       counted) with HAProxy's own live status, sessions and served count per slot, and
+--       the members with status and tags. JSON for `Accept: application/json` or
+--       `?format=json`, a small self-contained HTML page otherwise (reloads itself every
+--       HASERF_PAGE_REFRESH_S). Any failure (agent unreachable, timeout, bad or oversized reply, a bug
 --       here) answers 503 with the reason, never a 500.
 --   * the sample fetch  lua.haserf_node   (the node behind the server that answered)
 --       answered from a table kept fresh by a background task: no socket call per request.
@@ -22,6 +23,7 @@
 --   HASERF_TIMEOUT_MS     socket timeout for one exchange with the agent (default 1000)
 --   HASERF_PAGE_BYTES     largest reply line asked of the agent (default 8000): lists come
 --                         in pages so that every line fits one tune.bufsize buffer
+--   HASERF_PAGE_REFRESH_S how often the HTML status page reloads itself (default 2; 0: never)
 --
 -- Status socket protocol (JSON lines, docs/agent.md): `{"cmd":"members"}`,
 -- `{"cmd":"slots","used":true}`, `{"cmd":"status"}`, each with `"offset"`/`"max_bytes"`
@@ -36,6 +38,8 @@ local TIMEOUT_MS = tonumber(os.getenv("HASERF_TIMEOUT_MS") or "") or 1000
 if TIMEOUT_MS < 1 then TIMEOUT_MS = 1 end
 local PAGE_BYTES = math.tointeger(tonumber(os.getenv("HASERF_PAGE_BYTES") or "") or 8000) or 8000
 if PAGE_BYTES < 1024 then PAGE_BYTES = 1024 end
+local PAGE_REFRESH_S = math.tointeger(tonumber(os.getenv("HASERF_PAGE_REFRESH_S") or "") or 2) or 2
+if PAGE_REFRESH_S < 0 then PAGE_REFRESH_S = 0 end
 -- Bounds on one listing: the agent must make progress and stop.
 local MAX_PAGES = 10000
 local MAX_ENTRIES = 1000000
@@ -444,7 +448,10 @@ local function live_server(proxies, be, slot)
   local sv = px and px.servers[slot]
   if not sv then return nil end
   local st = sv:get_stats() or {}
-  return { status = st["status"], addr = sv:get_addr(), sessions = st["scur"], weight = st["weight"] }
+  return {
+    status = st["status"], addr = sv:get_addr(), sessions = st["scur"], served = st["stot"],
+    weight = st["weight"], check = st["check_status"],
+  }
 end
 
 -- members: the member list; slots: the used slots; free: backend -> number of free slots;
@@ -496,6 +503,8 @@ local function build_view(members_list, slots, free, status)
         live_status = live and live.status or NULL,
         live_addr = live and live.addr or NULL,
         live_sessions = live and live.sessions or NULL,
+        live_served = live and live.served or NULL,
+        live_check = live and live.check or NULL,
       })
     elseif type(free) ~= "table" then
       -- an agent that lists free slots (older than `"used":true`): count them instead
@@ -521,12 +530,21 @@ local function build_view(members_list, slots, free, status)
 end
 
 local CSS = [[
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
-h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
-table{border-collapse:collapse;background:#fff;min-width:40em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#eee}.muted{color:#888}code{font-size:.95em}
+body{font:14px/1.45 system-ui,sans-serif;margin:1.2em 1.5em;color:#1f2328;background:#f6f8fa}
+h1{font-size:1.45em;margin:0 0 .25em}h2{font-size:1.1em;margin:1.3em 0 .4em}
+table{border-collapse:collapse;background:#fff;min-width:46em}
+th,td{border:1px solid #d0d7de;padding:.3em .65em;text-align:left;vertical-align:top}
+th{background:#eaeef2;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#6e7781}code{font-size:.95em}.summary{margin:.2em 0 1em}
 .ok{color:#1a7f37;font-weight:600}.warn{color:#9a6700;font-weight:600}.bad{color:#cf222e;font-weight:600}
+.badge{display:inline-block;padding:.1em .55em;border-radius:1em;font-size:.75em;vertical-align:middle;color:#fff}
+.badge.ok{background:#1a7f37}.badge.bad{background:#cf222e}
+td.s-ready{background:#dafbe1;color:#116329;font-weight:600}
+td.s-drain{background:#fff8c5;color:#7d4e00;font-weight:600}
+td.s-maint{background:#ffebe9;color:#a40e26;font-weight:600}
+tr.gone td{color:#8c959f}
+.alert{border-left:4px solid #cf222e;background:#ffebe9;padding:.4em .8em;margin:.3em 0}
+.alert.resolved{border-color:#8c959f;background:#f6f8fa;color:#57606a}
 ]]
 
 local function status_class(s)
@@ -543,38 +561,132 @@ local function cell(v, cls)
   return "<td>" .. html_escape(v) .. "</td>"
 end
 
+-- 2h 5m, 5m 3s, 42s (as `haserf status`).
+local function human_duration(secs)
+  secs = math.tointeger(math.floor(tonumber(secs) or 0)) or 0
+  if secs < 0 then secs = 0 end
+  local d, h, m, s = secs // 86400, secs // 3600 % 24, secs // 60 % 60, secs % 60
+  if d > 0 then return d .. "d " .. h .. "h" end
+  if h > 0 then return h .. "h " .. m .. "m" end
+  if m > 0 then return m .. "m " .. s .. "s" end
+  return s .. "s"
+end
+
+-- The summary line under the title, from the agent's status (or why it is missing).
+local function summary(view)
+  local st = view.status
+  local parts = { "updated " .. os.date("!%H:%M:%S", view.generated_at) .. " UTC" }
+  if PAGE_REFRESH_S > 0 then parts[#parts + 1] = "refreshes every " .. PAGE_REFRESH_S .. " s" end
+  local alive, total = 0, 0
+  for _, m in ipairs(view.members) do
+    total = total + 1
+    if m.status == "alive" then alive = alive + 1 end
+  end
+  parts[#parts + 1] = alive .. " of " .. total .. " members alive"
+  local h = type(st) == "table" and val(st.haproxy)
+  if type(h) == "table" then
+    if val(h.pid) then
+      parts[#parts + 1] = "HAProxy pid " .. html_escape(h.pid) ..
+        (val(h.uptime_sec) and (", up " .. human_duration(h.uptime_sec)) or "")
+    end
+    if type(val(h.last_apply)) == "number" then
+      parts[#parts + 1] = "last change applied " .. human_duration(view.generated_at - h.last_apply) .. " ago"
+    end
+  end
+  parts[#parts + 1] = "agent socket <code>" .. html_escape(SOCKET) .. "</code>"
+  parts[#parts + 1] = '<a href="?format=json">JSON</a>'
+  return table.concat(parts, " &middot; ")
+end
+
+local function render_alerts(w, st)
+  local h = type(st) == "table" and val(st.haproxy)
+  local alerts = type(h) == "table" and val(h.alerts)
+  if type(alerts) ~= "table" or #alerts == 0 then return end
+  w("<h2>Alerts</h2>")
+  for _, a in ipairs(alerts) do
+    local active = val(a.active) ~= false
+    local text = html_escape(val(a.kind) or "alert") .. " &middot; backend " .. html_escape(val(a.backend)) ..
+      ": " .. html_escape(val(a.message)) .. ' <span class="muted">since ' .. html_escape(val(a.at)) .. "</span>"
+    if not active then
+      text = text .. ' <span class="muted">&mdash; resolved ' .. html_escape(val(a.resolved_at)) .. ": " ..
+        html_escape(val(a.resolution)) .. "</span>"
+    end
+    w('<div class="alert' .. (active and "" or " resolved") .. '">' .. text .. "</div>")
+  end
+end
+
 local function render_html(view)
   local o = {}
   local function w(s) o[#o + 1] = s end
+  local st = view.status
   w('<!DOCTYPE html><html><head><meta charset="utf-8"><title>haserf cluster</title>')
+  if PAGE_REFRESH_S > 0 then w('<meta http-equiv="refresh" content="' .. PAGE_REFRESH_S .. '">') end
   w("<style>" .. CSS .. "</style></head><body>")
-  w("<h1>haserf cluster</h1>")
-  w('<p class="muted">agent socket <code>' .. html_escape(SOCKET) .. "</code> &middot; " ..
-    #view.members .. " members &middot; " .. #view.backends ..
-    ' backends &middot; <a href="?format=json">JSON</a></p>')
+  local node, badge = "", ""
+  if type(st) == "table" and val(st.error) == nil then
+    node = val(st.node) and (" &middot; " .. html_escape(st.node)) or ""
+    if st.ready == true then
+      badge = ' <span class="badge ok">READY</span>'
+    else
+      badge = ' <span class="badge bad">NOT READY</span>'
+    end
+  elseif type(st) == "table" then
+    badge = ' <span class="badge bad">status unavailable: ' .. html_escape(st.error) .. "</span>"
+  end
+  w("<h1>haserf" .. node .. badge .. "</h1>")
+  w('<p class="summary muted">' .. summary(view) .. "</p>")
+  render_alerts(w, st)
+  local h = type(st) == "table" and val(st.haproxy)
+  local status_backends = type(h) == "table" and val(h.backends) or {}
+  for _, b in ipairs(view.backends) do
+    local sb = type(status_backends) == "table" and status_backends[b.name]
+    local queued = type(sb) == "table" and val(sb.queued)
+    local extra = ""
+    if type(queued) == "table" and #queued > 0 then
+      local names = {}
+      for _, q in ipairs(queued) do names[#names + 1] = html_escape(q) end
+      extra = ", " .. #queued .. " waiting for a slot: " .. table.concat(names, ", ")
+    end
+    w("<h2>Backend " .. html_escape(b.name) .. ' <span class="muted">(' .. b.used .. " used, " ..
+      b.free .. " free, not listed" .. extra .. ")</span></h2>")
+    w("<table><tr><th>slot</th><th>member</th><th>state</th><th>HAProxy</th><th>address</th>" ..
+      "<th>sessions</th><th>served</th><th>member status</th></tr>")
+    for _, s in ipairs(b.slots) do
+      local state = val(s.state)
+      local state_cls = state and ("s-" .. tostring(state)) or nil
+      w("<tr>" .. cell(s.slot) .. cell(s.member) .. cell(state, state_cls) ..
+        cell(s.live_status, status_class(s.live_status)) .. cell(s.addr) ..
+        cell(s.live_sessions, "num") .. cell(s.live_served, "num") ..
+        cell(s.member_status, status_class(s.member_status)) .. "</tr>")
+    end
+    if #b.slots == 0 then
+      w('<tr><td colspan="8" class="muted">no member in this backend</td></tr>')
+    end
+    w("</table>")
+  end
+  -- members: the live ones first, departed ones (left, failed) after and greyed
+  local order = { alive = 1, leaving = 2, failed = 3, left = 4 }
+  local members = {}
+  for _, m in ipairs(view.members) do members[#members + 1] = m end
+  table.sort(members, function(a, b)
+    local oa, ob = order[a.status] or 5, order[b.status] or 5
+    if oa ~= ob then return oa < ob end
+    return tostring(a.name) < tostring(b.name)
+  end)
   w("<h2>Members</h2><table><tr><th>name</th><th>address</th><th>status</th><th>tags</th></tr>")
-  for _, m in ipairs(view.members) do
+  for _, m in ipairs(members) do
     local tags = {}
     local keys = {}
     for k in pairs(m.tags) do keys[#keys + 1] = k end
     table.sort(keys)
     for _, k in ipairs(keys) do tags[#tags + 1] = html_escape(k) .. "=" .. html_escape(m.tags[k]) end
-    w("<tr>" .. cell(m.name) .. cell(tostring(m.addr) .. ":" .. tostring(m.port)) ..
-      cell(m.status, status_class(m.status)) .. "<td><code>" .. table.concat(tags, " ") .. "</code></td></tr>")
+    local gone = (m.status == "left" or m.status == "failed") and ' class="gone"' or ""
+    local status = m.status
+    if m.suspect == true and status == "alive" then status = "alive (suspect)" end
+    w("<tr" .. gone .. ">" .. cell(m.name) .. cell(tostring(m.addr) .. ":" .. tostring(m.port)) ..
+      cell(status, status_class(m.status)) .. "<td><code>" .. table.concat(tags, " ") .. "</code></td></tr>")
   end
   w("</table>")
-  for _, b in ipairs(view.backends) do
-    w("<h2>Backend " .. html_escape(b.name) .. ' <span class="muted">(' .. b.used .. " used, " ..
-      b.free .. " free, not listed)</span></h2>")
-    w("<table><tr><th>slot</th><th>member</th><th>member status</th><th>address</th>" ..
-      "<th>state</th><th>HAProxy live status</th><th>sessions</th></tr>")
-    for _, s in ipairs(b.slots) do
-      w("<tr>" .. cell(s.slot) .. cell(s.member) .. cell(s.member_status, status_class(s.member_status)) ..
-        cell(s.addr) .. cell(s.state, status_class(s.state)) ..
-        cell(s.live_status, status_class(s.live_status)) .. cell(s.live_sessions) .. "</tr>")
-    end
-    w("</table>")
-  end
   w("</body></html>\n")
   return table.concat(o)
 end

@@ -2,7 +2,7 @@
 # Installs what haserf's demo and tests need on a fresh Debian machine:
 # haproxy and serf from Debian's packages, plus the small tools the docs and tests use
 # (socat for the status socket by hand, systemd-analyze to check the unit, script for a
-# terminal), and Python's prometheus_client from PyPI for the metrics format test. The
+# terminal, chromium to look at the status page), and Python's prometheus_client from PyPI for the metrics format test. The
 # other tested HAProxy/serf versions come from scripts/versions.sh (scripts/test.sh calls both).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
@@ -19,6 +19,8 @@ command -v python3 >/dev/null || need+=(python3)
 command -v socat >/dev/null || need+=(socat)
 command -v script >/dev/null || need+=(bsdutils)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# headless Chromium renders the Lua status page in tests/status_page_screenshot.rs
+command -v chromium >/dev/null || need+=(chromium)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # scripts/versions.sh: other HAProxy/serf versions from Debian's archive, unpacked beside the
 # system's (patchelf points them at their own glibc; perl finds the matrix suites).

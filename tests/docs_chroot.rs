@@ -23,26 +23,14 @@ fn a_chrooted_haproxy_s_status_page_reaches_an_agent_whose_socket_is_inside_the_
     std::fs::create_dir(&sock_dir).unwrap();
     let ip = alloc_ip();
     let fe = std::net::SocketAddr::from((ip, free_port_on(ip)));
-    let lua = concat!(env!("CARGO_MANIFEST_DIR"), "/lua/haserf.lua");
-    let h = Haproxy::start(
-        HaproxyConfig::new(&format!(
-            "frontend fe
-    bind {fe}
-    http-request use-service lua.haserf-status if {{ path /haserf }}
-    default_backend web
-
-backend web
-    balance roundrobin
-    option httpchk GET /healthz
-    default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2
-    server-template web 1-3 127.0.0.1:9 check disabled
-"
-        ))
-        .global(&format!(
-            "chroot {}\n    setenv HASERF_STATUS_SOCKET /haserf/haserf.sock\n    lua-load {lua}",
+    let h = Haproxy::start(HaproxyConfig::status_page(
+        fe,
+        3,
+        &format!(
+            "chroot {}\n    setenv HASERF_STATUS_SOCKET /haserf/haserf.sock",
             chroot.path().display()
-        )),
-    );
+        ),
+    ));
     let node = WebNode::start("web1", None);
     let sock = sock_dir.join("haserf.sock").display().to_string();
     let agent = HaserfAgent::start(
