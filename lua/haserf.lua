@@ -6,22 +6,29 @@
 --
 -- It registers:
 --   * the HTTP service  lua.haserf-status  (http-request use-service lua.haserf-status ...)
---       the cluster view: members with status and tags, and every backend's slot table
---       with HAProxy's own live status per slot. JSON for `Accept: application/json` or
---       `?format=json`, a small self-contained HTML page otherwise. 503 with a clear body
---       when the agent cannot be reached.
---   * the sample fetch  lua.haserf_node   (http-response set-header X-Served-By %[lua.haserf_node])
---       the cluster node behind the server that handled the request. Answered from a map
---       kept fresh by a background task: no socket call per request.
+--       the cluster view: ready or not, alerts, every backend's used slots (free ones
+--       counted) with HAProxy's own live status, sessions and served count per slot, and
+--       the members with status and tags. JSON for `Accept: application/json` or
+--       `?format=json`, a small self-contained HTML page otherwise (reloads itself every
+--       HASERF_PAGE_REFRESH_S). Any failure (agent unreachable, timeout, bad or oversized reply, a bug
+--       here) answers 503 with the reason, never a 500.
+--   * the sample fetch  lua.haserf_node   (the node behind the server that answered)
+--       answered from a table kept fresh by a background task: no socket call per request.
+--       For X-Served-By the `served-by` map kept by the agent is faster and needs no Lua
+--       (docs/companion.md); this fetch stays for configurations that already use it.
 --
 -- Environment (read once at load time):
 --   HASERF_STATUS_SOCKET  the agent's status socket (default /run/haserf/haserf.sock)
---   HASERF_REFRESH_MS     how often the background task refreshes the map (default 1000)
+--   HASERF_REFRESH_MS     how often the background task refreshes its table (default 1000)
 --   HASERF_TIMEOUT_MS     socket timeout for one exchange with the agent (default 1000)
+--   HASERF_PAGE_BYTES     largest reply line asked of the agent (default 8000): lists come
+--                         in pages so that every line fits one tune.bufsize buffer
+--   HASERF_PAGE_REFRESH_S how often the HTML status page reloads itself (default 2; 0: never)
 --
--- Status socket protocol (JSON lines): `{"cmd":"members"}` -> `{"members":[...]}`,
--- `{"cmd":"slots"}` -> `{"slots":[...]}`, `{"cmd":"status"}` -> a summary object,
--- errors are `{"error":"..."}`.
+-- Status socket protocol (JSON lines, docs/agent.md): `{"cmd":"members"}`,
+-- `{"cmd":"slots","used":true}`, `{"cmd":"status"}`, each with `"offset"`/`"max_bytes"`
+-- for one page (`"next"` in the reply names the following page); errors are
+-- `{"error":"..."}`.
 
 local SOCKET = os.getenv("HASERF_STATUS_SOCKET")
 if SOCKET == nil or SOCKET == "" then SOCKET = "/run/haserf/haserf.sock" end
@@ -29,6 +36,13 @@ local REFRESH_MS = tonumber(os.getenv("HASERF_REFRESH_MS") or "") or 1000
 if REFRESH_MS < 50 then REFRESH_MS = 50 end
 local TIMEOUT_MS = tonumber(os.getenv("HASERF_TIMEOUT_MS") or "") or 1000
 if TIMEOUT_MS < 1 then TIMEOUT_MS = 1 end
+local PAGE_BYTES = math.tointeger(tonumber(os.getenv("HASERF_PAGE_BYTES") or "") or 8000) or 8000
+if PAGE_BYTES < 1024 then PAGE_BYTES = 1024 end
+local PAGE_REFRESH_S = math.tointeger(tonumber(os.getenv("HASERF_PAGE_REFRESH_S") or "") or 2) or 2
+if PAGE_REFRESH_S < 0 then PAGE_REFRESH_S = 0 end
+-- Bounds on one listing: the agent must make progress and stop.
+local MAX_PAGES = 10000
+local MAX_ENTRIES = 1000000
 
 -- core.tcp() wants "unix@/path" (a bare absolute path also works in 2.6).
 local CONNECT_ADDR = SOCKET
@@ -221,45 +235,100 @@ end
 -- Talking to the agent
 ---------------------------------------------------------------------------------------------
 
--- Sends one command and returns the decoded reply, or nil and an error text. Never raises.
--- Only callable where core.tcp() is allowed (tasks, services, actions); the socket yields,
--- so HAProxy is never blocked.
---
--- One connection per command, on purpose: HAProxy 2.6's Lua sockets cannot read a reply
--- that does not fit in one buffer (tune.bufsize, 16 KB by default) and stall when the
--- agent's pending output exceeds it, so pipelining several replies on one connection would
--- hit that limit sooner.
-local function query(cmd)
+-- Failures are logged when their reason changes (not once per request, and not only the
+-- first one), and recovery is logged once.
+local last_failure = {}
+
+local function note_failure(what, reason)
+  if last_failure[what] ~= reason then
+    last_failure[what] = reason
+    core.Warning("haserf: " .. what .. ": " .. reason)
+  end
+end
+
+local function note_ok(what)
+  if last_failure[what] ~= nil then
+    last_failure[what] = nil
+    core.Info("haserf: " .. what .. ": the agent at " .. SOCKET .. " answers again")
+  end
+end
+
+-- One connection to the agent for a series of requests. Every reply is read completely
+-- before the next request is sent, and lists are asked for in pages of at most
+-- PAGE_BYTES: a Lua socket reads a line into one tune.bufsize buffer and cannot read a
+-- longer one (2.6 waits for the timeout, 3.0/3.2 hang, 3.4 cuts it).
+-- Only usable where core.tcp() is allowed (tasks, services, actions). Never raises.
+local Session = {}
+Session.__index = Session
+
+local function open_session()
   local s = core.tcp()
-  s:settimeout(TIMEOUT_MS / 1000)
-  local ok, cerr = s:connect(CONNECT_ADDR)
-  if not ok then
-    s:close()
-    return nil, "cannot connect to the haserf agent at " .. SOCKET .. ": " .. tostring(cerr)
+  local ok, res, cerr = pcall(function()
+    s:settimeout(TIMEOUT_MS / 1000)
+    return s:connect(CONNECT_ADDR)
+  end)
+  if not ok or not res then
+    pcall(s.close, s)
+    return nil, "cannot connect to the haserf agent at " .. SOCKET .. ": " ..
+      tostring(ok and cerr or res)
   end
-  local sent, serr = s:send('{"cmd":"' .. cmd .. '"}\n')
-  if not sent then
-    s:close()
-    return nil, "cannot send to the haserf agent at " .. SOCKET .. ": " .. tostring(serr)
+  return setmetatable({ sock = s }, Session)
+end
+
+function Session:close()
+  pcall(self.sock.close, self.sock)
+end
+
+-- Sends one request line and returns the decoded reply object, or nil and a reason.
+function Session:request(line, what)
+  local ok, sent, serr = pcall(self.sock.send, self.sock, line .. "\n")
+  if not ok or not sent then
+    return nil, "cannot send to the haserf agent at " .. SOCKET .. ": " .. tostring(ok and serr or sent)
   end
-  local line, rerr = s:receive("*l")
-  s:close()
-  if not line then
-    return nil, "no reply from the haserf agent at " .. SOCKET .. " to " .. cmd .. ": " ..
-      tostring(rerr) .. " (a hung agent, or a reply larger than tune.bufsize)"
+  local okr, reply, rerr = pcall(self.sock.receive, self.sock, "*l")
+  if not okr or not reply then
+    return nil, "no reply from the haserf agent at " .. SOCKET .. " to " .. what .. " within " ..
+      TIMEOUT_MS .. " ms: " .. tostring(okr and rerr or reply) ..
+      " (a hung agent, or a reply line longer than tune.bufsize: is the agent older than this script?)"
   end
-  local okd, obj = pcall(json.decode, line)
+  local okd, obj = pcall(json.decode, reply)
   if not okd then
-    return nil, "unreadable reply from the haserf agent to " .. cmd .. ": " .. tostring(obj)
+    -- HAProxy 3.4 hands out a line cut at one buffer (tune.bufsize) instead of waiting
+    return nil, "unreadable reply from the haserf agent to " .. what .. " (" .. #reply ..
+      " bytes; cut at tune.bufsize if that is about its size): " .. tostring(obj)
+  end
+  if getmetatable(obj) ~= OBJECT_MT then
+    return nil, "reply to " .. what .. " is not a JSON object"
+  end
+  if obj.error ~= nil then
+    return nil, "the haserf agent answered " .. what .. " with an error: " .. tostring(obj.error)
   end
   return obj
 end
 
-local function reply_error(obj, key)
-  if type(obj) ~= "table" then return "reply is not an object" end
-  if obj.error ~= nil then return "agent error: " .. tostring(val(obj.error)) end
-  if key and type(obj[key]) ~= "table" then return "reply has no " .. key .. " list" end
-  return nil
+-- Every entry of list `key` from command `cmd` (extra request fields in `extra`, a JSON
+-- fragment starting with a comma, or ""), page by page. Returns the entries and the last
+-- reply (for fields next to the list, such as "free"), or nil and a reason.
+function Session:list(cmd, key, extra)
+  local items, offset, last = {}, 0, nil
+  for _ = 1, MAX_PAGES do
+    local line = '{"cmd":"' .. cmd .. '"' .. extra .. ',"offset":' .. offset ..
+      ',"max_bytes":' .. PAGE_BYTES .. '}'
+    local reply, err = self:request(line, cmd)
+    if not reply then return nil, err end
+    local page = reply[key]
+    if type(page) ~= "table" then return nil, "reply to " .. cmd .. " has no " .. key .. " list" end
+    for _, e in ipairs(page) do items[#items + 1] = e end
+    if #items > MAX_ENTRIES then return nil, "reply to " .. cmd .. " lists more than " .. MAX_ENTRIES .. " entries" end
+    last = reply
+    local nxt = reply.next
+    if nxt == nil or nxt == json.null then return items, last end
+    if math.type(nxt) ~= "integer" or nxt <= offset then
+      return nil, "reply to " .. cmd .. " names no later page (next=" .. tostring(nxt) .. ")"
+    end
+    offset = nxt
+  end
+  return nil, "reply to " .. cmd .. " did not end within " .. MAX_PAGES .. " pages"
 end
 
 -- HAProxy writes IPv6 addresses without brackets ("::1:80"); compare on that form.
@@ -269,20 +338,21 @@ local function norm_addr(a)
 end
 
 ---------------------------------------------------------------------------------------------
--- Background task: slot -> node map for lua.haserf_node
+-- Background task: slot -> node table for lua.haserf_node
 ---------------------------------------------------------------------------------------------
 
 -- node_map[backend][slot] = { member = "node-name", addr = "ip:port" }
 local node_map = {}
-local map_state = { refreshed = 0, last_error = nil, failures = 0 }
 
 local function refresh_map()
-  local reply, err = query("slots")
-  if not reply then return nil, err end
-  local perr = reply_error(reply, "slots")
-  if perr then return nil, perr end
+  local sess, err = open_session()
+  if not sess then return nil, err end
+  local slots
+  slots, err = sess:list("slots", "slots", ',"used":true')
+  sess:close()
+  if not slots then return nil, err end
   local m = {}
-  for _, s in ipairs(reply.slots) do
+  for _, s in ipairs(slots) do
     local be, slot, member = val(s.backend), val(s.slot), val(s.member)
     if type(be) == "string" and type(slot) == "string" and type(member) == "string" then
       m[be] = m[be] or {}
@@ -294,22 +364,13 @@ local function refresh_map()
 end
 
 core.register_task(function()
-  local warned = false
   while true do
     local ok, res, err = pcall(refresh_map)
     if ok and res then
-      map_state.refreshed = core.now().sec
-      map_state.last_error = nil
-      if warned then core.Info("haserf: agent reachable again at " .. SOCKET) end
-      warned = false
+      note_ok("slot table refresh")
     else
-      -- keep the last map: the address check in the fetch keeps it honest
-      map_state.last_error = ok and err or tostring(res)
-      map_state.failures = map_state.failures + 1
-      if not warned then
-        core.Warning("haserf: cannot refresh the slot map: " .. tostring(map_state.last_error))
-        warned = true
-      end
+      -- keep the last table: the address check in the fetch keeps it honest
+      note_failure("slot table refresh", tostring(ok and err or res))
     end
     core.msleep(REFRESH_MS)
   end
@@ -318,7 +379,7 @@ end)
 -- The node behind the server that handled this request, or "" when unknown (a Lua nil
 -- would turn into the boolean false, printed "0"). A slot reused since the last refresh is
 -- detected by its address and yields "" rather than a wrong name.
-core.register_fetches("haserf_node", function(txn)
+local function haserf_node(txn)
   local be = txn.f:be_name()
   local srv = txn.f:srv_name()
   if not be or not srv then return "" end
@@ -332,6 +393,13 @@ core.register_fetches("haserf_node", function(txn)
     if sv and norm_addr(sv:get_addr()) ~= e.addr then return "" end
   end
   return e.member
+end
+
+core.register_fetches("haserf_node", function(txn)
+  local ok, res = pcall(haserf_node, txn)
+  if ok then return res end
+  note_failure("lua.haserf_node", tostring(res))
+  return ""
 end)
 
 ---------------------------------------------------------------------------------------------
@@ -369,19 +437,29 @@ local function respond(applet, code, ctype, body)
   applet:send(body)
 end
 
--- HAProxy's own view of one server: status, address, current sessions.
-local function live_server(be, slot)
-  local px = core.backends[be]
+-- HAProxy's own view of one server: status, address, current sessions. `proxies` caches
+-- core.backends lookups for one page (each lookup builds the proxy's server table).
+local function live_server(proxies, be, slot)
+  local px = proxies[be]
+  if px == nil then
+    px = core.backends[be] or false
+    proxies[be] = px
+  end
   local sv = px and px.servers[slot]
   if not sv then return nil end
   local st = sv:get_stats() or {}
-  return { status = st["status"], addr = sv:get_addr(), sessions = st["scur"], weight = st["weight"] }
+  return {
+    status = st["status"], addr = sv:get_addr(), sessions = st["scur"], served = st["stot"],
+    weight = st["weight"], check = st["check_status"],
+  }
 end
 
-local function build_view(members_reply, slots_reply, status_reply)
+-- members: the member list; slots: the used slots; free: backend -> number of free slots;
+-- status: the agent's status object (or a table with `error`).
+local function build_view(members_list, slots, free, status)
   local status_of = {}
   local members = array()
-  for _, m in ipairs(members_reply.members) do
+  for _, m in ipairs(members_list) do
     local tags = object()
     if type(m.tags) == "table" then
       for k, v in pairs(m.tags) do tags[k] = val(v) end
@@ -395,28 +473,43 @@ local function build_view(members_reply, slots_reply, status_reply)
   table.sort(members, function(a, b) return tostring(a.name) < tostring(b.name) end)
 
   local backends, by_name = array(), {}
-  for _, s in ipairs(slots_reply.slots) do
-    local be = tostring(val(s.backend))
+  local function backend(be)
     local b = by_name[be]
     if not b then
       b = object({ name = be, slots = array(), used = 0, free = 0 })
       by_name[be] = b
       backends[#backends + 1] = b
     end
+    return b
+  end
+  if type(free) == "table" then
+    for be, n in pairs(free) do backend(tostring(be)).free = math.tointeger(n) or 0 end
+  end
+  local proxies = {}
+  for _, s in ipairs(slots) do
+    local be = tostring(val(s.backend))
+    local b = backend(be)
     local member = val(s.member)
-    if member then b.used = b.used + 1 else b.free = b.free + 1 end
-    local live = live_server(be, tostring(val(s.slot)))
-    b.slots[#b.slots + 1] = object({
-      slot = val(s.slot),
-      member = member,
-      member_status = member and (status_of[member] or "unknown") or nil,
-      addr = val(s.addr),
-      state = val(s.state),
-      agent_haproxy_status = val(s.haproxy_status),
-      live_status = live and live.status or NULL,
-      live_addr = live and live.addr or NULL,
-      live_sessions = live and live.sessions or NULL,
-    })
+    if member then
+      b.used = b.used + 1
+      local live = live_server(proxies, be, tostring(val(s.slot)))
+      b.slots[#b.slots + 1] = object({
+        slot = val(s.slot),
+        member = member,
+        member_status = status_of[member] or "unknown",
+        addr = val(s.addr),
+        state = val(s.state),
+        agent_haproxy_status = val(s.haproxy_status),
+        live_status = live and live.status or NULL,
+        live_addr = live and live.addr or NULL,
+        live_sessions = live and live.sessions or NULL,
+        live_served = live and live.served or NULL,
+        live_check = live and live.check or NULL,
+      })
+    elseif type(free) ~= "table" then
+      -- an agent that lists free slots (older than `"used":true`): count them instead
+      b.free = b.free + 1
+    end
   end
   table.sort(backends, function(a, b) return a.name < b.name end)
   local function slot_num(s) return tonumber(string.match(tostring(s.slot), "(%d+)$")) or 0 end
@@ -427,8 +520,6 @@ local function build_view(members_reply, slots_reply, status_reply)
       return tostring(x.slot) < tostring(y.slot)
     end)
   end
-  local status = NULL
-  if type(status_reply) == "table" and status_reply.error == nil then status = status_reply end
   return object({
     agent_socket = SOCKET,
     generated_at = core.now().sec,
@@ -439,12 +530,21 @@ local function build_view(members_reply, slots_reply, status_reply)
 end
 
 local CSS = [[
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}
-h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
-table{border-collapse:collapse;background:#fff;min-width:40em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#eee}.muted{color:#888}code{font-size:.95em}
+body{font:14px/1.45 system-ui,sans-serif;margin:1.2em 1.5em;color:#1f2328;background:#f6f8fa}
+h1{font-size:1.45em;margin:0 0 .25em}h2{font-size:1.1em;margin:1.3em 0 .4em}
+table{border-collapse:collapse;background:#fff;min-width:46em}
+th,td{border:1px solid #d0d7de;padding:.3em .65em;text-align:left;vertical-align:top}
+th{background:#eaeef2;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.muted{color:#6e7781}code{font-size:.95em}.summary{margin:.2em 0 1em}
 .ok{color:#1a7f37;font-weight:600}.warn{color:#9a6700;font-weight:600}.bad{color:#cf222e;font-weight:600}
+.badge{display:inline-block;padding:.1em .55em;border-radius:1em;font-size:.75em;vertical-align:middle;color:#fff}
+.badge.ok{background:#1a7f37}.badge.bad{background:#cf222e}
+td.s-ready{background:#dafbe1;color:#116329;font-weight:600}
+td.s-drain{background:#fff8c5;color:#7d4e00;font-weight:600}
+td.s-maint{background:#ffebe9;color:#a40e26;font-weight:600}
+tr.gone td{color:#8c959f}
+.alert{border-left:4px solid #cf222e;background:#ffebe9;padding:.4em .8em;margin:.3em 0}
+.alert.resolved{border-color:#8c959f;background:#f6f8fa;color:#57606a}
 ]]
 
 local function status_class(s)
@@ -461,73 +561,200 @@ local function cell(v, cls)
   return "<td>" .. html_escape(v) .. "</td>"
 end
 
+-- 2h 5m, 5m 3s, 42s (as `haserf status`).
+local function human_duration(secs)
+  secs = math.tointeger(math.floor(tonumber(secs) or 0)) or 0
+  if secs < 0 then secs = 0 end
+  local d, h, m, s = secs // 86400, secs // 3600 % 24, secs // 60 % 60, secs % 60
+  if d > 0 then return d .. "d " .. h .. "h" end
+  if h > 0 then return h .. "h " .. m .. "m" end
+  if m > 0 then return m .. "m " .. s .. "s" end
+  return s .. "s"
+end
+
+-- The summary line under the title, from the agent's status (or why it is missing).
+local function summary(view)
+  local st = view.status
+  local parts = { "updated " .. os.date("!%H:%M:%S", view.generated_at) .. " UTC" }
+  if PAGE_REFRESH_S > 0 then parts[#parts + 1] = "refreshes every " .. PAGE_REFRESH_S .. " s" end
+  local alive, total = 0, 0
+  for _, m in ipairs(view.members) do
+    total = total + 1
+    if m.status == "alive" then alive = alive + 1 end
+  end
+  parts[#parts + 1] = alive .. " of " .. total .. " members alive"
+  local h = type(st) == "table" and val(st.haproxy)
+  if type(h) == "table" then
+    if val(h.pid) then
+      parts[#parts + 1] = "HAProxy pid " .. html_escape(h.pid) ..
+        (val(h.uptime_sec) and (", up " .. human_duration(h.uptime_sec)) or "")
+    end
+    if type(val(h.last_apply)) == "number" then
+      parts[#parts + 1] = "last change applied " .. human_duration(view.generated_at - h.last_apply) .. " ago"
+    end
+  end
+  parts[#parts + 1] = "agent socket <code>" .. html_escape(SOCKET) .. "</code>"
+  parts[#parts + 1] = '<a href="?format=json">JSON</a>'
+  return table.concat(parts, " &middot; ")
+end
+
+local function render_alerts(w, st)
+  local h = type(st) == "table" and val(st.haproxy)
+  local alerts = type(h) == "table" and val(h.alerts)
+  if type(alerts) ~= "table" or #alerts == 0 then return end
+  w("<h2>Alerts</h2>")
+  for _, a in ipairs(alerts) do
+    local active = val(a.active) ~= false
+    local text = html_escape(val(a.kind) or "alert") .. " &middot; backend " .. html_escape(val(a.backend)) ..
+      ": " .. html_escape(val(a.message)) .. ' <span class="muted">since ' .. html_escape(val(a.at)) .. "</span>"
+    if not active then
+      text = text .. ' <span class="muted">&mdash; resolved ' .. html_escape(val(a.resolved_at)) .. ": " ..
+        html_escape(val(a.resolution)) .. "</span>"
+    end
+    w('<div class="alert' .. (active and "" or " resolved") .. '">' .. text .. "</div>")
+  end
+end
+
 local function render_html(view)
   local o = {}
   local function w(s) o[#o + 1] = s end
+  local st = view.status
   w('<!DOCTYPE html><html><head><meta charset="utf-8"><title>haserf cluster</title>')
+  if PAGE_REFRESH_S > 0 then w('<meta http-equiv="refresh" content="' .. PAGE_REFRESH_S .. '">') end
   w("<style>" .. CSS .. "</style></head><body>")
-  w("<h1>haserf cluster</h1>")
-  w('<p class="muted">agent socket <code>' .. html_escape(SOCKET) .. "</code> &middot; " ..
-    #view.members .. " members &middot; " .. #view.backends ..
-    ' backends &middot; <a href="?format=json">JSON</a></p>')
+  local node, badge = "", ""
+  if type(st) == "table" and val(st.error) == nil then
+    node = val(st.node) and (" &middot; " .. html_escape(st.node)) or ""
+    if st.ready == true then
+      badge = ' <span class="badge ok">READY</span>'
+    else
+      badge = ' <span class="badge bad">NOT READY</span>'
+    end
+  elseif type(st) == "table" then
+    badge = ' <span class="badge bad">status unavailable: ' .. html_escape(st.error) .. "</span>"
+  end
+  w("<h1>haserf" .. node .. badge .. "</h1>")
+  w('<p class="summary muted">' .. summary(view) .. "</p>")
+  render_alerts(w, st)
+  local h = type(st) == "table" and val(st.haproxy)
+  local status_backends = type(h) == "table" and val(h.backends) or {}
+  for _, b in ipairs(view.backends) do
+    local sb = type(status_backends) == "table" and status_backends[b.name]
+    local queued = type(sb) == "table" and val(sb.queued)
+    local extra = ""
+    if type(queued) == "table" and #queued > 0 then
+      local names = {}
+      for _, q in ipairs(queued) do names[#names + 1] = html_escape(q) end
+      extra = ", " .. #queued .. " waiting for a slot: " .. table.concat(names, ", ")
+    end
+    w("<h2>Backend " .. html_escape(b.name) .. ' <span class="muted">(' .. b.used .. " used, " ..
+      b.free .. " free, not listed" .. extra .. ")</span></h2>")
+    w("<table><tr><th>slot</th><th>member</th><th>state</th><th>HAProxy</th><th>address</th>" ..
+      "<th>sessions</th><th>served</th><th>member status</th></tr>")
+    for _, s in ipairs(b.slots) do
+      local state = val(s.state)
+      local state_cls = state and ("s-" .. tostring(state)) or nil
+      w("<tr>" .. cell(s.slot) .. cell(s.member) .. cell(state, state_cls) ..
+        cell(s.live_status, status_class(s.live_status)) .. cell(s.addr) ..
+        cell(s.live_sessions, "num") .. cell(s.live_served, "num") ..
+        cell(s.member_status, status_class(s.member_status)) .. "</tr>")
+    end
+    if #b.slots == 0 then
+      w('<tr><td colspan="8" class="muted">no member in this backend</td></tr>')
+    end
+    w("</table>")
+  end
+  -- members: the live ones first, departed ones (left, failed) after and greyed
+  local order = { alive = 1, leaving = 2, failed = 3, left = 4 }
+  local members = {}
+  for _, m in ipairs(view.members) do members[#members + 1] = m end
+  table.sort(members, function(a, b)
+    local oa, ob = order[a.status] or 5, order[b.status] or 5
+    if oa ~= ob then return oa < ob end
+    return tostring(a.name) < tostring(b.name)
+  end)
   w("<h2>Members</h2><table><tr><th>name</th><th>address</th><th>status</th><th>tags</th></tr>")
-  for _, m in ipairs(view.members) do
+  for _, m in ipairs(members) do
     local tags = {}
     local keys = {}
     for k in pairs(m.tags) do keys[#keys + 1] = k end
     table.sort(keys)
     for _, k in ipairs(keys) do tags[#tags + 1] = html_escape(k) .. "=" .. html_escape(m.tags[k]) end
-    w("<tr>" .. cell(m.name) .. cell(tostring(m.addr) .. ":" .. tostring(m.port)) ..
-      cell(m.status, status_class(m.status)) .. "<td><code>" .. table.concat(tags, " ") .. "</code></td></tr>")
+    local gone = (m.status == "left" or m.status == "failed") and ' class="gone"' or ""
+    local status = m.status
+    if m.suspect == true and status == "alive" then status = "alive (suspect)" end
+    w("<tr" .. gone .. ">" .. cell(m.name) .. cell(tostring(m.addr) .. ":" .. tostring(m.port)) ..
+      cell(status, status_class(m.status)) .. "<td><code>" .. table.concat(tags, " ") .. "</code></td></tr>")
   end
   w("</table>")
-  for _, b in ipairs(view.backends) do
-    w("<h2>Backend " .. html_escape(b.name) .. ' <span class="muted">(' .. b.used .. " used, " ..
-      b.free .. " free)</span></h2>")
-    w("<table><tr><th>slot</th><th>member</th><th>member status</th><th>address</th>" ..
-      "<th>state</th><th>HAProxy live status</th><th>sessions</th></tr>")
-    for _, s in ipairs(b.slots) do
-      w("<tr>" .. cell(s.slot) .. cell(s.member) .. cell(s.member_status, status_class(s.member_status)) ..
-        cell(s.addr) .. cell(s.state, status_class(s.state)) ..
-        cell(s.live_status, status_class(s.live_status)) .. cell(s.live_sessions) .. "</tr>")
-    end
-    w("</table>")
-  end
   w("</body></html>\n")
   return table.concat(o)
 end
 
-core.register_service("haserf-status", "http", function(applet)
-  local as_json = wants_json(applet)
-  local members, slots, status, err
-  members, err = query("members")
-  if members then
-    err = reply_error(members, "members")
-    if not err then
-      slots, err = query("slots")
-      if slots then err = reply_error(slots, "slots") end
-    end
-  end
-  if not err then status = query("status") end
-  if err then
-    if as_json then
-      respond(applet, 503, "application/json", json.encode(object({
-        error = "haserf agent unavailable", detail = err, agent_socket = SOCKET,
-      })) .. "\n")
-    else
-      respond(applet, 503, "text/html; charset=utf-8",
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>haserf: agent unavailable</title>' ..
-        "<style>" .. CSS .. "</style></head><body><h1>haserf agent unavailable</h1><p>" ..
-        html_escape(err) .. '</p><p class="muted">HAProxy keeps serving traffic; this page ' ..
-        "recovers by itself when the agent is back.</p></body></html>\n")
-    end
-    return
-  end
-  local view = build_view(members, slots, status)
-  if as_json then
-    respond(applet, 200, "application/json", json.encode(view) .. "\n")
+-- Reads everything the page shows, on one connection. Returns the view, or nil and a reason.
+local function read_view()
+  local sess, err = open_session()
+  if not sess then return nil, err end
+  local members, slots, last
+  members, last = sess:list("members", "members", "")
+  if not members then
+    err = last
   else
-    respond(applet, 200, "text/html; charset=utf-8", render_html(view))
+    slots, last = sess:list("slots", "slots", ',"used":true')
+    if not slots then err = last end
+  end
+  local status
+  if not err then
+    -- the summary is optional on the page: a failure shows in it instead of failing the page
+    local st, serr = sess:request('{"cmd":"status","max_bytes":' .. PAGE_BYTES .. '}', "status")
+    status = st or object({ error = serr })
+  end
+  sess:close()
+  if err then return nil, err end
+  return build_view(members, slots, last and last.free, status)
+end
+
+local function unavailable(applet, as_json, reason)
+  if as_json then
+    respond(applet, 503, "application/json", json.encode(object({
+      error = "haserf agent unavailable", detail = reason, agent_socket = SOCKET,
+    })) .. "\n")
+  else
+    respond(applet, 503, "text/html; charset=utf-8",
+      '<!DOCTYPE html><html><head><meta charset="utf-8"><title>haserf: agent unavailable</title>' ..
+      "<style>" .. CSS .. "</style></head><body><h1>haserf agent unavailable</h1><p>" ..
+      html_escape(reason) .. '</p><p class="muted">HAProxy keeps serving traffic; this page ' ..
+      "recovers by itself when the agent is back.</p></body></html>\n")
+  end
+end
+
+-- Every failure becomes the documented 503 with its reason (a runtime error in here
+-- included): HAProxy's own 500 and a per-request ALERT are never what a user sees.
+core.register_service("haserf-status", "http", function(applet)
+  local as_json = false
+  local started = false
+  local ok, err = pcall(function()
+    as_json = wants_json(applet)
+    local view, reason = read_view()
+    if not view then
+      note_failure("status page", reason)
+      started = true
+      return unavailable(applet, as_json, reason)
+    end
+    note_ok("status page")
+    local body, ctype
+    if as_json then
+      body, ctype = json.encode(view) .. "\n", "application/json"
+    else
+      body, ctype = render_html(view), "text/html; charset=utf-8"
+    end
+    started = true
+    respond(applet, 200, ctype, body)
+  end)
+  if not ok then
+    local reason = "internal error in haserf.lua: " .. tostring(err)
+    note_failure("status page", reason)
+    if not started then pcall(unavailable, applet, as_json, reason) end
   end
 end)
 

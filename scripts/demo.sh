@@ -98,7 +98,9 @@ start haproxy haproxy -W -S "$STATE/master.sock" -f "$STATE/haproxy.cfg" -p "$ST
 wait_for 10 "HAProxy" test -S "$STATE/haproxy.sock"
 start agent "$HASERF" agent --node lb --bind "$LB:7946" \
   --haproxy-socket "$STATE/haproxy.sock" --backend web --status-socket "$STATE/haserf.sock"
-if ! wait_for 15 "the haserf agent" "$HASERF" status --status-socket "$STATE/haserf.sock"; then
+# `haserf status` exits 2 while nothing answers (1: answers, not ready yet; 0: ready)
+answers() { local rc=0; "$HASERF" status --status-socket "$STATE/haserf.sock" || rc=$?; [ "$rc" -ne 2 ]; }
+if ! wait_for 15 "the haserf agent" answers; then
   echo "demo: the haserf agent did not start; its log:" >&2
   cat "$STATE/agent.log" >&2
   exit 1

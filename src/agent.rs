@@ -15,12 +15,16 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::config::{parse_gossip_addr, AgentConfig, LogFormat, Profile};
-use crate::control::metrics::{Kind, Metrics};
-use crate::control::model::{MemberView, MembersReply, Request, SlotView, SlotsReply};
+use crate::control::model::{MemberView, MembersReply, Query, Request, SlotView, SlotsReply};
+use crate::control::page;
 use crate::control::server::{error_value, Handler, SocketOptions, StatusServer};
 use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
 use crate::manager::Manager;
-use crate::spoe::{ClusterView, SpoeConfig, SpoeMetrics};
+use crate::metrics::MetricsRegistry;
+use crate::spoe::{ClusterView, SpoeConfig};
+
+mod collector;
+mod notify;
 
 /// Without `--join`, the longest the agent waits for another member to appear before it
 /// manages HAProxy with the membership it has (see `run_agent`).
@@ -56,15 +60,27 @@ pub fn run(cfg: AgentConfig) -> i32 {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let color = log_colors(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(color)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Whether text logs carry ANSI colours: only on a terminal, and never when `NO_COLOR` is
+/// set to a non-empty value (no-color.org). A file, a pipe or journald gets plain text.
+pub fn log_colors(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The gossip configuration for an agent configuration.
@@ -112,11 +128,25 @@ fn local_ip() -> Option<std::net::IpAddr> {
 struct AgentHandler {
     gossip: Gossip,
     manager: Option<Manager>,
-    spoe: Option<Arc<SpoeMetrics>>,
+    metrics: MetricsRegistry,
     leave_tx: mpsc::UnboundedSender<()>,
+    left: Arc<tokio::sync::watch::Sender<Option<Value>>>,
 }
 
 impl Handler for AgentHandler {
+    fn leave_outcome(&self) -> Option<tokio::sync::watch::Receiver<Option<Value>>> {
+        Some(self.left.subscribe())
+    }
+
+    fn handle_query(&self, q: Query) -> Value {
+        match (&q.request, &self.manager) {
+            (Request::Members, _) => page::members_reply(&member_views(&self.gossip), &q.options),
+            (Request::Slots, Some(m)) => page::slots_reply(&m.slots(), &q.options),
+            (Request::Status, _) => page::bounded(self.handle(Request::Status), &q.options),
+            _ => self.handle(q.request),
+        }
+    }
+
     fn handle(&self, request: Request) -> Value {
         match request {
             Request::Members => members_json(&self.gossip),
@@ -137,7 +167,7 @@ impl Handler for AgentHandler {
                 let _ = self.leave_tx.send(());
                 json!({"leaving": true})
             }
-            Request::Metrics => json!({ "metrics": self.metrics() }),
+            Request::Metrics => json!({ "metrics": self.metrics.encode() }),
             Request::Slots => match &self.manager {
                 Some(m) => {
                     serde_json::to_value(SlotsReply { slots: m.slots() }).unwrap_or(Value::Null)
@@ -147,82 +177,6 @@ impl Handler for AgentHandler {
                 }
             },
         }
-    }
-}
-
-impl AgentHandler {
-    fn metrics(&self) -> String {
-        let s = self.gossip.stats();
-        let mut m = Metrics::new();
-        let by_status: Vec<(Vec<(&str, String)>, f64)> =
-            ["alive", "leaving", "left", "failed", "suspect"]
-                .iter()
-                .map(|st| {
-                    (
-                        vec![("status", st.to_string())],
-                        *s.members.get(*st).unwrap_or(&0) as f64,
-                    )
-                })
-                .collect();
-        m.family(
-            "haserf_members",
-            "Cluster members by status (suspect counts alive members under suspicion).",
-            Kind::Gauge,
-            &by_status,
-        );
-        m.family(
-            "haserf_gossip_packets_total",
-            "Gossip UDP packets by direction.",
-            Kind::Counter,
-            &[
-                (vec![("direction", "in".into())], s.udp_packets_in as f64),
-                (vec![("direction", "out".into())], s.udp_packets_out as f64),
-            ],
-        );
-        m.family(
-            "haserf_gossip_streams_total",
-            "Gossip TCP streams by direction.",
-            Kind::Counter,
-            &[
-                (vec![("direction", "in".into())], s.tcp_streams_in as f64),
-                (vec![("direction", "out".into())], s.tcp_streams_out as f64),
-            ],
-        );
-        let dropped: Vec<(Vec<(&str, String)>, f64)> = s
-            .dropped
-            .iter()
-            .map(|(k, v)| (vec![("reason", k.clone())], *v as f64))
-            .collect();
-        m.family(
-            "haserf_gossip_dropped_total",
-            "Gossip input dropped, by reason.",
-            Kind::Counter,
-            &dropped,
-        );
-        m.single(
-            "haserf_gossip_health_score",
-            "Lifeguard health score (0 is healthy).",
-            Kind::Gauge,
-            f64::from(s.health_score),
-        );
-        if let Some(manager) = &self.manager {
-            manager.metrics(&mut m);
-        }
-        if let Some(spoe) = &self.spoe {
-            m.single(
-                "haserf_spoe_notifies_total",
-                "SPOE NOTIFY frames answered.",
-                Kind::Counter,
-                SpoeMetrics::get(&spoe.notifies) as f64,
-            );
-            m.single(
-                "haserf_spoe_rejected_total",
-                "SPOE connections closed for bad input or timeouts.",
-                Kind::Counter,
-                SpoeMetrics::get(&spoe.rejected) as f64,
-            );
-        }
-        m.finish()
     }
 }
 
@@ -246,15 +200,8 @@ impl ClusterView for AgentView {
 
 fn member_views(g: &Gossip) -> Vec<MemberView> {
     g.members()
-        .into_iter()
-        .map(|m| MemberView {
-            name: m.name,
-            addr: m.addr.to_string(),
-            port: m.port,
-            tags: m.tags,
-            status: m.status,
-            suspect: m.suspect,
-        })
+        .iter()
+        .map(crate::manager::member_view)
         .collect()
 }
 
@@ -293,28 +240,46 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         ),
         None => None,
     };
+    let metrics_listener = match cfg.metrics_bind {
+        Some(addr) => Some(crate::metrics::http::bind(addr).await?),
+        None => None,
+    };
     let gcfg = gossip_config(&cfg)?;
     let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
-    tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted = gossip.encrypted(), "agent started");
-    let manager = Manager::start(&cfg, gossip.clone());
+    // The keys are known from the configuration; the gossip stats snapshot may not have
+    // caught up with the keyring yet.
+    let encrypted = !cfg.keys.is_empty();
+    tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted, "agent started");
+    let metrics = MetricsRegistry::new();
+    let manager = Manager::start(&cfg, gossip.clone(), &metrics);
     match &manager {
         Some(m) => {
             let m = m.clone();
             let socket = cfg.haproxy_socket.clone().unwrap_or_default();
+            notify::status(&format!("waiting for the cluster and HAProxy at {socket}"));
             tokio::spawn(async move {
-                m.wait_ready().await;
-                tracing::info!(haproxy_socket = %socket, "ready: HAProxy read and first plan applied");
+                // false when the manager stopped first: a shutdown is not "ready"
+                if m.wait_ready().await {
+                    tracing::info!(haproxy_socket = %socket, "ready: HAProxy read and first plan applied");
+                    notify::ready(&format!("ready: managing HAProxy at {socket}"));
+                }
             });
         }
-        None => tracing::info!("ready (member mode: no --haproxy-socket)"),
+        None => {
+            tracing::info!("ready (member mode: no --haproxy-socket)");
+            notify::ready("ready (member mode)");
+        }
     }
     let spoe_metrics = spoe_listener.zip(cfg.spoe_bind).map(|(listener, addr)| {
         let scfg = SpoeConfig::new(addr);
         let metrics = scfg.metrics.clone();
-        let view: Arc<dyn ClusterView> = Arc::new(AgentView {
-            gossip: gossip.clone(),
-            manager: manager.clone(),
-        });
+        let view: Arc<dyn ClusterView> = Arc::new(crate::spoe::CachedView::new(
+            AgentView {
+                gossip: gossip.clone(),
+                manager: manager.clone(),
+            },
+            Duration::from_millis(100),
+        ));
         tokio::spawn(async move {
             if let Err(e) =
                 crate::spoe::serve_listener(listener, scfg, view, std::future::pending()).await
@@ -324,12 +289,30 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         });
         metrics
     });
-    let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
-    let handler: Arc<dyn Handler> = Arc::new(AgentHandler {
+    metrics.register_collector(Box::new(collector::AgentCollector {
         gossip: gossip.clone(),
         manager: manager.clone(),
         spoe: spoe_metrics,
+        encrypted,
+    }));
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving /metrics");
+        tokio::spawn(crate::metrics::http::serve(
+            listener,
+            metrics.clone(),
+            crate::metrics::http::HttpLimits::default(),
+            std::future::pending(),
+        ));
+    }
+    let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
+    let left = Arc::new(tokio::sync::watch::channel(None).0);
+    let handler: Arc<dyn Handler> = Arc::new(AgentHandler {
+        gossip: gossip.clone(),
+        manager: manager.clone(),
+        metrics,
         leave_tx,
+        left: left.clone(),
     });
     let server = Arc::new(server);
     let srv = server.clone();
@@ -410,10 +393,22 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         }
     }
     // HAProxy keeps its slots as they are: stop managing first, then leave the cluster.
+    notify::stopping();
     if let Some(m) = &manager {
         m.shutdown().await;
     }
     let r = gossip.leave().await;
+    let outcome = match &r {
+        Ok(()) => {
+            tracing::info!("left the cluster gracefully");
+            json!({"left": true, "node": gossip.local_name()})
+        }
+        Err(e) => json!({"left": false, "error": e.to_string()}),
+    };
+    // `haserf leave` clients wait on their connection for this line: give them a moment to
+    // write it before the process exits.
+    left.send_replace(Some(outcome));
+    let _ = tokio::time::timeout(Duration::from_secs(1), left.closed()).await;
     serve.abort();
     drop(server);
     r.map_err(|e| e.to_string())
@@ -514,4 +509,20 @@ pub fn status_query_answer(g: &Gossip, manager: Option<&Manager>) -> String {
         answer["slots_omitted"] = json!(omitted);
     }
     answer.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(log_colors(true, None));
+        assert!(log_colors(true, empty), "NO_COLOR= (empty) does not count");
+        assert!(!log_colors(true, set));
+        assert!(!log_colors(false, None), "a file, a pipe, journald");
+        assert!(!log_colors(false, set));
+    }
 }

@@ -4,7 +4,10 @@
 //!
 //! - `agent`: [`AgentArgs`] → [`AgentOptions`] (same-named fields) → [`AgentConfig`] (merged
 //!   with `--config`, validated) → [`haserf::agent::run`];
-//! - `members`, `slots`, `status`, `leave`: [`ClientArgs`] → [`haserf::client::socket::ask`];
+//! - `members`, `slots`: [`MembersArgs`], [`SlotsArgs`] → [`ListRequest`] with their filters;
+//!   `status`: [`StatusArgs`] → [`StatusRequest`]; `leave`: [`LeaveArgs`] → [`LeaveRequest`];
+//!   `metrics`: [`ClientArgs`] → [`haserf::client::socket::ask`]. Every `--status-socket`
+//!   (the agent's too) reads `HASERF_STATUS_SOCKET` when the flag is not given;
 //! - `verify`: [`VerifyArgs`] → [`VerifyRequest`]; `plan`: [`PlanArgs`] → [`PlanRequest`].
 //!
 //! A new flag is declared here (its help text is the doc comment) and moved into its
@@ -12,13 +15,20 @@
 //! in `src/config.rs`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use haserf::client::{self, MembershipSource, PlanRequest, VerifyRequest};
+use haserf::client::{
+    self, LeaveRequest, ListRequest, MemberFilter, MembershipSource, PlanRequest, SlotFilter,
+    StatusRequest, VerifyRequest,
+};
 use haserf::config::{self, AgentConfig, AgentOptions};
-use haserf::control::model::Request;
+use haserf::control::model::{Request, SlotState};
 use haserf::control::DEFAULT_STATUS_SOCKET;
+
+/// The environment variable every `--status-socket` falls back to.
+pub const STATUS_SOCKET_ENV: &str = "HASERF_STATUS_SOCKET";
 
 /// haserf: keep HAProxy server-template slots filled from a Serf cluster, with zero reloads.
 #[derive(Debug, Parser)]
@@ -34,14 +44,17 @@ pub struct Cli {
 pub enum Command {
     /// Run a cluster member (and the HAProxy manager if --haproxy-socket is given).
     Agent(Box<AgentArgs>),
-    /// Members as the running agent sees them (like `serf members`).
-    Members(ClientArgs),
+    /// Members as the running agent sees them (like `serf members`, with its filters).
+    Members(MembersArgs),
     /// Slot table: backend, slot, member, addr, state, HAProxy status.
-    Slots(ClientArgs),
-    /// Cluster, slots used/free, HAProxy pid/uptime, last apply, errors.
-    Status(ClientArgs),
-    /// Graceful leave of the running agent.
-    Leave(ClientArgs),
+    Slots(SlotsArgs),
+    /// Ready first, then cluster, HAProxy, backends, refused members, alerts.
+    /// Exit status: 0 ready, 1 not ready, 2 agent unreachable.
+    Status(StatusArgs),
+    /// Graceful leave of the running agent; waits until it has left.
+    Leave(LeaveArgs),
+    /// The agent's Prometheus metrics (OpenMetrics text), as served on --metrics-bind.
+    Metrics(ClientArgs),
     /// Print a new base64 gossip encryption key (32 bytes, AES-256).
     Keygen,
     /// Read HAProxy's slots once (nom parser); non-zero exit on any error.
@@ -120,7 +133,7 @@ pub struct AgentArgs {
     #[arg(long = "allow-cidr", value_name = "CIDR")]
     pub allow_cidrs: Vec<String>,
     /// Status socket path (default /run/haserf/haserf.sock).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = STATUS_SOCKET_ENV)]
     pub status_socket: Option<PathBuf>,
     /// Status socket file mode, octal (default 0600).
     #[arg(long, value_name = "MODE")]
@@ -128,9 +141,16 @@ pub struct AgentArgs {
     /// Status socket group (name or gid).
     #[arg(long, value_name = "GROUP")]
     pub status_socket_group: Option<String>,
+    /// Keep an HAProxy map (declared in haproxy.cfg with `map(PATH)`) and its file equal to
+    /// the cluster; KIND: served-by, member-status, member-tags, tag:NAME; repeatable.
+    #[arg(long = "haproxy-map", value_name = "KIND=PATH")]
+    pub haproxy_maps: Vec<String>,
     /// Serve SPOP to HAProxy on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub spoe_bind: Option<String>,
+    /// Serve Prometheus metrics over HTTP (GET /metrics) on this address.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_bind: Option<String>,
     /// JSON config file: Serf agent keys where they mean the same thing, plus haserf's own.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -178,7 +198,9 @@ impl From<AgentArgs> for AgentOptions {
             status_socket,
             status_socket_mode,
             status_socket_group,
+            haproxy_maps,
             spoe_bind,
+            metrics_bind,
             config,
             log_level,
             log_format,
@@ -203,7 +225,9 @@ impl From<AgentArgs> for AgentOptions {
             status_socket,
             status_socket_mode,
             status_socket_group,
+            haproxy_maps,
             spoe_bind,
+            metrics_bind,
             config,
             log_level,
             log_format: log_format.map(Into::into),
@@ -221,11 +245,116 @@ impl From<AgentArgs> for AgentOptions {
 #[derive(Debug, Args, Clone)]
 pub struct ClientArgs {
     /// The agent's status socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATUS_SOCKET)]
+    #[arg(long, value_name = "PATH", env = STATUS_SOCKET_ENV, default_value = DEFAULT_STATUS_SOCKET)]
     pub status_socket: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// A duration flag (`500ms`, `30s`, `2m`, a bare number of seconds).
+fn duration(s: &str) -> Result<Duration, String> {
+    config::parse_duration(s)
+}
+
+/// Flags of `haserf members`: serf's filters (regular expressions anchored at both ends).
+#[derive(Debug, Args, Clone)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only members whose status (alive, leaving, left, failed) matches this regexp.
+    #[arg(long, value_name = "REGEXP")]
+    pub status: Option<String>,
+    /// Only members whose name matches this regexp.
+    #[arg(long, value_name = "REGEXP")]
+    pub name: Option<String>,
+    /// Only members whose tag KEY matches the regexp (a missing tag is ""); repeatable.
+    #[arg(long = "tag", value_name = "KEY=REGEXP")]
+    pub tags: Vec<String>,
+}
+
+/// A slot state for `haserf slots --state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SlotStateArg {
+    /// In rotation.
+    Ready,
+    /// Draining.
+    Drain,
+    /// Out of rotation (free slots are maint).
+    Maint,
+}
+
+impl From<SlotStateArg> for SlotState {
+    fn from(s: SlotStateArg) -> Self {
+        match s {
+            SlotStateArg::Ready => SlotState::Ready,
+            SlotStateArg::Drain => SlotState::Drain,
+            SlotStateArg::Maint => SlotState::Maint,
+        }
+    }
+}
+
+/// Flags of `haserf slots`.
+#[derive(Debug, Args, Clone)]
+pub struct SlotsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only slots holding a member.
+    #[arg(long)]
+    pub used: bool,
+    /// Only slots in these states; repeatable or comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATE")]
+    pub state: Vec<SlotStateArg>,
+}
+
+/// Flags of `haserf status`.
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Wait until the agent is ready, up to TIMEOUT (default 60s); exit status as without.
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "60s", value_parser = duration)]
+    pub wait_ready: Option<Duration>,
+}
+
+/// Flags of `haserf leave`.
+#[derive(Debug, Args, Clone)]
+pub struct LeaveArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Longest wait for the leave to complete.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+impl From<StatusArgs> for StatusRequest {
+    fn from(args: StatusArgs) -> Self {
+        StatusRequest {
+            socket: args.client.status_socket,
+            format: args.client.format.into(),
+            wait_ready: args.wait_ready,
+        }
+    }
+}
+
+impl From<LeaveArgs> for LeaveRequest {
+    fn from(args: LeaveArgs) -> Self {
+        LeaveRequest {
+            socket: args.client.status_socket,
+            format: args.client.format.into(),
+            timeout: args.timeout,
+        }
+    }
+}
+
+impl From<SlotsArgs> for ListRequest {
+    fn from(args: SlotsArgs) -> Self {
+        ListRequest::Slots(SlotFilter {
+            used: args.used,
+            states: args.state.into_iter().map(Into::into).collect(),
+        })
+    }
 }
 
 /// Flags of `haserf verify`.
@@ -238,7 +367,7 @@ pub struct VerifyArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Accepted for symmetry with the other clients; unused.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATUS_SOCKET, hide = true)]
+    #[arg(long, value_name = "PATH", env = STATUS_SOCKET_ENV, default_value = DEFAULT_STATUS_SOCKET, hide = true)]
     pub status_socket: PathBuf,
 }
 
@@ -264,7 +393,7 @@ pub struct PlanArgs {
     #[arg(long = "backend", value_name = "NAME[=KEY=VALUE,...]")]
     pub backends: Vec<String>,
     /// The running agent's status socket (used when --members is not given).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATUS_SOCKET)]
+    #[arg(long, value_name = "PATH", env = STATUS_SOCKET_ENV, default_value = DEFAULT_STATUS_SOCKET)]
     pub status_socket: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -286,10 +415,12 @@ impl From<PlanArgs> for PlanRequest {
 }
 
 /// Runs a parsed command line and returns the process exit status: 0; 1 when the command
-/// failed; 2 for a bad agent configuration (as clap's usage errors).
+/// failed; 2 for a bad agent configuration (as clap's usage errors). `status`: 0 ready, 1
+/// not ready, 2 agent unreachable.
 pub fn run(cli: Cli) -> i32 {
-    let ask =
-        |args: ClientArgs, req| client::socket::ask(&args.status_socket, req, args.format.into());
+    let list = |args: &ClientArgs, req: &ListRequest| {
+        client::filter::run(&args.status_socket, req, args.format.into())
+    };
     match cli.command {
         Command::Keygen => {
             println!("{}", haserf::keygen::generate());
@@ -302,19 +433,75 @@ pub fn run(cli: Cli) -> i32 {
                 2
             }
         },
-        Command::Members(args) => ask(args, Request::Members),
-        Command::Slots(args) => ask(args, Request::Slots),
-        Command::Status(args) => ask(args, Request::Status),
-        Command::Leave(args) => ask(args, Request::Leave),
+        Command::Members(args) => {
+            match MemberFilter::new(args.status.as_deref(), args.name.as_deref(), &args.tags) {
+                Ok(f) => list(&args.client, &ListRequest::Members(f)),
+                Err(e) => {
+                    eprintln!("haserf members: {e}");
+                    1
+                }
+            }
+        }
+        Command::Slots(args) => list(&args.client.clone(), &args.into()),
+        Command::Status(args) => client::status::run(&args.into()),
+        Command::Leave(args) => client::leave::run(&args.into()),
+        Command::Metrics(args) => {
+            client::socket::ask(&args.status_socket, Request::Metrics, args.format.into())
+        }
         Command::Verify(args) => client::verify::run(&args.into()),
         Command::Plan(args) => client::plan::run(&args.into()),
     }
 }
 
 #[cfg(test)]
+#[path = "../tests/support/doc_blocks.rs"]
+mod doc_blocks;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
+
+    /// Every `haserf …` line of the docs' shell blocks (and `HASERF_OPTS` of
+    /// systemd/haserf.default) is accepted by this command line as written; an agent command
+    /// is also validated as a configuration (without `--config`: the file is the user's).
+    #[test]
+    fn every_haserf_command_in_the_docs_parses_as_written() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for c in super::doc_blocks::doc_commands(root) {
+            if c.words[0] != "haserf" {
+                continue;
+            }
+            if super::doc_blocks::is_sketch(&c) {
+                failures.push(format!(
+                    "{}: `{}` is a sketch in a shell block; fence it as text",
+                    c.at, c.text
+                ));
+                continue;
+            }
+            match Cli::try_parse_from(&c.words) {
+                Err(e) => failures.push(format!("{}: `{}`: {e}", c.at, c.text)),
+                Ok(cli) => {
+                    if let Command::Agent(args) = cli.command {
+                        let o = AgentOptions::from(*args);
+                        if o.config.is_none() {
+                            if let Err(e) = AgentConfig::merge(&o, config::FileConfig::default()) {
+                                failures.push(format!("{}: `{}`: {e}", c.at, c.text));
+                            }
+                        }
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(
+            checked >= 15,
+            "only {checked} haserf commands found in the docs"
+        );
+    }
 
     fn parse(args: &[&str]) -> Command {
         Cli::try_parse_from(std::iter::once("haserf").chain(args.iter().copied()))
@@ -346,6 +533,7 @@ mod tests {
             "--status-socket-mode=0660",
             "--status-socket-group=g",
             "--spoe-bind=sp",
+            "--metrics-bind=mb",
             "--config=c",
             "--log-level=debug",
             "--log-format=json",
@@ -374,6 +562,7 @@ mod tests {
         assert_eq!(o.status_socket_mode, some("0660"));
         assert_eq!(o.status_socket_group, some("g"));
         assert_eq!(o.spoe_bind, some("sp"));
+        assert_eq!(o.metrics_bind, some("mb"));
         assert_eq!(o.config, Some(PathBuf::from("c")));
         assert_eq!(o.log_level, some("debug"));
         assert_eq!(o.log_format, Some(config::LogFormat::Json));

@@ -53,8 +53,12 @@ pub struct AgentOptions {
     pub status_socket_mode: Option<String>,
     /// `--status-socket-group`: group name or gid.
     pub status_socket_group: Option<String>,
+    /// `--haproxy-map KIND=PATH` (repeated): HAProxy maps to keep.
+    pub haproxy_maps: Vec<String>,
     /// `--spoe-bind`: SPOP listen address.
     pub spoe_bind: Option<String>,
+    /// `--metrics-bind`: HTTP `/metrics` listen address.
+    pub metrics_bind: Option<String>,
     /// `--config`: JSON config file.
     pub config: Option<PathBuf>,
     /// `--log-level`.
@@ -121,8 +125,12 @@ pub struct FileConfig {
     pub status_socket_mode: Option<String>,
     /// haserf: status socket group.
     pub status_socket_group: Option<String>,
+    /// haserf: HAProxy maps to keep (`KIND=PATH`, as `--haproxy-map`).
+    pub haproxy_maps: Option<Vec<String>>,
     /// haserf: SPOP listen address.
     pub spoe_bind: Option<String>,
+    /// haserf: HTTP `/metrics` listen address (`IP:PORT`).
+    pub metrics_bind: Option<String>,
     /// haserf: log format (text, json).
     pub log_format: Option<String>,
     /// haserf: drain suspected members (default true).
@@ -176,8 +184,12 @@ pub struct AgentConfig {
     pub status_socket_mode: u32,
     /// Status socket group.
     pub status_socket_group: Option<String>,
+    /// HAProxy maps to keep (`--haproxy-map`).
+    pub maps: Vec<crate::maps::MapSpec>,
     /// SPOP listen address.
     pub spoe_bind: Option<SocketAddr>,
+    /// HTTP `/metrics` listen address (Prometheus scrapes).
+    pub metrics_bind: Option<SocketAddr>,
     /// Log level.
     pub log_level: String,
     /// Log format.
@@ -364,6 +376,16 @@ impl AgentConfig {
                 "needs at least one --backend NAME to manage",
             ));
         }
+        let map_specs = if args.haproxy_maps.is_empty() {
+            file.haproxy_maps.unwrap_or_default()
+        } else {
+            args.haproxy_maps.clone()
+        };
+        let maps =
+            crate::maps::MapSpec::parse_all(&map_specs).map_err(|e| invalid("--haproxy-map", e))?;
+        if haproxy_socket.is_none() && !maps.is_empty() {
+            return Err(invalid("--haproxy-map", "needs --haproxy-socket"));
+        }
         let status_socket = args
             .status_socket
             .clone()
@@ -382,15 +404,11 @@ impl AgentConfig {
                     )
                 })?,
         };
-        let spoe_bind = args
-            .spoe_bind
-            .clone()
-            .or(file.spoe_bind)
-            .map(|s| {
-                s.parse::<SocketAddr>()
-                    .map_err(|_| invalid("--spoe-bind", format!("{s:?} is not IP:PORT")))
-            })
-            .transpose()?;
+        let spoe_bind = listen_addr("--spoe-bind", args.spoe_bind.clone().or(file.spoe_bind))?;
+        let metrics_bind = listen_addr(
+            "--metrics-bind",
+            args.metrics_bind.clone().or(file.metrics_bind),
+        )?;
         let log_level = args
             .log_level
             .clone()
@@ -466,7 +484,9 @@ impl AgentConfig {
                 .status_socket_group
                 .clone()
                 .or(file.status_socket_group),
+            maps,
             spoe_bind,
+            metrics_bind,
             log_level,
             log_format,
             suspicion_drain,
@@ -478,6 +498,15 @@ impl AgentConfig {
             },
         })
     }
+}
+
+/// Parses a listen address given as `IP:PORT` (`--spoe-bind`, `--metrics-bind`).
+fn listen_addr(key: &'static str, s: Option<String>) -> Result<Option<SocketAddr>, ConfigError> {
+    s.map(|s| {
+        s.parse::<SocketAddr>()
+            .map_err(|_| invalid(key, format!("{s:?} is not IP:PORT")))
+    })
+    .transpose()
 }
 
 /// Parses a gossip address: `IP:PORT`, `IP` (port 7946) or `HOST:PORT`.
@@ -632,6 +661,11 @@ mod tests {
         assert_eq!(c.tags["dc"], "y");
         assert_eq!(c.join, vec!["127.0.0.1:7946".to_string()]);
         assert_eq!(c.log_level, "debug");
+        assert_eq!(c.metrics_bind, None);
+        let file: FileConfig =
+            serde_json::from_str(r#"{"metrics_bind":"127.0.0.1:9101"}"#).unwrap();
+        let c = AgentConfig::merge(&args(), file).unwrap();
+        assert_eq!(c.metrics_bind, Some("127.0.0.1:9101".parse().unwrap()));
     }
 
     #[test]
@@ -706,6 +740,13 @@ mod tests {
                     ..args()
                 },
                 "--allow-cidr",
+            ),
+            (
+                AgentOptions {
+                    metrics_bind: Some("9100".into()),
+                    ..args()
+                },
+                "--metrics-bind",
             ),
         ];
         for (a, flag) in cases {

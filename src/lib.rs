@@ -9,7 +9,10 @@
 //! - below both: [`gossip`] (Serf + memberlist wire codecs, sans-IO SWIM and Serf state
 //!   machines, tokio driver), [`slots`] (discovery, planner, reconcile loop), [`policy`],
 //!   [`haproxy`] (runtime API client and nom parsers), [`control`] (the status socket's JSON
-//!   shapes, server and metrics text), [`spoe`] (SPOP codec and agent), [`keygen`].
+//!   shapes and server), [`metrics`] (the Prometheus registry every component registers
+//!   its families in, and the `/metrics` listener), [`spoe`] (SPOP codec and agent),
+//!   [`maps`] (HAProxy maps the agent keeps: slot → member, member → status/tags),
+//!   [`keygen`].
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -20,6 +23,8 @@ pub mod gossip;
 pub mod haproxy;
 pub mod keygen;
 pub mod manager;
+pub mod maps;
+pub mod metrics;
 pub mod policy;
 pub mod slots;
 pub mod spoe;

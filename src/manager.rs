@@ -6,6 +6,13 @@
 //! Burst coalescing: after the first change the task waits until [`QUIET`] passes with no
 //! further change (at most [`MAX_COALESCE`]), so a join storm is one evaluation while a
 //! single change reaches HAProxy within milliseconds.
+//!
+//! Metrics: the manager registers its families ([`collector`]) and feeds the latency
+//! histograms ([`latency`]) in the agent's registry.
+
+pub mod alerts;
+mod collector;
+mod latency;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,11 +23,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::AgentConfig;
-use crate::control::metrics::{Kind, Metrics};
-use crate::control::model::SlotView;
+use crate::control::model::{MemberView, SlotView};
 use crate::gossip::{Gossip, Member};
+use crate::maps::{spawn_map_sync, MapSyncConfig, MapSyncHandle};
+use crate::metrics::latency::Latency;
+use crate::metrics::MetricsRegistry;
 use crate::policy::{GuardAlert, MemberFacts, Placement, Policy, PolicyConfig, Refusal};
 use crate::slots::{spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus};
+use alerts::{AlertBook, AlertKind};
 
 /// A change is applied once no other change arrived for this long.
 pub const QUIET: Duration = Duration::from_millis(3);
@@ -29,24 +39,13 @@ pub const MAX_COALESCE: Duration = Duration::from_millis(30);
 /// The guard's clock ticks this often even without membership changes.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// An alert raised by the partition guard, kept for `haserf status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Alert {
-    /// When.
-    pub at: SystemTime,
-    /// Backend.
-    pub backend: String,
-    /// What happened.
-    pub message: String,
-}
-
 #[derive(Debug, Default)]
 struct Shared {
     evaluations: u64,
     suspicion_drains: u64,
     refusals: Vec<Refusal>,
     holds: BTreeMap<String, Vec<String>>,
-    alerts: Vec<Alert>,
+    alerts: AlertBook,
 }
 
 /// Handle to the manager; cheap to clone.
@@ -63,21 +62,32 @@ struct Inner {
     reconciler: Mutex<Option<ReconcilerHandle>>,
     status: tokio::sync::watch::Receiver<ReconcilerStatus>,
     task: Mutex<Option<JoinHandle<()>>>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
     synced: tokio::sync::watch::Sender<bool>,
+    /// When the first membership change not evaluated yet arrived.
+    changed_at: Mutex<Option<SystemTime>>,
+    handoffs: latency::Pending,
+    maps: Option<MapSyncHandle>,
 }
 
-const MAX_ALERTS: usize = 32;
-
 impl Manager {
-    /// Starts the reconciler and the evaluation task for `cfg`'s backends. Needs
-    /// `cfg.haproxy_socket`.
-    pub fn start(cfg: &AgentConfig, gossip: Gossip) -> Option<Manager> {
+    /// Starts the reconciler and the evaluation task for `cfg`'s backends, and registers
+    /// the manager's metric families in `metrics`. Needs `cfg.haproxy_socket`.
+    pub fn start(cfg: &AgentConfig, gossip: Gossip, metrics: &MetricsRegistry) -> Option<Manager> {
         let socket = cfg.haproxy_socket.clone()?;
         let backends: Vec<String> = cfg.backends.iter().map(|b| b.backend.clone()).collect();
         let mut rcfg = ReconcilerConfig::new(socket.clone(), backends.clone());
         rcfg.drain_timeout = cfg.drain_timeout;
         let reconciler = spawn_reconciler(rcfg);
         let status = reconciler.subscribe();
+        let maps = (!cfg.maps.is_empty()).then(|| {
+            let g = gossip.clone();
+            spawn_map_sync(
+                MapSyncConfig::new(socket.clone(), cfg.maps.clone()),
+                reconciler.subscribe(),
+                Arc::new(move || g.members().iter().map(member_view).collect()),
+            )
+        });
         let policy = Policy::new(PolicyConfig {
             backends: cfg.backends.clone(),
             allow_cidrs: cfg.allow_cidrs.clone(),
@@ -92,11 +102,23 @@ impl Manager {
             reconciler: Mutex::new(Some(reconciler)),
             status,
             task: Mutex::new(None),
+            watcher: Mutex::new(None),
             synced: tokio::sync::watch::channel(false).0,
+            changed_at: Mutex::new(None),
+            handoffs: latency::Pending::default(),
+            maps,
         });
         let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip));
         *lock(&inner.task) = Some(task);
-        Some(Manager { inner })
+        let watcher = tokio::spawn(latency::watch(
+            inner.status.clone(),
+            inner.handoffs.clone(),
+            Latency::register(metrics),
+        ));
+        *lock(&inner.watcher) = Some(watcher);
+        let manager = Manager { inner };
+        metrics.register_collector(Box::new(collector::ManagerCollector(manager.clone())));
+        Some(manager)
     }
 
     /// The membership is known: the join through the seeds succeeded (or there are no
@@ -113,9 +135,13 @@ impl Manager {
         *self.inner.synced.borrow()
     }
 
-    /// Membership changed: evaluate soon.
+    /// Membership changed: evaluate soon (and update the maps).
     pub fn membership_changed(&self) {
+        lock(&self.inner.changed_at).get_or_insert_with(SystemTime::now);
         self.inner.notify.notify_one();
+        if let Some(m) = &self.inner.maps {
+            m.changed();
+        }
     }
 
     /// The reconciler's latest status.
@@ -133,10 +159,11 @@ impl Manager {
         self.inner.status.borrow().slots.clone()
     }
 
-    /// Waits until the reconciler reports ready.
-    pub async fn wait_ready(&self) {
+    /// Waits until the reconciler reports ready: true; false when it stopped first.
+    pub async fn wait_ready(&self) -> bool {
         let mut rx = self.inner.status.clone();
-        let _ = rx.wait_for(|s| s.ready).await;
+        let ready = rx.wait_for(|s| s.ready).await.is_ok();
+        ready
     }
 
     /// The `haproxy` part of `haserf status`.
@@ -167,6 +194,7 @@ impl Manager {
             "restarts_seen": st.haproxy_restarts,
             "backends": backends,
             "last_apply": st.last_apply.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
+            "last_apply_at": st.last_apply.map(alerts::rfc3339),
             "applies": st.applies,
             "apply_errors": st.apply_errors,
             "drift_repairs": st.drift_repairs,
@@ -176,97 +204,21 @@ impl Manager {
             "evaluations": shared.evaluations,
             "suspicion_drains": shared.suspicion_drains,
             "refused": shared.refusals,
-            "alerts": shared.alerts,
+            "alerts": shared.alerts.views(),
+            "maps": self.inner.maps.as_ref().map(MapSyncHandle::status).unwrap_or_default(),
         })
     }
 
-    /// Adds the manager's families to a metrics document.
-    pub fn metrics(&self, m: &mut Metrics) {
-        let st = self.reconciler_status();
-        let shared = lock(&self.inner.shared);
-        let mut used = Vec::new();
-        let mut free = Vec::new();
-        let mut queued = Vec::new();
-        for b in &self.inner.backends {
-            let slots: Vec<&SlotView> = st.slots.iter().filter(|s| &s.backend == b).collect();
-            let u = slots.iter().filter(|s| s.member.is_some()).count();
-            used.push((vec![("backend", b.clone())], u as f64));
-            free.push((vec![("backend", b.clone())], (slots.len() - u) as f64));
-            let q = st.queue.get(b).map_or(0, Vec::len);
-            queued.push((vec![("backend", b.clone())], q as f64));
-        }
-        m.family(
-            "haserf_slots_used",
-            "Slots holding a member.",
-            Kind::Gauge,
-            &used,
-        );
-        m.family(
-            "haserf_slots_free",
-            "Slots free for a member.",
-            Kind::Gauge,
-            &free,
-        );
-        m.family(
-            "haserf_queue_length",
-            "Members waiting for a free slot.",
-            Kind::Gauge,
-            &queued,
-        );
-        m.single(
-            "haserf_ready",
-            "1 once the first full reconcile is done.",
-            Kind::Gauge,
-            f64::from(u8::from(st.ready)),
-        );
-        m.single(
-            "haserf_applies_total",
-            "Batches of runtime commands applied.",
-            Kind::Counter,
-            st.applies as f64,
-        );
-        m.single(
-            "haserf_apply_errors_total",
-            "Runtime commands refused or failed exchanges.",
-            Kind::Counter,
-            st.apply_errors as f64,
-        );
-        m.single(
-            "haserf_drift_repairs_total",
-            "Slots found changed behind the agent's back and repaired.",
-            Kind::Counter,
-            st.drift_repairs as f64,
-        );
-        m.single(
-            "haserf_haproxy_restarts_total",
-            "New HAProxy processes detected.",
-            Kind::Counter,
-            st.haproxy_restarts as f64,
-        );
-        m.single(
-            "haserf_suspicion_drains_total",
-            "Members drained because they were suspected.",
-            Kind::Counter,
-            shared.suspicion_drains as f64,
-        );
-        m.single(
-            "haserf_refused_members",
-            "Members currently refused a slot.",
-            Kind::Gauge,
-            shared.refusals.len() as f64,
-        );
-        m.single(
-            "haserf_partition_guard_holding",
-            "Backends whose partition guard holds members.",
-            Kind::Gauge,
-            shared.holds.len() as f64,
-        );
-    }
-
-    /// Stops the evaluation task and the reconciler. HAProxy keeps its slots.
+    /// Stops the evaluation task, the map task and the reconciler. HAProxy keeps its
+    /// slots and maps.
     pub async fn shutdown(&self) {
-        if let Some(task) = lock(&self.inner.task).take() {
-            task.abort();
+        for task in [&self.inner.task, &self.inner.watcher] {
+            if let Some(task) = lock(task).take() {
+                task.abort();
+            }
+        }
+        if let Some(m) = &self.inner.maps {
+            m.shutdown().await;
         }
         let reconciler = lock(&self.inner.reconciler).take();
         if let Some(r) = reconciler {
@@ -277,6 +229,18 @@ impl Manager {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A gossip member as the status socket, the maps and the SPOE agent show it.
+pub fn member_view(m: &Member) -> MemberView {
+    MemberView {
+        name: m.name.clone(),
+        addr: m.addr.to_string(),
+        port: m.port,
+        tags: m.tags.clone(),
+        status: m.status,
+        suspect: m.suspect,
+    }
 }
 
 /// The policy's input for a gossip member.
@@ -309,54 +273,59 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
                     .is_ok()
             {}
         }
+        // when the change reached the agent: its gossip event, or now for a change the
+        // manager's own clock makes (failed grace, guard hold) or one whose event is still
+        // queued behind the evaluation
+        let changed_at = lock(&inner.changed_at)
+            .take()
+            .unwrap_or_else(SystemTime::now);
         let facts: Vec<MemberFacts> = gossip.members().iter().map(facts).collect();
         let eval = policy.evaluate(Instant::now(), &facts);
         for r in &eval.new_refusals {
             tracing::warn!(member = %r.member, backend = %r.backend, reason = %r.reason, "member refused a slot");
         }
-        let mut alerts = Vec::new();
+        let now = SystemTime::now();
+        let mut shared = lock(&inner.shared);
         for (backend, alert) in &eval.alerts {
-            let message = match alert {
+            let guard = AlertKind::PartitionGuard;
+            match alert {
                 GuardAlert::Holding(names) => {
                     tracing::error!(%backend, members = ?names, hold = ?policy.config().guard.hold,
                         "partition guard: many members failed at once; keeping them in rotation");
-                    format!(
+                    let message = format!(
                         "holding {} failed members in rotation: {}",
                         names.len(),
                         names.join(", ")
-                    )
+                    );
+                    shared.alerts.raise(guard, backend, "", message, now);
                 }
                 GuardAlert::Recovered => {
                     tracing::warn!(%backend, "partition guard: held members are back");
-                    "held members recovered".to_string()
+                    shared
+                        .alerts
+                        .resolve(guard, backend, "", "held members recovered".into(), now);
                 }
                 GuardAlert::Released(names) => {
                     tracing::warn!(%backend, members = ?names, "partition guard: hold time passed; removing failed members");
-                    format!("hold time passed; removing {}", names.join(", "))
+                    let how = format!("hold time passed; removed {}", names.join(", "));
+                    shared.alerts.resolve(guard, backend, "", how, now);
                 }
-            };
-            alerts.push(Alert {
-                at: SystemTime::now(),
-                backend: backend.clone(),
-                message,
-            });
+            }
         }
-        {
-            let mut shared = lock(&inner.shared);
-            shared.evaluations += 1;
-            shared.suspicion_drains = policy.suspicion_drains();
-            shared.refusals = policy.refusals().cloned().collect();
-            shared.holds = policy.guard_holds();
-            shared.alerts.extend(alerts);
-            let excess = shared.alerts.len().saturating_sub(MAX_ALERTS);
-            shared.alerts.drain(..excess);
-        }
+        shared.alerts.expire(now);
+        shared.evaluations += 1;
+        shared.suspicion_drains = policy.suspicion_drains();
+        shared.refusals = policy.refusals().cloned().collect();
+        shared.holds = policy.guard_holds();
+        drop(shared);
         let reconciler = lock(&inner.reconciler);
         let Some(reconciler) = reconciler.as_ref() else {
             return;
         };
         for (backend, placements) in eval.placements {
             if sent.get(&backend) != Some(&placements) {
+                // recorded before the reconciler can apply it
+                inner.handoffs.handed(&backend, changed_at);
                 reconciler.set_desired(&backend, placements.clone());
                 sent.insert(backend, placements);
             }

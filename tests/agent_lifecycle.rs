@@ -210,8 +210,8 @@ fn status_says_ready_only_after_the_first_full_reconcile() {
     let st = agent.status();
     assert_eq!(st["ready"], false, "{st}");
     let (ok, out, err) = agent.cli("status", &[]);
-    assert!(ok, "{err}");
-    assert!(out.contains("ready: false"), "{out}");
+    assert!(!ok, "not ready exits 1: {err}");
+    assert!(out.starts_with("ready: false"), "{out}");
     assert!(agent.metrics().contains("haserf_ready 0"));
     h.restart();
     let st = wait_until(T, "ready", || {
@@ -274,14 +274,7 @@ fn garbage_on_the_status_socket_gets_an_error_and_the_agent_keeps_serving() {
 
 #[test]
 fn the_status_socket_is_mode_0600() {
-    let agent = HaserfAgent::start(HaserfOptions {
-        node: "m1".into(),
-        ip: None,
-        haproxy_socket: None,
-        backends: Vec::new(),
-        join: Vec::new(),
-        extra: Vec::new(),
-    });
+    let agent = HaserfAgent::start(HaserfOptions::member("m1"));
     let mode = std::fs::metadata(agent.status_socket())
         .unwrap()
         .permissions()
@@ -415,18 +408,30 @@ fn metrics_are_prometheus_text_with_members_slots_applies_errors_drift_queue_and
     });
     agent.wait_serving(&names(&nodes), T);
     let text = agent.metrics();
-    // exposition format: every sample line is NAME[{labels}] VALUE, after its TYPE line
+    // OpenMetrics text: every sample line is NAME[{labels}] VALUE, after its family's TYPE
+    // line (counters' samples end in _total, histograms' in _bucket/_sum/_count); the
+    // document ends in # EOF. (tests/metrics_http.rs parses it with Prometheus' own parser.)
+    assert!(text.ends_with("# EOF\n"), "{text}");
     let mut typed = BTreeSet::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut f = rest.split(' ');
             let name = f.next().unwrap();
-            assert!(matches!(f.next(), Some("counter" | "gauge")), "{line}");
+            assert!(
+                matches!(f.next(), Some("counter" | "gauge" | "histogram")),
+                "{line}"
+            );
             typed.insert(name.to_string());
-        } else if !line.starts_with("# HELP ") {
+        } else if !line.starts_with('#') {
             let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
             let name = series.split('{').next().unwrap();
-            assert!(typed.contains(name), "sample before its TYPE: {line}");
+            let family_typed = ["", "_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| {
+                    name.strip_suffix(suffix)
+                        .is_some_and(|family| typed.contains(family))
+                });
+            assert!(family_typed, "sample before its TYPE: {line}");
             value
                 .parse::<f64>()
                 .unwrap_or_else(|_| panic!("bad value: {line}"));
@@ -450,7 +455,7 @@ fn metrics_are_prometheus_text_with_members_slots_applies_errors_drift_queue_and
     assert!(value("haserf_gossip_packets_total{direction=\"in\"}") > 0.0);
     assert!(value("haserf_gossip_packets_total{direction=\"out\"}") > 0.0);
     assert!(
-        typed.contains("haserf_gossip_dropped_total"),
+        typed.contains("haserf_gossip_dropped"),
         "dropped packets family: {text}"
     );
     assert_eq!(value("haserf_ready"), 1.0);

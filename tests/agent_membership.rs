@@ -468,36 +468,30 @@ fn the_partition_guard_keeps_three_of_four_failed_members_in_rotation_then_relea
             watch.history(&before[n])
         );
     }
-    // the guard's own record: a hold, then its release after the hold time
+    // the guard's own record: one alert, raised at the hold, resolved at the release
     let st = agent.status();
     let alerts = st["haproxy"]["alerts"].as_array().unwrap().clone();
-    let at = |a: &serde_json::Value| {
-        Duration::new(
-            a["at"]["secs_since_epoch"].as_u64().unwrap(),
-            a["at"]["nanos_since_epoch"].as_u64().unwrap() as u32,
-        )
-    };
-    let hold = alerts
+    let alert = alerts
         .iter()
-        .find(|a| a["message"].as_str().unwrap().starts_with("holding"))
-        .unwrap_or_else(|| panic!("{alerts:?}"));
-    let release = alerts
-        .iter()
-        .find(|a| {
-            a["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("hold time passed")
-        })
+        .find(|a| a["kind"] == "partition_guard")
         .unwrap_or_else(|| panic!("{alerts:?}"));
     assert!(
-        release["message"]
+        alert["message"].as_str().unwrap().starts_with("holding"),
+        "{alert}"
+    );
+    assert_eq!(alert["active"], false, "{alert}");
+    assert!(
+        alert["resolution"]
             .as_str()
             .unwrap()
             .ends_with("web2, web3, web4"),
-        "{release}"
+        "{alert}"
     );
-    let held_for = at(release) - at(hold);
+    let time = |key: &str| {
+        humantime::parse_rfc3339(alert[key].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{key} is not RFC 3339 ({e}): {alert}"))
+    };
+    let held_for = time("resolved_at").duration_since(time("at")).unwrap();
     eprintln!(
         "hold began {:?} after the kill and lasted {held_for:?}",
         held.duration_since(killed_at)

@@ -21,7 +21,7 @@ fn help_lists_every_subcommand_of_the_design() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for sub in [
-        "agent", "members", "slots", "status", "leave", "keygen", "verify", "plan",
+        "agent", "members", "slots", "status", "leave", "metrics", "keygen", "verify", "plan",
     ] {
         assert!(text.contains(sub), "--help lacks {sub}:\n{text}");
     }
@@ -47,6 +47,7 @@ fn agent_help_lists_the_design_flags() {
         "--log-level",
         "--log-format",
         "--allow-cidr",
+        "--metrics-bind",
     ] {
         assert!(text.contains(flag), "agent --help lacks {flag}");
     }
@@ -61,10 +62,19 @@ fn an_unknown_flag_is_a_usage_error_with_exit_status_2() {
 
 #[test]
 fn a_client_without_a_running_agent_says_where_it_looked() {
-    let out = haserf(&["status", "--status-socket", "/nonexistent/haserf.sock"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/haserf.sock"), "{err}");
+    // `status` exits 2 (agent unreachable, distinct from 1 "not ready"); the others exit 1
+    for (cmd, code) in [
+        ("status", 2),
+        ("members", 1),
+        ("slots", 1),
+        ("metrics", 1),
+        ("leave", 1),
+    ] {
+        let out = haserf(&[cmd, "--status-socket", "/nonexistent/haserf.sock"]);
+        assert_eq!(out.status.code(), Some(code), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("/nonexistent/haserf.sock"), "{cmd}: {err}");
+    }
 }
 
 #[test]

@@ -2,190 +2,24 @@
 //! service and `lua.haserf_node`) and the SPOE agent (src/spoe, engine `haserf` from the
 //! shipped haproxy/spoe.conf).
 //!
-//! The data source is pluggable: [`FakeAgent`] serves a [`ClusterView`] on the real status
-//! socket server (`control::server`) and the SPOE agent reads the same view. The end-to-end
-//! test with real serf members swaps in the real agent.
+//! The data source is pluggable: the fake agent of `companion_fixture` serves a
+//! [`ClusterView`] on the real status socket server (`control::server`) and the SPOE agent
+//! reads the same view. The end-to-end test with real serf members swaps in the real agent.
 
+mod companion_fixture;
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use haserf::control::model::{
-    MemberStatus, MemberView, MembersReply, Request, SlotState, SlotView, SlotsReply,
-};
-use haserf::control::server::{error_value, Handler, SocketOptions, StatusServer};
-use haserf::spoe::{self, ClusterView, SpoeConfig, SpoeMetrics};
+use companion_fixture::*;
+use haserf::control::model::{MemberStatus, MembersReply};
+use haserf::spoe::{ClusterView, SpoeMetrics};
 use serde_json::{json, Value};
 use support::*;
-
-// ------------------------------------------------------------------------------------------
-// Fixtures: a mutable cluster view, a fake agent serving it, HAProxy with the companion
-// ------------------------------------------------------------------------------------------
-
-/// A cluster view the test edits while HAProxy runs.
-#[derive(Default)]
-struct SharedView(Mutex<(Vec<MemberView>, Vec<SlotView>)>);
-
-impl SharedView {
-    fn set_members(&self, m: Vec<MemberView>) {
-        self.0.lock().unwrap().0 = m;
-    }
-    fn set_slot(&self, slot: SlotView) {
-        let mut g = self.0.lock().unwrap();
-        match g
-            .1
-            .iter_mut()
-            .find(|s| s.backend == slot.backend && s.slot == slot.slot)
-        {
-            Some(s) => *s = slot,
-            None => g.1.push(slot),
-        }
-    }
-}
-
-impl ClusterView for SharedView {
-    fn members(&self) -> Vec<MemberView> {
-        self.0.lock().unwrap().0.clone()
-    }
-    fn slots(&self) -> Vec<SlotView> {
-        self.0.lock().unwrap().1.clone()
-    }
-}
-
-/// Answers the status socket from a view, like the agent does.
-struct ViewHandler(Arc<SharedView>);
-
-impl Handler for ViewHandler {
-    fn handle(&self, request: Request) -> Value {
-        match request {
-            Request::Members => serde_json::to_value(MembersReply {
-                members: self.0.members(),
-            })
-            .unwrap(),
-            Request::Slots => serde_json::to_value(SlotsReply {
-                slots: self.0.slots(),
-            })
-            .unwrap(),
-            Request::Status => json!({
-                "node": "lb", "members": self.0.members().len(),
-                "slots_used": self.0.slots().iter().filter(|s| s.member.is_some()).count(),
-            }),
-            _ => error_value("not supported by the fake agent"),
-        }
-    }
-}
-
-fn member(name: &str, tags: &[(&str, &str)], status: MemberStatus) -> MemberView {
-    MemberView {
-        name: name.into(),
-        addr: "127.0.0.1".into(),
-        port: 7946,
-        tags: tags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        status,
-        suspect: false,
-    }
-}
-
-fn filled(slot: &str, node: &str, addr: SocketAddr) -> SlotView {
-    SlotView {
-        backend: "web".into(),
-        slot: slot.into(),
-        member: Some(node.into()),
-        addr: Some(addr.to_string()),
-        state: SlotState::Ready,
-        haproxy_status: "UP".into(),
-    }
-}
-
-fn free(slot: &str) -> SlotView {
-    SlotView {
-        backend: "web".into(),
-        slot: slot.into(),
-        member: None,
-        addr: None,
-        state: SlotState::Maint,
-        haproxy_status: "MAINT".into(),
-    }
-}
-
-/// The status-socket side of a fake agent: the real `control::server` answering from a view.
-/// Can be stopped (socket removed) and started again.
-struct FakeAgent {
-    rt: tokio::runtime::Runtime,
-    path: PathBuf,
-    view: Arc<SharedView>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl FakeAgent {
-    fn new(path: PathBuf, view: Arc<SharedView>) -> FakeAgent {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut a = FakeAgent {
-            rt,
-            path,
-            view,
-            task: None,
-        };
-        a.start();
-        a
-    }
-
-    fn start(&mut self) {
-        let server = self
-            .rt
-            .block_on(StatusServer::bind(&SocketOptions::new(&self.path)))
-            .expect("bind the status socket");
-        let handler: Arc<dyn Handler> = Arc::new(ViewHandler(self.view.clone()));
-        self.task = Some(self.rt.spawn(async move { server.serve(handler).await }));
-    }
-
-    fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = self.rt.block_on(t);
-        }
-        assert!(!self.path.exists(), "status socket removed on stop");
-    }
-
-    /// Starts the SPOE agent on a fresh address reading the same view; returns the address
-    /// and its counters.
-    fn start_spoe(&self) -> (SocketAddr, Arc<SpoeMetrics>) {
-        let listener = self
-            .rt
-            .block_on(tokio::net::TcpListener::bind((alloc_ip(), 0)))
-            .expect("bind the SPOE port");
-        let addr = listener.local_addr().unwrap();
-        let cfg = SpoeConfig::new(addr);
-        let metrics = cfg.metrics.clone();
-        let view: Arc<dyn ClusterView> = self.view.clone();
-        self.rt.spawn(spoe::serve_listener(
-            listener,
-            cfg,
-            view,
-            std::future::pending::<()>(),
-        ));
-        (addr, metrics)
-    }
-}
-
-fn repo_file(rel: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(rel)
-        .display()
-        .to_string()
-}
 
 /// HAProxy wired like haproxy/companion.cfg: lua-load, setenv, the status service, the
 /// X-Served-By fetch, the shipped spoe.conf, and headers showing the SPOE variables.
@@ -196,6 +30,8 @@ fn companion_haproxy(status_socket: &Path, spoe: SocketAddr, global_extra: &str)
         "frontend fe
     bind {fe}
     filter spoe engine haserf config {spoe_conf}
+    http-request send-spoe-group haserf haserf-backend-facts
+    http-response send-spoe-group haserf haserf-server-facts
     http-request use-service lua.haserf-status if {{ path /haserf }}
     http-request deny deny_status 403 if {{ req.hdr(x-haserf-node) -m found }} !{{ var(txn.haserf.node_alive) -m bool }}
     http-response set-header X-Served-By %[lua.haserf_node]
@@ -240,60 +76,12 @@ backend haserf-spoe
 
 /// Puts `backend` into HAProxy slot `web/<slot>` the way the agent would.
 fn fill_slot(h: &Haproxy, slot: &str, backend: &HttpBackend) {
-    let reply = h.cmd(&format!(
-        "set server web/{slot} addr {} port {}; set server web/{slot} state ready",
-        backend.addr().ip(),
-        backend.addr().port()
-    ));
-    assert!(reply.starts_with("IP changed"), "reply: {reply:?}");
-    wait_until(WAIT, &format!("web/{slot} to be UP"), || {
-        let rows = h.slots("web");
-        match rows.iter().find(|r| r.server() == slot) {
-            Some(r) if r.status() == "UP" => Ok(()),
-            other => Err(other.map(|r| r.status().to_string())),
-        }
-    });
+    fill_slot_in(h, "web", slot, backend);
 }
 
 fn free_slot(h: &Haproxy, slot: &str) {
     let reply = h.cmd(&format!("set server web/{slot} state maint"));
     assert!(reply.trim().is_empty(), "reply: {reply:?}");
-}
-
-/// One request with extra headers, on its own connection.
-fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    if let Err(e) = s.read_to_end(&mut raw) {
-        panic!(
-            "GET {path}: no complete response within 10 s ({e}); received: {:?}",
-            String::from_utf8_lossy(&raw)
-        );
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    HttpResponse {
-        status,
-        headers,
-        body: body.to_string(),
-    }
 }
 
 struct Setup {
@@ -403,25 +191,22 @@ fn the_status_page_lists_members_and_slots_with_haproxy_live_status_as_json() {
             )
         })
         .collect();
-    // live_status is read by Lua from HAProxy itself, not from the agent
-    assert_eq!(
-        by,
-        [
-            ("web1", Some("alpha"), "UP"),
-            ("web2", None, "MAINT"),
-            ("web3", None, "MAINT")
-        ]
-    );
+    // live_status is read by Lua from HAProxy itself, not from the agent; free slots are
+    // counted, not listed
+    assert_eq!(by, [("web1", Some("alpha"), "UP")]);
     assert_eq!(slots[0]["live_addr"], s.alpha.addr().to_string());
     assert_eq!(slots[0]["member_status"], "alive");
     assert_eq!(v["status"]["slots_used"], 1);
 }
 
+/// Adds `n` members with 40-character names; returns the size of the unpaged members reply.
 fn add_bulk_members(s: &Setup, n: usize) -> usize {
     let mut members = s.view.members();
     for i in 0..n {
+        let name = format!("bulk-node-{i:04}-{}", "x".repeat(25));
+        assert_eq!(name.len(), 40);
         members.push(member(
-            &format!("bulk-node-{i:04}"),
+            &name,
             &[("role", "batch"), ("rack", &format!("r{}", i % 17))],
             MemberStatus::Alive,
         ));
@@ -435,35 +220,39 @@ fn add_bulk_members(s: &Setup, n: usize) -> usize {
 }
 
 #[test]
-fn the_status_page_lists_a_hundred_members_with_the_default_buffer_size() {
+fn the_status_page_lists_a_thousand_members_at_the_default_buffer_size() {
     let s = setup();
-    let len = add_bulk_members(&s, 97);
-    assert!(len > 10_000 && len < 16_000, "members reply is {len} bytes");
+    let len = add_bulk_members(&s, 997);
+    assert!(len > 100_000, "members reply is {len} bytes unpaged");
+    let t = std::time::Instant::now();
     let v = status_json(&s, &[], "/haserf?format=json");
-    assert_eq!(v["members"].as_array().unwrap().len(), 100);
-}
-
-#[test]
-fn the_status_page_lists_a_large_cluster_when_tune_bufsize_is_raised() {
-    let s = setup_with("    tune.bufsize 131072");
-    let len = add_bulk_members(&s, 400);
-    assert!(len > 40_000, "members reply is {len} bytes");
-    let v = status_json(&s, &[], "/haserf?format=json");
-    assert_eq!(v["members"].as_array().unwrap().len(), 403);
+    assert_eq!(v["members"].as_array().unwrap().len(), 1000);
     let html = get_with(s.h.frontend_addr(), "/haserf", &[]);
-    assert_eq!(html.status, 200);
-    assert!(html.body.contains("bulk-node-0399"));
+    assert_eq!(html.status, 200, "{}", html.body);
+    assert!(html
+        .body
+        .contains(&format!("bulk-node-0996-{}", "x".repeat(25))));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "two pages took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
-fn a_reply_larger_than_the_buffer_gives_a_503_that_names_tune_bufsize() {
+fn an_agent_that_does_not_page_gives_a_503_that_names_tune_bufsize() {
     let s = setup();
+    s.view
+        .no_paging
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let len = add_bulk_members(&s, 400);
     assert!(len > 40_000, "members reply is {len} bytes");
+    let t = std::time::Instant::now();
     let r = get_with(s.h.frontend_addr(), "/haserf?format=json", &[]);
     assert_eq!(r.status, 503);
     assert!(r.body.contains("tune.bufsize"), "{}", r.body);
-    // the fetch map (slots only) is unaffected
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // the fetch table (used slots only) is unaffected
     wait_served_by(&s, "alpha");
 }
 
@@ -492,7 +281,7 @@ fn the_status_page_serves_escaped_html_for_people() {
         "gamma",
         "Backend web",
         "web1",
-        "MAINT",
+        "2 free",
         ">UP<",
     ] {
         assert!(r.body.contains(needle), "{needle} missing from {}", r.body);

@@ -263,7 +263,7 @@ fn a_hello_is_answered_with_version_frame_size_and_capabilities() {
         vec![Frame::AgentHello(kv(&[
             ("version", s("2.0")),
             ("max-frame-size", TypedData::Uint32(16380)),
-            ("capabilities", s("pipelining,async")),
+            ("capabilities", s("pipelining")),
         ]))]
     );
 }
@@ -282,6 +282,43 @@ fn the_frame_size_is_the_smaller_of_both_sides() {
         TypedData::Uint32(1024)
     );
     assert_eq!(conn.max_frame_size(), 1024);
+}
+
+/// A HAPROXY-HELLO offering `max_frame_size`.
+fn hello_offering(max_frame_size: u32) -> Vec<u8> {
+    Frame::HaproxyHello(kv(&[
+        ("supported-versions", s("2.0")),
+        ("max-frame-size", TypedData::Uint32(max_frame_size)),
+        ("capabilities", s("pipelining,async")),
+        ("engine-id", s("test-engine")),
+    ]))
+    .to_bytes()
+}
+
+#[test]
+fn the_frame_size_follows_haproxys_offer_up_to_the_agents_bound() {
+    for offer in [256u32, 16380, 65532, 1 << 20] {
+        let mut conn = Connection::new(haserf::spoe::codec::MAX_FRAME_SIZE);
+        let mut input = BytesMut::from(&hello_offering(offer)[..]);
+        conn.receive(&mut input, &echo_handler());
+        assert_eq!(conn.max_frame_size(), offer, "HAProxy offered {offer}");
+    }
+    let mut conn = Connection::new(haserf::spoe::codec::MAX_FRAME_SIZE);
+    let mut input = BytesMut::from(&hello_offering(u32::MAX)[..]);
+    conn.receive(&mut input, &echo_handler());
+    assert_eq!(conn.max_frame_size(), haserf::spoe::codec::MAX_FRAME_SIZE);
+}
+
+#[test]
+fn a_frame_larger_than_a_hello_needs_is_refused_before_the_hello() {
+    let mut conn = Connection::new(haserf::spoe::codec::MAX_FRAME_SIZE);
+    let mut input = BytesMut::from(&[0u8, 1, 0, 0, 1][..]);
+    let out = conn.receive(&mut input, &echo_handler());
+    assert!(out.close);
+    assert_eq!(
+        disconnect_status(&frames_in(&out.bytes)[0]),
+        u64::from(Status::TooBig.code())
+    );
 }
 
 #[test]
@@ -615,6 +652,77 @@ fn the_server_message_names_the_node_behind_a_slot() {
             &[("backend", "api"), ("server", "web1")]
         )])
         .is_empty());
+}
+
+/// 1,000 alive members with 40-character names, each in a slot of `web`.
+fn big_handler() -> ClusterHandler {
+    let names: Vec<String> = (0..1000)
+        .map(|i| format!("member-{i:04}-{}", "y".repeat(28)))
+        .collect();
+    let view = StaticView {
+        members: names
+            .iter()
+            .map(|n| member(n, MemberStatus::Alive, &[("role", "web"), ("zone", "a")]))
+            .collect(),
+        slots: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| slot(&format!("web{}", i + 1), Some(n)))
+            .collect(),
+    };
+    ClusterHandler::new(Arc::new(view), VarScope::Txn)
+}
+
+#[test]
+fn an_answer_too_long_for_the_frame_keeps_node_facts_and_flags_the_cut_list() {
+    let h = big_handler();
+    let pinned = format!("member-0042-{}", "y".repeat(28));
+    for max in [256u32, 1024, 16380] {
+        let mut conn = Connection::new(max);
+        let mut input = BytesMut::from(&hello_offering(max)[..]);
+        conn.receive(&mut input, &h);
+        let notify = Frame::Notify {
+            stream_id: 77_777,
+            frame_id: 1,
+            messages: vec![
+                msg("haserf-backend", &[("backend", "web")]),
+                msg("haserf-node", &[("node", &pinned), ("tag", "zone")]),
+            ],
+        };
+        let mut input = BytesMut::from(&notify.to_bytes()[..]);
+        let out = conn.receive(&mut input, &h);
+        assert!(!out.close);
+        assert!(
+            out.bytes.len() - 4 <= max as usize,
+            "ACK of {} bytes",
+            out.bytes.len()
+        );
+        let Frame::Ack { actions, .. } = &frames_in(&out.bytes)[0] else {
+            panic!("an ACK")
+        };
+        let v = vars(actions);
+        assert_eq!(v["node_alive"], TypedData::Bool(true), "max {max}");
+        assert_eq!(v["node_status"], s("alive"), "max {max}");
+        assert_eq!(v["backend_live"], TypedData::Int32(1000), "max {max}");
+        assert_eq!(
+            v["backend_members_truncated"],
+            TypedData::Bool(true),
+            "max {max}"
+        );
+        let TypedData::String(listed) = &v["backend_members"] else {
+            panic!("a list")
+        };
+        let listed = String::from_utf8(listed.clone()).unwrap();
+        assert!(
+            listed.split(',').all(|n| n.is_empty() || n.len() == 40),
+            "whole names only: {listed:?}"
+        );
+        assert!(out.events.iter().any(|e| matches!(
+            e,
+            Event::Truncated { cut, max_frame_size } if cut.contains(&"backend_members") && *max_frame_size == max
+        )));
+        assert!(!out.events.contains(&Event::AckTooBig));
+    }
 }
 
 #[test]

@@ -237,6 +237,36 @@ fn compose_scales_web_nodes_into_slots_and_drains_them_without_a_failed_request(
     }
 }
 
+#[test]
+fn compose_publishes_on_loopback_by_default_under_a_fixed_project_name() {
+    let compose = compose_command();
+    let o = run(Command::new(&compose[0])
+        .args(&compose[1..])
+        .args(["-f", COMPOSE_FILE, "config"])
+        .current_dir(repo())
+        .env_remove("HA_BIND")
+        .env_remove("COMPOSE_PROJECT_NAME"));
+    assert!(o.status.success(), "{}", text(&o));
+    let config = String::from_utf8_lossy(&o.stdout).into_owned();
+    let published: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("- ") && l.contains(":80"))
+        .collect();
+    assert!(!published.is_empty(), "{config}");
+    for p in &published {
+        assert!(
+            p.starts_with("- 127.0.0.1:"),
+            "published beyond loopback: {p}"
+        );
+    }
+    let env = std::fs::read_to_string(repo().join("docker/.env")).unwrap();
+    assert!(
+        env.lines().any(|l| l == "COMPOSE_PROJECT_NAME=haserf"),
+        "docker/.env names the project: {env}"
+    );
+}
+
 /// Brings the project up with 2 web nodes running `web_agent`, scales to 5 and back to 2
 /// under a request loop, checks slots, failures, HAProxy's identity and the status page.
 fn scale_up_and_down(compose: &[String], web_agent: &str) {
@@ -356,6 +386,59 @@ fn scale_up_and_down(compose: &[String], web_agent: &str) {
         "requests failed while scaling: {result:?}"
     );
     assert!(result.ok > 100, "{result:?}");
+    // node names people recognise: the container's name, not its id
+    let name = regex::Regex::new(&format!("^{}[_-]web[_-][0-9]+$", project.name)).unwrap();
+    for host in result.by_host.keys() {
+        assert!(
+            name.is_match(host),
+            "node name {host:?} is not <project>_web_<n>"
+        );
+    }
+
+    // switching the web nodes' agent the rolling way: one container at a time, no failure
+    let other = if web_agent == "serf" {
+        "haserf"
+    } else {
+        "serf"
+    };
+    let requests = RequestLoop::start(
+        frontend,
+        "/",
+        LoopLimits {
+            interval: Duration::from_millis(20),
+            max_duration: Duration::from_secs(300),
+            ..LoopLimits::default()
+        },
+    );
+    let mut rolling = Command::new("timeout");
+    rolling
+        .args(["600", "scripts/docker-rolling.sh"])
+        .current_dir(repo())
+        .env("COMPOSE", project.compose.join(" "))
+        .env("COMPOSE_PROJECT_NAME", &project.name);
+    for (k, v) in &project.env {
+        rolling.env(k, v);
+    }
+    rolling.env("WEB_AGENT", other);
+    let o = run(&mut rolling);
+    assert!(o.status.success(), "docker-rolling.sh:\n{}", text(&o));
+    wait_for_up_slots(stats, 2, Duration::from_secs(90));
+    let rolled = requests.stop();
+    eprintln!(
+        "rolling to {other}: {} ok, {} failed",
+        rolled.ok, rolled.failed
+    );
+    assert_eq!(
+        rolled.failed, 0,
+        "requests failed while rolling: {rolled:?}"
+    );
+    for id in project.compose(&["ps", "-q", "web"]).lines() {
+        let o = run(Command::new("docker").args(["inspect", "-f", "{{json .Config.Env}}", id]));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&format!("WEB_AGENT={other}")),
+            "web container {id} still runs the old settings"
+        );
+    }
 
     assert_eq!(
         haproxy_identity(&project),

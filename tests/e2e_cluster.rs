@@ -255,7 +255,19 @@ impl Cluster {
                 if !p.is_running() {
                     panic!("haserf agent exited:\n{}", p.log());
                 }
-                haserf(&sock, &["status"]).map(|_| ())
+                // `haserf status` exits 2 while nothing answers (1: not ready yet)
+                let code = std::process::Command::new(HASERF)
+                    .args(["status", "--status-socket"])
+                    .arg(&sock)
+                    .output()
+                    .map_err(|e| e.to_string())?
+                    .status
+                    .code();
+                if code == Some(2) {
+                    Err("no answer yet".to_string())
+                } else {
+                    Ok(())
+                }
             },
         );
         self.agent = Some(p);

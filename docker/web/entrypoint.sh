@@ -2,12 +2,25 @@
 # A `web` container: the demo app plus a membership agent, under tini (PID 1).
 #   WEB_AGENT=serf    stock `serf agent` (default)
 #   WEB_AGENT=haserf  `haserf agent` in backend-node mode
-# Tags: role=web, port=$WEB_PORT. Joins $JOIN (default ha:7946), retrying until it answers.
+# Node name: the container's name (haserf_web_3), not its id. Tags: role=web,
+# port=$WEB_PORT. Joins $JOIN (default ha:7946), retrying until it answers.
 # On SIGTERM (docker stop, scale down): graceful leave first, so the load balancer drains
 # this node's slot, then keep serving for DRAIN_SECONDS, then stop the app.
 set -uo pipefail
 
 IP=$(hostname -i | awk '{print $1}')
+# The node name people recognise: the container's name (compose: <project>_web_<n>, or
+# <project>-web-<n> with compose v2), from Docker's DNS (reverse lookup of our address,
+# not /etc/hosts, which holds the container id);
+# the hostname (the container id) if that is not answered within 2 s.
+container_name() {
+  for _ in $(seq 10); do
+    name=$(getent -s dns hosts "$IP" | awk '{print $2; exit}')
+    [ -n "$name" ] && { echo "${name%%.*}"; return; }
+    sleep 0.2
+  done
+}
+NODE_NAME="${NODE_NAME:-$(container_name)}"
 export NODE_NAME="${NODE_NAME:-$(hostname)}" NODE_IP="$IP" WEB_PORT="${WEB_PORT:-3000}"
 JOIN="${JOIN:-ha:7946}"
 mkdir -p /run/haserf

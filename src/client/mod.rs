@@ -2,9 +2,12 @@
 //! prints its answer on stdout and returns the process exit status (0, or 1 on any error);
 //! `src/cli.rs` turns the command line into the request types here.
 //!
-//! - [`socket`]: the connection to a running agent's status socket, and the verbs that are
-//!   one request on it (`members`, `slots`, `status`, `leave`).
-//! - [`render`]: their output for people ([`Format::Text`]) or programs ([`Format::Json`]).
+//! - [`socket`]: the connection to a running agent's status socket (`metrics` is one request).
+//! - [`filter`]: `members` and `slots` with serf's member filters and slot filters.
+//! - [`status`]: `status`, with exit statuses 0 ready / 1 not ready / 2 unreachable, and
+//!   `--wait-ready`; [`status_text`] is its text for people.
+//! - [`leave`]: `leave`, waiting until the agent has left.
+//! - [`render`]: output for people ([`Format::Text`]) or programs ([`Format::Json`]).
 //! - [`verify`]: `haserf verify` — read HAProxy's slots once.
 //! - [`plan`]: `haserf plan` — the runtime commands a membership would send, not sent.
 //!
@@ -21,13 +24,20 @@ macro_rules! out {
     }};
 }
 
+pub mod filter;
+pub mod leave;
 pub mod plan;
 pub mod render;
 pub mod socket;
+pub mod status;
+pub mod status_text;
 pub mod verify;
 
+pub use filter::{ListRequest, MemberFilter, SlotFilter};
+pub use leave::LeaveRequest;
 pub use plan::{MembershipSource, PlanRequest};
 pub use render::Format;
+pub use status::StatusRequest;
 pub use verify::VerifyRequest;
 
 /// The address a free slot holds in `haserf plan` and `haserf verify` (the

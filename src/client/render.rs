@@ -36,7 +36,8 @@ pub fn reply(req: &Request, value: &Value, format: Format) -> String {
             Some(text) => text.to_string(),
             None => key_values(value),
         },
-        Request::Status | Request::Leave => key_values(value),
+        Request::Status => super::status_text::status_text(value, std::time::SystemTime::now()),
+        Request::Leave => key_values(value),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The client's connection to a running agent: one JSON-lines request on its status socket,
-//! one reply. The `members`, `slots`, `status` and `leave` commands are exactly that, printed
-//! ([`ask`]).
+//! one reply. `haserf metrics` is exactly that, printed ([`ask`]); `members` and `slots`
+//! filter the reply ([`super::filter`]), `status` maps it to an exit status
+//! ([`super::status`]), `leave` waits for a second line ([`super::leave`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing answers at the path.
-    #[error("cannot reach the agent at {path}: {source} (is `haserf agent` running with --status-socket {path}?)")]
+    #[error("cannot reach the agent at {path}: {source} (is `haserf agent` running with --status-socket {path}? HASERF_STATUS_SOCKET sets the path too)")]
     Connect {
         /// The socket path.
         path: PathBuf,
@@ -46,33 +47,50 @@ pub enum ClientError {
     Agent(String),
 }
 
-/// Sends one request and returns the reply object (an `{"error"}` reply becomes an error).
-pub async fn request(path: &Path, req: &Request) -> Result<Value, ClientError> {
-    let exchange = async {
-        let stream = UnixStream::connect(path)
-            .await
-            .map_err(|source| ClientError::Connect {
-                path: path.to_owned(),
-                source,
-            })?;
-        let io_err = |source| ClientError::Io {
+/// Connects to the agent's status socket.
+pub async fn connect(path: &Path) -> Result<UnixStream, ClientError> {
+    UnixStream::connect(path)
+        .await
+        .map_err(|source| ClientError::Connect {
             path: path.to_owned(),
             source,
-        };
-        let (read, mut write) = stream.into_split();
-        let mut line = serde_json::to_vec(req).map_err(|e| ClientError::BadReply(e.to_string()))?;
-        line.push(b'\n');
-        write.write_all(&line).await.map_err(io_err)?;
-        let mut reply = String::new();
-        BufReader::new(read)
-            .read_line(&mut reply)
-            .await
-            .map_err(io_err)?;
-        Ok::<_, ClientError>(reply)
-    };
-    let reply = tokio::time::timeout(REPLY_TIMEOUT, exchange)
+        })
+}
+
+/// Writes one request line.
+pub async fn send(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    path: &Path,
+    req: &Request,
+) -> Result<(), ClientError> {
+    let mut line = serde_json::to_vec(req).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    line.push(b'\n');
+    write
+        .write_all(&line)
         .await
-        .map_err(|_| ClientError::Timeout(path.to_owned()))??;
+        .map_err(|source| ClientError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Reads one reply line: the object, an [`ClientError::Agent`] for `{"error": …}`, or
+/// `Ok(None)` when the agent closed the connection first.
+pub async fn read_reply(
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    path: &Path,
+) -> Result<Option<Value>, ClientError> {
+    let mut reply = String::new();
+    let n = reader
+        .read_line(&mut reply)
+        .await
+        .map_err(|source| ClientError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    if n == 0 {
+        return Ok(None);
+    }
     let value: Value =
         serde_json::from_str(&reply).map_err(|e| ClientError::BadReply(e.to_string()))?;
     match value.get("error") {
@@ -81,11 +99,25 @@ pub async fn request(path: &Path, req: &Request) -> Result<Value, ClientError> {
                 .map(str::to_owned)
                 .unwrap_or_else(|| err.to_string()),
         )),
-        None => Ok(value),
+        None => Ok(Some(value)),
     }
 }
 
-/// Runs a status-socket command (`members`, `slots`, `status`, `leave`): sends `req` to
+/// Sends one request and returns the reply object (an `{"error"}` reply becomes an error).
+pub async fn request(path: &Path, req: &Request) -> Result<Value, ClientError> {
+    let exchange = async {
+        let (read, mut write) = connect(path).await?.into_split();
+        send(&mut write, path, req).await?;
+        read_reply(&mut BufReader::new(read), path)
+            .await?
+            .ok_or_else(|| ClientError::BadReply("the agent closed the connection".into()))
+    };
+    tokio::time::timeout(REPLY_TIMEOUT, exchange)
+        .await
+        .map_err(|_| ClientError::Timeout(path.to_owned()))?
+}
+
+/// Runs a one-request status-socket command (`metrics`): sends `req` to
 /// the agent at `status_socket`, prints the reply in `format`; returns the exit status (0,
 /// or 1 with the error on stderr).
 pub fn ask(status_socket: &Path, req: Request, format: Format) -> i32 {

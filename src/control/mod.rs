@@ -1,9 +1,10 @@
 //! The status socket, agent side: the JSON shapes it speaks (shared with the clients, the
-//! Lua companion and the SPOE agent), the server, and the Prometheus metrics text. The
-//! client side of the same socket is [`crate::client`].
+//! Lua companion and the SPOE agent) and the server. (Its `metrics` answer is
+//! [`crate::metrics`]' exposition.) The client side of the same socket is
+//! [`crate::client`].
 
-pub mod metrics;
 pub mod model;
+pub mod page;
 pub mod server;
 
 /// Default path of the agent's status socket (`--status-socket` of the agent and of every

@@ -49,6 +49,21 @@ pub struct MemberView {
     pub suspect: bool,
 }
 
+/// Tags as `k=v,k=v`, sorted by key: the format of the SPOE variables `node_tags` and
+/// `server_tags` and of the `member-tags` map.
+pub fn tags_string(tags: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
 /// `{"members":[…]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct MembersReply {
@@ -106,6 +121,51 @@ pub enum Request {
     Leave,
     /// Prometheus text.
     Metrics,
+}
+
+/// Optional fields of a request line, next to `"cmd"` (extensions of DESIGN.md's status
+/// socket protocol; a line without them gets the plain reply).
+///
+/// - `"used":true` (`slots`): list only the slots holding a member; the free ones are
+///   counted per backend in the reply's `"free"` object instead of listed.
+/// - `"offset":N` and/or `"max_bytes":B` (`members`, `slots`): one page of the list,
+///   starting at entry N, ending before the reply line would exceed B bytes (at least one
+///   entry per page); the reply adds `"total"` (entries in the whole list) and, when more
+///   follow, `"next"` (the offset of the next page). Readers with a small buffer (HAProxy's
+///   Lua sockets read one line into one `tune.bufsize` buffer) page through large lists.
+/// - `"max_bytes":B` (`status`): the largest fields are left out until the reply fits, and
+///   listed in `"omitted"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestOptions {
+    /// `slots`: only the slots holding a member; free ones counted in `"free"`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub used: bool,
+    /// Index of the first entry of the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<usize>,
+    /// Largest reply line wanted, in bytes (without the newline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<usize>,
+}
+
+/// A whole request line: the command and its optional fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    /// The command (`"cmd"`).
+    #[serde(flatten)]
+    pub request: Request,
+    /// The optional fields.
+    #[serde(flatten)]
+    pub options: RequestOptions,
+}
+
+impl From<Request> for Query {
+    fn from(request: Request) -> Query {
+        Query {
+            request,
+            options: RequestOptions::default(),
+        }
+    }
 }
 
 /// An error reply: `{"error":"…"}`.

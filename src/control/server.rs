@@ -1,6 +1,9 @@
 //! Status socket server: a unix socket speaking JSON lines. One request object per line in,
 //! one reply object per line out. A bad line gets `{"error":"…"}` and the connection stays
-//! open; nothing a client sends can stop the agent.
+//! open; nothing a client sends can stop the agent. The one exception to "one line out":
+//! `leave` gets `{"leaving":true}` at once and, when the agent provides it
+//! ([`Handler::leave_outcome`]), `{"left":…}` once the leave is done; then the connection
+//! closes.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt as _;
@@ -13,7 +16,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::model::{ErrorReply, Request};
+use super::model::{ErrorReply, Query, Request};
 
 /// Longest request line accepted; longer lines get an error and the connection is closed.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -22,10 +25,26 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// A client that sends nothing for this long is disconnected.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Longest a `leave` request's connection waits for the leave to complete.
+pub const LEAVE_WAIT: Duration = Duration::from_secs(120);
+
 /// Answers status-socket requests. Implemented by the agent.
 pub trait Handler: Send + Sync + 'static {
     /// The reply object for one request (an [`ErrorReply`] shape on failure).
     fn handle(&self, request: Request) -> Value;
+
+    /// The reply to a request line with its optional fields ([`super::model::RequestOptions`]:
+    /// paging, used slots only). The default ignores the options; the agent pages.
+    fn handle_query(&self, query: Query) -> Value {
+        self.handle(query.request)
+    }
+
+    /// For `leave`: where the outcome of the leave will appear (`Some` object once done).
+    /// The server then writes it as a second reply line on the connection that asked
+    /// (`haserf leave` waits for it), and closes the connection. `None`: one reply only.
+    fn leave_outcome(&self) -> Option<tokio::sync::watch::Receiver<Option<Value>>> {
+        None
+    }
 }
 
 /// Where and how to create the socket.
@@ -147,10 +166,20 @@ impl Drop for StatusServer {
 
 /// Parses one request line; the error is the reply to send.
 pub fn parse_request(line: &str) -> Result<Request, Value> {
-    serde_json::from_str::<Request>(line.trim()).map_err(|err| {
+    parse_query(line).map(|q| q.request)
+}
+
+/// Parses one request line with its optional fields; the error is the reply to send.
+pub fn parse_query(line: &str) -> Result<Query, Value> {
+    serde_json::from_str::<Query>(line.trim()).map_err(|err| {
         let msg = match serde_json::from_str::<Value>(line.trim()) {
             Err(_) => format!("invalid JSON: {err}"),
             Ok(Value::Object(obj)) => match obj.get("cmd") {
+                Some(Value::String(cmd))
+                    if serde_json::from_value::<Request>(Value::Object(obj.clone())).is_ok() =>
+                {
+                    format!("bad fields in a {cmd:?} request: {err}")
+                }
                 Some(Value::String(cmd)) => format!(
                     "unknown cmd {cmd:?}: expected members, slots, status, leave or metrics"
                 ),
@@ -193,8 +222,22 @@ async fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Resu
         let reply = match std::str::from_utf8(&line) {
             Err(_) => error_value("request is not UTF-8"),
             Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => match parse_request(text) {
-                Ok(request) => handler.handle(request),
+            Ok(text) => match parse_query(text) {
+                Ok(query) if query.request == Request::Leave => {
+                    write_reply(&mut write, &handler.handle_query(query)).await?;
+                    if let Some(mut outcome) = handler.leave_outcome() {
+                        let done =
+                            tokio::time::timeout(LEAVE_WAIT, outcome.wait_for(Option::is_some))
+                                .await
+                                .ok()
+                                .and_then(|r| r.ok().and_then(|v| v.clone()));
+                        if let Some(done) = done {
+                            write_reply(&mut write, &done).await?;
+                        }
+                    }
+                    return Ok(());
+                }
+                Ok(query) => handler.handle_query(query),
                 Err(reply) => reply,
             },
         };
@@ -231,6 +274,22 @@ mod tests {
     #[test]
     fn a_known_command_parses() {
         assert_eq!(parse_request(r#"{"cmd":"slots"}"#), Ok(Request::Slots));
+    }
+
+    #[test]
+    fn optional_fields_ride_along_and_a_plain_line_has_none() {
+        let q = parse_query(r#"{"cmd":"slots","used":true,"offset":5,"max_bytes":8000}"#).unwrap();
+        assert_eq!(q.request, Request::Slots);
+        assert!(q.options.used);
+        assert_eq!(q.options.offset, Some(5));
+        assert_eq!(q.options.max_bytes, Some(8000));
+        let q = parse_query(r#"{"cmd":"members"}"#).unwrap();
+        assert_eq!(q, Query::from(Request::Members));
+        let err = parse_query(r#"{"cmd":"slots","offset":-1}"#).unwrap_err();
+        assert!(
+            err["error"].as_str().unwrap().starts_with("bad fields"),
+            "{err}"
+        );
     }
 
     #[test]

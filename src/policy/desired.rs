@@ -169,13 +169,25 @@ impl Policy {
                 .filter(|p| p.want == Want::Ready)
                 .map(|p| p.name.clone())
                 .collect();
+            // out of rotation for a bad reason: suspected, or failed past the grace; a member
+            // failed within the grace may be leaving gracefully (ambiguous for the guard)
             let departed: BTreeSet<String> = placements
                 .iter()
-                .filter(|p| matches!(p.want, Want::Drain | Want::Failed))
+                .filter(|p| match p.want {
+                    Want::Failed => true,
+                    Want::Drain => !in_grace.contains(&p.name),
+                    _ => false,
+                })
+                .map(|p| p.name.clone())
+                .collect();
+            let ambiguous: BTreeSet<String> = placements
+                .iter()
+                .filter(|p| p.want == Want::Drain && in_grace.contains(&p.name))
                 .map(|p| p.name.clone())
                 .collect();
             let guard = self.guards.entry(selector.backend.clone()).or_default();
-            let (held, alert) = guard.evaluate(&self.config.guard, now, &in_rotation, &departed);
+            let (held, alert) =
+                guard.evaluate(&self.config.guard, now, &in_rotation, &departed, &ambiguous);
             for p in placements.iter_mut().filter(|p| held.contains(&p.name)) {
                 p.want = Want::Ready;
             }
@@ -398,12 +410,8 @@ mod tests {
         assert_eq!(p.suspicion_drains(), 0);
     }
 
-    #[test]
-    fn three_of_four_failing_together_stay_ready_under_the_guard() {
-        let mut p = policy(&[]);
-        let t = Instant::now();
-        let names = ["a", "b", "c", "d"];
-        let alive: Vec<MemberFacts> = names
+    fn four_alive() -> Vec<MemberFacts> {
+        ["a", "b", "c", "d"]
             .iter()
             .enumerate()
             .map(|(i, n)| {
@@ -414,13 +422,21 @@ mod tests {
                     MemberStatus::Alive,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn three_of_four_suspected_then_failed_together_stay_ready_under_the_guard() {
+        let mut p = policy(&[]);
+        let t = Instant::now();
+        let alive = four_alive();
         p.evaluate(t, &alive);
-        let mut failed = alive.clone();
-        for m in &mut failed[1..] {
-            m.status = MemberStatus::Failed;
+        // a partition: the load balancer suspects them first, then declares them failed
+        let mut suspected = alive.clone();
+        for m in &mut suspected[1..] {
+            m.suspect = true;
         }
-        let e = p.evaluate(t + Duration::from_secs(1), &failed);
+        let e = p.evaluate(t + Duration::from_secs(1), &suspected);
         assert!(
             wants(&e).iter().all(|(_, w)| *w == Want::Ready),
             "{:?}",
@@ -428,10 +444,67 @@ mod tests {
         );
         assert_eq!(e.alerts.len(), 1);
         assert_eq!(p.guard_holds()["web"], vec!["b", "c", "d"]);
+        let mut failed = alive.clone();
+        for m in &mut failed[1..] {
+            m.status = MemberStatus::Failed;
+        }
+        let e = p.evaluate(t + Duration::from_secs(2), &failed);
+        assert!(wants(&e).iter().all(|(_, w)| *w == Want::Ready));
+        assert!(e.alerts.is_empty(), "{:?}", e.alerts);
         let e = p.evaluate(t + Duration::from_secs(40), &failed);
         assert_eq!(
             wants(&e).iter().filter(|(_, w)| *w == Want::Failed).count(),
             3
         );
+    }
+
+    #[test]
+    fn three_of_four_heard_failed_without_suspicion_are_held_once_the_grace_passes() {
+        let mut p = policy(&[]);
+        let t = Instant::now();
+        let alive = four_alive();
+        p.evaluate(t, &alive);
+        let mut failed = alive.clone();
+        for m in &mut failed[1..] {
+            m.status = MemberStatus::Failed;
+        }
+        let e = p.evaluate(t + Duration::from_secs(1), &failed);
+        assert!(e.alerts.is_empty(), "within the grace: may be leaving");
+        let e = p.evaluate(t + Duration::from_secs(1) + FAILED_GRACE, &failed);
+        assert_eq!(e.alerts.len(), 1);
+        assert!(wants(&e).iter().all(|(_, w)| *w == Want::Ready));
+    }
+
+    #[test]
+    fn a_graceful_scale_down_never_raises_the_partition_guard() {
+        // every order in which a leave of half the backend can reach the agent
+        for heard_failed_first in [false, true] {
+            for leaving_first in [false, true] {
+                let mut p = policy(&[]);
+                let t = Instant::now();
+                let alive = four_alive();
+                p.evaluate(t, &alive);
+                let mut step = |ms: u64, status: MemberStatus| {
+                    let mut ms_now = alive.clone();
+                    for m in &mut ms_now[2..] {
+                        m.status = status;
+                    }
+                    p.evaluate(t + Duration::from_millis(ms), &ms_now).alerts
+                };
+                let mut alerts = Vec::new();
+                if leaving_first {
+                    alerts.extend(step(10, MemberStatus::Leaving));
+                }
+                if heard_failed_first {
+                    alerts.extend(step(20, MemberStatus::Failed));
+                }
+                alerts.extend(step(30, MemberStatus::Left));
+                alerts.extend(step(5_000, MemberStatus::Left));
+                assert!(
+                    alerts.is_empty(),
+                    "failed first {heard_failed_first}, leaving first {leaving_first}: {alerts:?}"
+                );
+            }
+        }
     }
 }

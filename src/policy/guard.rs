@@ -2,6 +2,13 @@
 //! non-graceful reasons (suspected or failed, not left) within a short window, the load
 //! balancer is more likely cut off than the members dead. Keep the last good set in rotation,
 //! raise an alert, and let them go only once the condition has held for the hold time.
+//!
+//! A member heard as failed without having been suspected first may be leaving gracefully
+//! (the memberlist half of a leave can arrive before Serf's leave intent: "failed, then
+//! left"). During the policy's failed grace such a member is *ambiguous*: it neither starts
+//! a departure nor ends one, and keeps its place in the guard's view of the rotation, so a
+//! routine scale-down never raises the guard while a real failure still counts once the
+//! grace has passed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -58,15 +65,17 @@ struct Hold {
 
 impl PartitionGuard {
     /// Feeds one evaluation: `in_rotation_now` are the members that would be in rotation,
-    /// `departed_badly` those that just left rotation because they are suspected or failed,
-    /// `all_known` every member of the backend still in the table. Returns the members to keep
-    /// in rotation despite their state, and an alert when the guard's state changed.
+    /// `departed_badly` those out of rotation because they are suspected or failed (past
+    /// the failed grace), `ambiguous` those failed within the grace (see the module doc).
+    /// Returns the members to keep in rotation despite their state, and an alert when the
+    /// guard's state changed.
     pub fn evaluate(
         &mut self,
         cfg: &GuardConfig,
         now: Instant,
         in_rotation_now: &BTreeSet<String>,
         departed_badly: &BTreeSet<String>,
+        ambiguous: &BTreeSet<String>,
     ) -> (BTreeSet<String>, Option<GuardAlert>) {
         for name in departed_badly {
             if self.in_rotation.contains(name) && !self.departures.iter().any(|(_, n)| n == name) {
@@ -78,7 +87,8 @@ impl PartitionGuard {
         });
         let mut alert = None;
         if let Some(hold) = &mut self.hold {
-            hold.members.retain(|m| departed_badly.contains(m));
+            hold.members
+                .retain(|m| departed_badly.contains(m) || ambiguous.contains(m));
             for (_, name) in &self.departures {
                 hold.members.insert(name.clone());
             }
@@ -104,7 +114,17 @@ impl PartitionGuard {
             }
         }
         let held = self.held();
-        self.in_rotation = in_rotation_now.iter().chain(held.iter()).cloned().collect();
+        let still_counted: Vec<String> = ambiguous
+            .iter()
+            .filter(|m| self.in_rotation.contains(*m))
+            .cloned()
+            .collect();
+        self.in_rotation = in_rotation_now
+            .iter()
+            .chain(held.iter())
+            .chain(still_counted.iter())
+            .cloned()
+            .collect();
         (held, alert)
     }
 
@@ -142,8 +162,8 @@ mod tests {
     fn one_failure_among_four_is_not_held() {
         let mut g = PartitionGuard::default();
         let t = Instant::now();
-        g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]));
-        let (held, alert) = g.evaluate(&cfg(), t, &set(&["a", "b", "c"]), &set(&["d"]));
+        g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]), &set(&[]));
+        let (held, alert) = g.evaluate(&cfg(), t, &set(&["a", "b", "c"]), &set(&["d"]), &set(&[]));
         assert!(held.is_empty());
         assert_eq!(alert, None);
     }
@@ -152,8 +172,8 @@ mod tests {
     fn three_of_four_failing_at_once_are_held_then_released_after_the_hold_time() {
         let mut g = PartitionGuard::default();
         let t = Instant::now();
-        g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]));
-        let (held, alert) = g.evaluate(&cfg(), t, &set(&["a"]), &set(&["b", "c", "d"]));
+        g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]), &set(&[]));
+        let (held, alert) = g.evaluate(&cfg(), t, &set(&["a"]), &set(&["b", "c", "d"]), &set(&[]));
         assert_eq!(held, set(&["b", "c", "d"]));
         assert_eq!(
             alert,
@@ -164,11 +184,23 @@ mod tests {
             ]))
         );
         let later = t + Duration::from_secs(10);
-        let (held, alert) = g.evaluate(&cfg(), later, &set(&["a"]), &set(&["b", "c", "d"]));
+        let (held, alert) = g.evaluate(
+            &cfg(),
+            later,
+            &set(&["a"]),
+            &set(&["b", "c", "d"]),
+            &set(&[]),
+        );
         assert_eq!(held, set(&["b", "c", "d"]));
         assert_eq!(alert, None);
         let done = t + cfg().hold;
-        let (held, alert) = g.evaluate(&cfg(), done, &set(&["a"]), &set(&["b", "c", "d"]));
+        let (held, alert) = g.evaluate(
+            &cfg(),
+            done,
+            &set(&["a"]),
+            &set(&["b", "c", "d"]),
+            &set(&[]),
+        );
         assert!(held.is_empty());
         assert_eq!(
             alert,
@@ -179,7 +211,13 @@ mod tests {
             ]))
         );
         // Released departures do not re-trigger the guard.
-        let (held, _) = g.evaluate(&cfg(), done, &set(&["a"]), &set(&["b", "c", "d"]));
+        let (held, _) = g.evaluate(
+            &cfg(),
+            done,
+            &set(&["a"]),
+            &set(&["b", "c", "d"]),
+            &set(&[]),
+        );
         assert!(held.is_empty());
     }
 
@@ -187,14 +225,15 @@ mod tests {
     fn failures_spread_over_the_window_add_up() {
         let mut g = PartitionGuard::default();
         let t = Instant::now();
-        g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]));
-        let (held, _) = g.evaluate(&cfg(), t, &set(&["a", "b", "c"]), &set(&["d"]));
+        g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]), &set(&[]));
+        let (held, _) = g.evaluate(&cfg(), t, &set(&["a", "b", "c"]), &set(&["d"]), &set(&[]));
         assert!(held.is_empty(), "1 of 4 is not held");
         let (held, alert) = g.evaluate(
             &cfg(),
             t + Duration::from_secs(2),
             &set(&["a", "b"]),
             &set(&["c", "d"]),
+            &set(&[]),
         );
         assert_eq!(held, set(&["c", "d"]), "2 of 4 within the window: hold");
         assert!(matches!(alert, Some(GuardAlert::Holding(_))));
@@ -203,6 +242,7 @@ mod tests {
             t + Duration::from_secs(4),
             &set(&["a"]),
             &set(&["b", "c", "d"]),
+            &set(&[]),
         );
         assert_eq!(
             held,
@@ -216,13 +256,14 @@ mod tests {
     fn the_hold_ends_early_when_every_held_member_comes_back() {
         let mut g = PartitionGuard::default();
         let t = Instant::now();
-        g.evaluate(&cfg(), t, &set(&["a", "b"]), &set(&[]));
-        let (held, _) = g.evaluate(&cfg(), t, &set(&[]), &set(&["a", "b"]));
+        g.evaluate(&cfg(), t, &set(&["a", "b"]), &set(&[]), &set(&[]));
+        let (held, _) = g.evaluate(&cfg(), t, &set(&[]), &set(&["a", "b"]), &set(&[]));
         assert_eq!(held, set(&["a", "b"]));
         let (held, alert) = g.evaluate(
             &cfg(),
             t + Duration::from_secs(1),
             &set(&["a", "b"]),
+            &set(&[]),
             &set(&[]),
         );
         assert!(held.is_empty());
@@ -237,8 +278,8 @@ mod tests {
             ..cfg()
         };
         let t = Instant::now();
-        g.evaluate(&off, t, &set(&["a", "b"]), &set(&[]));
-        let (held, alert) = g.evaluate(&off, t, &set(&[]), &set(&["a", "b"]));
+        g.evaluate(&off, t, &set(&["a", "b"]), &set(&[]), &set(&[]));
+        let (held, alert) = g.evaluate(&off, t, &set(&[]), &set(&["a", "b"]), &set(&[]));
         assert!(held.is_empty());
         assert_eq!(alert, None);
     }
@@ -247,14 +288,78 @@ mod tests {
     fn old_departures_fall_out_of_the_window() {
         let mut g = PartitionGuard::default();
         let t = Instant::now();
-        g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]));
-        g.evaluate(&cfg(), t, &set(&["a", "b", "c"]), &set(&["d"]));
+        g.evaluate(&cfg(), t, &set(&["a", "b", "c", "d"]), &set(&[]), &set(&[]));
+        g.evaluate(&cfg(), t, &set(&["a", "b", "c"]), &set(&["d"]), &set(&[]));
         let late = t + Duration::from_secs(60);
-        let (held, alert) = g.evaluate(&cfg(), late, &set(&["a", "b"]), &set(&["c", "d"]));
+        let (held, alert) = g.evaluate(
+            &cfg(),
+            late,
+            &set(&["a", "b"]),
+            &set(&["c", "d"]),
+            &set(&[]),
+        );
         assert!(
             held.is_empty(),
             "d left the window long ago; c alone is 1 of 3"
         );
+        assert_eq!(alert, None);
+    }
+
+    #[test]
+    fn a_member_failed_within_the_grace_then_left_never_raises_the_guard() {
+        let mut g = PartitionGuard::default();
+        let t = Instant::now();
+        g.evaluate(&cfg(), t, &set(&["a", "b"]), &set(&[]), &set(&[]));
+        // b is heard failed (no suspicion first): one of two, but it may be a graceful leave
+        let (held, alert) = g.evaluate(&cfg(), t, &set(&["a"]), &set(&[]), &set(&["b"]));
+        assert!(held.is_empty());
+        assert_eq!(alert, None);
+        // then left: gone from every set
+        let (held, alert) = g.evaluate(
+            &cfg(),
+            t + Duration::from_millis(50),
+            &set(&["a"]),
+            &set(&[]),
+            &set(&[]),
+        );
+        assert!(held.is_empty());
+        assert_eq!(alert, None);
+    }
+
+    #[test]
+    fn a_failure_heard_without_suspicion_counts_once_the_grace_has_passed() {
+        let mut g = PartitionGuard::default();
+        let t = Instant::now();
+        g.evaluate(&cfg(), t, &set(&["a", "b"]), &set(&[]), &set(&[]));
+        g.evaluate(&cfg(), t, &set(&["a"]), &set(&[]), &set(&["b"]));
+        let (held, alert) = g.evaluate(
+            &cfg(),
+            t + Duration::from_secs(3),
+            &set(&["a"]),
+            &set(&["b"]),
+            &set(&[]),
+        );
+        assert_eq!(held, set(&["b"]));
+        assert!(matches!(alert, Some(GuardAlert::Holding(_))));
+    }
+
+    #[test]
+    fn a_held_member_that_turns_ambiguous_stays_held() {
+        let mut g = PartitionGuard::default();
+        let t = Instant::now();
+        g.evaluate(&cfg(), t, &set(&["a", "b"]), &set(&[]), &set(&[]));
+        // b suspected: held
+        let (held, _) = g.evaluate(&cfg(), t, &set(&["a"]), &set(&["b"]), &set(&[]));
+        assert_eq!(held, set(&["b"]));
+        // then declared failed (within the grace): still held, no "recovered"
+        let (held, alert) = g.evaluate(
+            &cfg(),
+            t + Duration::from_secs(1),
+            &set(&["a"]),
+            &set(&[]),
+            &set(&["b"]),
+        );
+        assert_eq!(held, set(&["b"]));
         assert_eq!(alert, None);
     }
 }

@@ -18,6 +18,9 @@ use tokio_util::codec::{Decoder, Encoder};
 pub const MIN_FRAME_SIZE: u32 = 256;
 /// HAProxy 2.6's default `max-frame-size` (tune.bufsize − 4).
 pub const DEFAULT_FRAME_SIZE: u32 = 16380;
+/// Default upper bound of the agent's `max-frame-size`: HAProxy's offer (its
+/// `tune.bufsize` − 4 or the engine's `max-frame-size`) is taken up to this.
+pub const MAX_FRAME_SIZE: u32 = 1 << 20;
 /// FIN flag: last fragment (set on every unfragmented frame).
 pub const FLAG_FIN: u32 = 1;
 /// ABORT flag: abort a fragmented payload.
@@ -173,6 +176,20 @@ pub fn put_varint(out: &mut impl BufMut, mut n: u64) {
         n = (n - 128) >> 7;
     }
     out.put_u8(n as u8);
+}
+
+/// Bytes [`put_varint`] writes for `n`.
+pub fn varint_len(n: u64) -> usize {
+    if n < 240 {
+        return 1;
+    }
+    let mut len = 2;
+    let mut n = (n - 240) >> 4;
+    while n >= 128 {
+        len += 1;
+        n = (n - 128) >> 7;
+    }
+    len
 }
 
 /// Reads a varint from the front of `buf`, advancing it.
@@ -834,6 +851,7 @@ mod tests {
         ];
         for (n, bytes) in cases {
             assert_eq!(enc(*n), *bytes, "encoding {n}");
+            assert_eq!(varint_len(*n), bytes.len(), "length of {n}");
             let mut s = *bytes;
             assert_eq!(get_varint(&mut s).unwrap(), *n, "decoding {n}");
             assert!(s.is_empty());

@@ -3,11 +3,14 @@
 //!
 //! Life of a connection (`ref/haproxy-spoe.md` §3–§5):
 //! 1. HAProxy sends HAPROXY-HELLO; we answer AGENT-HELLO with version `2.0`, the smaller of
-//!    the two `max-frame-size`s, and capabilities `pipelining,async`. A health-check hello
-//!    (`healthcheck=true`) is answered and the connection closed.
-//! 2. Each NOTIFY is answered by one ACK with the same stream-id/frame-id. With pipelining
-//!    several NOTIFYs may arrive in one read; each gets its ACK, in order, on this connection
-//!    (valid under `async` too).
+//!    the two `max-frame-size`s (HAProxy's offer, up to our bound), and capability
+//!    `pipelining` (not `async`: see [`CAPABILITIES`]). A health-check hello (`healthcheck=true`) is answered and the
+//!    connection closed. Before the HELLO, frames above [`codec::DEFAULT_FRAME_SIZE`] are
+//!    refused (a HELLO is ~130 bytes).
+//! 2. Each NOTIFY is answered by one ACK with the same stream-id/frame-id, cut to the
+//!    negotiated frame size by the handler ([`NotifyHandler::handle_within`]). With
+//!    pipelining several NOTIFYs may arrive in one read; each gets its ACK, in order, on
+//!    this connection (valid under `async` too).
 //! 3. HAPROXY-DISCONNECT is answered by AGENT-DISCONNECT (status 0) and the connection ends.
 //!
 //! Any protocol violation (garbage, oversized frame, NOTIFY before HELLO, fragments we did
@@ -18,19 +21,32 @@ use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
 use super::codec::{
-    kind, kv_get, Action, DecodeError, Frame, KvList, Message, SpopCodec, Status, TypedData,
-    FLAG_FIN, MIN_FRAME_SIZE,
+    self, kind, kv_get, varint_len, Action, DecodeError, Frame, KvList, Message, SpopCodec, Status,
+    TypedData, FLAG_FIN, MIN_FRAME_SIZE,
 };
 
 /// The only SPOP version spoken (HAProxy 2.6 and later).
 pub const SPOP_VERSION: &str = "2.0";
-/// Capabilities announced in AGENT-HELLO.
-pub const CAPABILITIES: &str = "pipelining,async";
+/// Capabilities announced in AGENT-HELLO: `pipelining` only. Every ACK goes back on the
+/// connection its NOTIFY came on, so `async` would gain nothing; and with `async` HAProxy
+/// 2.6 parks the frames in flight on a per-thread queue that survives the connection, so
+/// when the agent dies those requests each wait `timeout processing` instead of failing at
+/// once (measured: a killed agent then cost 200 ms per request for seconds; without it, the
+/// first ~250 ms only). HAProxy 3.1+ dropped `async` altogether.
+pub const CAPABILITIES: &str = "pipelining";
 
 /// Answers NOTIFY messages. Implemented by the cluster handler; tests use closures.
 pub trait NotifyHandler {
     /// The actions for the messages of one NOTIFY frame.
     fn handle(&self, messages: &[Message]) -> Vec<Action>;
+
+    /// The actions for one NOTIFY within `room` bytes of ACK payload, and the names of the
+    /// variables cut short or left out to fit. The default returns [`Self::handle`]'s
+    /// answer whole; the connection then sends an empty ACK if it does not fit.
+    fn handle_within(&self, messages: &[Message], room: usize) -> (Vec<Action>, Vec<&'static str>) {
+        let _ = room;
+        (self.handle(messages), Vec::new())
+    }
 }
 
 impl<F: Fn(&[Message]) -> Vec<Action>> NotifyHandler for F {
@@ -69,6 +85,13 @@ pub enum Event {
     },
     /// An ACK would not fit the negotiated frame size; its actions were replaced.
     AckTooBig,
+    /// An answer was cut to fit the negotiated frame size.
+    Truncated {
+        /// The variables cut short (lists) or left out.
+        cut: Vec<&'static str>,
+        /// The frame size in force.
+        max_frame_size: u32,
+    },
     /// A frame of an unknown type was skipped.
     SkippedFrame(u8),
     /// HAProxy said goodbye.
@@ -115,7 +138,7 @@ impl Connection {
         let local_max = max_frame_size.max(MIN_FRAME_SIZE);
         Connection {
             phase: Phase::AwaitHello,
-            codec: SpopCodec::new(local_max),
+            codec: SpopCodec::new(local_max.min(codec::DEFAULT_FRAME_SIZE)),
             local_max,
             engine_id: None,
         }
@@ -203,16 +226,26 @@ impl Connection {
                     messages,
                 },
             ) => {
-                let mut actions = handler.handle(&messages);
+                let max = self.codec.max_frame_size;
+                // type, flags, stream-id and frame-id come before the actions
+                let header = 5 + varint_len(stream_id) + varint_len(frame_id);
+                let room = (max as usize).saturating_sub(header);
+                let (actions, cut) = handler.handle_within(&messages, room);
+                if !cut.is_empty() {
+                    out.events.push(Event::Truncated {
+                        cut,
+                        max_frame_size: max,
+                    });
+                }
                 let mut ack = Frame::Ack {
                     stream_id,
                     frame_id,
-                    actions: std::mem::take(&mut actions),
+                    actions,
                 };
                 let mut bytes = BytesMut::new();
                 ack.encode(&mut bytes);
-                if bytes.len() - 4 > self.codec.max_frame_size as usize {
-                    // HAProxy 2.6 cannot receive fragments: send an empty ACK instead.
+                if bytes.len() - 4 > max as usize {
+                    // HAProxy cannot receive fragments: send an empty ACK instead.
                     out.events.push(Event::AckTooBig);
                     ack = Frame::Ack {
                         stream_id,

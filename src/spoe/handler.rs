@@ -5,19 +5,26 @@
 //!
 //! | message | args | variables set (below `txn.<var-prefix>.`) |
 //! |---|---|---|
-//! | `haserf-backend` | `backend` (string) | `backend_live` (int: alive members holding a slot), `backend_members` (string, comma list), `backend_free` (int: free slots) |
-//! | `haserf-node` | `node` (string), optional `tag` (string) | `node_alive` (bool), `node_status` (`alive`, `leaving`, `left`, `failed`, `unknown`), `node_tags` (`k=v,k=v`), `node_tag` (the value of `tag`, if the node has it) |
-//! | `haserf-server` | `server` (`srv_name`), optional `backend` (`be_name`), optional `tag` | `server_node` (member name), `server_tags` (`k=v,…`), `server_node_status`, `server_tag` |
+//! | `haserf-backend` | `backend` (string) | `backend_live` (int: alive members holding a slot), `backend_free` (int: free slots), `backend_members` (string, comma list) |
+//! | `haserf-node` | `node` (string), optional `tag` (string) | `node_alive` (bool), `node_status` (`alive`, `leaving`, `left`, `failed`, `unknown`), `node_tag` (the value of `tag`, if the node has it), `node_tags` (`k=v,k=v`) |
+//! | `haserf-server` | `server` (`srv_name`), optional `backend` (`be_name`), optional `tag` | `server_node` (member name), `server_node_status`, `server_tag`, `server_tags` (`k=v,…`) |
+//!
+//! An answer always fits the negotiated frame ([`super::answer::fit`]): the small facts
+//! first (`node_*` before the others), then the lists (`node_tags`, `server_tags`,
+//! `backend_members`), each cut at an item boundary when needed with
+//! `<list>_truncated` set to `true`.
 //!
 //! The scope (`txn` by default) is [`super::SpoeConfig::var_scope`]; the middle part of the
 //! name is HAProxy's `option var-prefix` in spoe.conf (`haserf`).
 
 use std::sync::Arc;
 
+use super::answer::{fit, Fact};
 use super::codec::{Action, Message, TypedData, VarScope};
 use super::conn::NotifyHandler;
+use super::index::ClusterIndex;
 use super::ClusterView;
-use crate::control::model::{MemberStatus, MemberView};
+use crate::control::model::MemberStatus;
 
 /// Message name: facts about a backend.
 pub const MSG_BACKEND: &str = "haserf-backend";
@@ -30,13 +37,16 @@ pub const MSG_SERVER: &str = "haserf-server";
 pub const VAR_NAMES: &[&str] = &[
     "backend_live",
     "backend_members",
+    "backend_members_truncated",
     "backend_free",
     "node_alive",
     "node_status",
     "node_tags",
+    "node_tags_truncated",
     "node_tag",
     "server_node",
     "server_tags",
+    "server_tags_truncated",
     "server_node_status",
     "server_tag",
 ];
@@ -47,127 +57,104 @@ pub struct ClusterHandler {
     scope: VarScope,
 }
 
+fn scalar(name: &'static str, value: TypedData) -> Fact {
+    Fact::Scalar { name, value }
+}
+
+fn list(name: &'static str, items: &str) -> Fact {
+    Fact::List {
+        name,
+        items: items.to_string(),
+    }
+}
+
+fn str_arg<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
+    m.arg(name).and_then(TypedData::as_str)
+}
+
 impl ClusterHandler {
     /// A handler reading `view` and setting variables in `scope`.
     pub fn new(view: Arc<dyn ClusterView>, scope: VarScope) -> Self {
         ClusterHandler { view, scope }
     }
 
-    fn set(&self, out: &mut Vec<Action>, name: &str, value: TypedData) {
-        out.push(Action::SetVar {
-            scope: self.scope,
-            name: name.to_string(),
-            value,
-        });
-    }
-
-    fn member(&self, name: &str) -> Option<MemberView> {
-        self.view.members().into_iter().find(|m| m.name == name)
-    }
-
-    fn on_backend(&self, m: &Message, out: &mut Vec<Action>) {
-        let Some(backend) = m.arg("backend").and_then(TypedData::as_str) else {
-            return;
-        };
-        let members = self.view.members();
-        let mut live: Vec<String> = Vec::new();
-        let mut free = 0i32;
-        for s in self.view.slots().iter().filter(|s| s.backend == backend) {
-            match &s.member {
-                None => free += 1,
-                Some(name) => {
-                    let alive = members
-                        .iter()
-                        .any(|mv| &mv.name == name && mv.status == MemberStatus::Alive);
-                    if alive && !live.contains(name) {
-                        live.push(name.clone());
-                    }
-                }
+    /// Every fact the messages ask for, `node_*` first.
+    pub fn facts(&self, messages: &[Message]) -> Vec<Fact> {
+        let idx = self.view.index();
+        let (mut node, mut rest) = (Vec::new(), Vec::new());
+        for m in messages {
+            match m.name.as_str() {
+                MSG_NODE => on_node(&idx, m, &mut node),
+                MSG_BACKEND => on_backend(&idx, m, &mut rest),
+                MSG_SERVER => on_server(&idx, m, &mut rest),
+                _ => {}
             }
         }
-        live.sort();
-        self.set(out, "backend_live", TypedData::Int32(live.len() as i32));
-        self.set(out, "backend_members", TypedData::str(live.join(",")));
-        self.set(out, "backend_free", TypedData::Int32(free));
+        node.extend(rest);
+        node
     }
+}
 
-    fn on_node(&self, m: &Message, out: &mut Vec<Action>) {
-        let Some(node) = m.arg("node").and_then(TypedData::as_str) else {
-            return;
-        };
-        match self.member(node) {
-            Some(mv) => {
-                self.set(
-                    out,
-                    "node_alive",
-                    TypedData::Bool(mv.status == MemberStatus::Alive),
-                );
-                self.set(out, "node_status", TypedData::str(mv.status.as_str()));
-                self.set(out, "node_tags", TypedData::str(tags_string(&mv)));
-                if let Some(v) = wanted_tag(m, &mv) {
-                    self.set(out, "node_tag", TypedData::str(v));
-                }
+fn on_backend(idx: &ClusterIndex, m: &Message, out: &mut Vec<Fact>) {
+    let Some(backend) = str_arg(m, "backend") else {
+        return;
+    };
+    let b = idx.backend(backend).cloned().unwrap_or_default();
+    out.push(scalar("backend_live", TypedData::Int32(b.live as i32)));
+    out.push(scalar("backend_free", TypedData::Int32(b.free as i32)));
+    out.push(list("backend_members", &b.members));
+}
+
+fn on_node(idx: &ClusterIndex, m: &Message, out: &mut Vec<Fact>) {
+    let Some(node) = str_arg(m, "node") else {
+        return;
+    };
+    match idx.member(node) {
+        Some(f) => {
+            out.push(scalar(
+                "node_alive",
+                TypedData::Bool(f.status == MemberStatus::Alive),
+            ));
+            out.push(scalar("node_status", TypedData::str(f.status.as_str())));
+            if let Some(v) = str_arg(m, "tag").and_then(|t| f.tag.get(t)) {
+                out.push(scalar("node_tag", TypedData::str(v.as_str())));
             }
-            None => {
-                self.set(out, "node_alive", TypedData::Bool(false));
-                self.set(out, "node_status", TypedData::str("unknown"));
-            }
+            out.push(list("node_tags", &f.tags));
         }
-    }
-
-    fn on_server(&self, m: &Message, out: &mut Vec<Action>) {
-        let Some(server) = m.arg("server").and_then(TypedData::as_str) else {
-            return;
-        };
-        let backend = m.arg("backend").and_then(TypedData::as_str);
-        let slots = self.view.slots();
-        let Some(member) = slots
-            .iter()
-            .find(|s| s.slot == server && backend.is_none_or(|b| s.backend == b))
-            .and_then(|s| s.member.clone())
-        else {
-            return;
-        };
-        self.set(out, "server_node", TypedData::str(member.clone()));
-        if let Some(mv) = self.member(&member) {
-            self.set(out, "server_tags", TypedData::str(tags_string(&mv)));
-            self.set(
-                out,
-                "server_node_status",
-                TypedData::str(mv.status.as_str()),
-            );
-            if let Some(v) = wanted_tag(m, &mv) {
-                self.set(out, "server_tag", TypedData::str(v));
-            }
+        None => {
+            out.push(scalar("node_alive", TypedData::Bool(false)));
+            out.push(scalar("node_status", TypedData::str("unknown")));
         }
     }
 }
 
-fn wanted_tag(m: &Message, mv: &MemberView) -> Option<String> {
-    let key = m.arg("tag").and_then(TypedData::as_str)?;
-    mv.tags.get(key).cloned()
-}
-
-/// Tags as `k=v,k=v`, sorted by key.
-pub fn tags_string(mv: &MemberView) -> String {
-    mv.tags
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+fn on_server(idx: &ClusterIndex, m: &Message, out: &mut Vec<Fact>) {
+    let Some(server) = str_arg(m, "server") else {
+        return;
+    };
+    let Some(member) = idx.slot_member(str_arg(m, "backend"), server) else {
+        return;
+    };
+    out.push(scalar("server_node", TypedData::str(member)));
+    if let Some(f) = idx.member(member) {
+        out.push(scalar(
+            "server_node_status",
+            TypedData::str(f.status.as_str()),
+        ));
+        if let Some(v) = str_arg(m, "tag").and_then(|t| f.tag.get(t)) {
+            out.push(scalar("server_tag", TypedData::str(v.as_str())));
+        }
+        out.push(list("server_tags", &f.tags));
+    }
 }
 
 impl NotifyHandler for ClusterHandler {
     fn handle(&self, messages: &[Message]) -> Vec<Action> {
-        let mut out = Vec::new();
-        for m in messages {
-            match m.name.as_str() {
-                MSG_BACKEND => self.on_backend(m, &mut out),
-                MSG_NODE => self.on_node(m, &mut out),
-                MSG_SERVER => self.on_server(m, &mut out),
-                _ => {}
-            }
-        }
-        out
+        fit(self.facts(messages), self.scope, usize::MAX).actions
+    }
+
+    fn handle_within(&self, messages: &[Message], room: usize) -> (Vec<Action>, Vec<&'static str>) {
+        let f = fit(self.facts(messages), self.scope, room);
+        (f.actions, f.cut)
     }
 }

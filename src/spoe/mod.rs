@@ -4,14 +4,18 @@
 //! - [`codec`]: the SPOP wire format (varints, typed data, lists, frames), pure.
 //! - [`conn`]: the per-connection state machine, sans IO (bytes in, bytes out).
 //! - [`handler`]: which messages exist and which variables they set.
+//! - [`index`]: the cluster indexed for one lookup per fact ([`index::CachedView`]).
+//! - [`answer`]: an answer cut to the negotiated frame size, small facts first.
 //! - [`serve`]: the thin tokio driver that moves bytes between sockets and [`conn`].
 //!
 //! The agent (`haserf agent --spoe-bind IP:PORT`) calls [`serve`] with a [`ClusterView`]
 //! of its membership and slot table. See docs/companion.md for the HAProxy side.
 
+pub mod answer;
 pub mod codec;
 pub mod conn;
 pub mod handler;
+pub mod index;
 mod server;
 
 use std::net::SocketAddr;
@@ -20,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use codec::VarScope;
+pub use index::{CachedView, ClusterIndex};
 pub use server::{serve, serve_listener};
 
 use crate::control::model::{MemberView, SlotView};
@@ -31,6 +36,12 @@ pub trait ClusterView: Send + Sync + 'static {
     fn members(&self) -> Vec<MemberView>;
     /// Every slot of every managed backend.
     fn slots(&self) -> Vec<SlotView>;
+
+    /// The view indexed for the handler. The default builds it on every call; wrap a view
+    /// whose lists are costly in [`CachedView`].
+    fn index(&self) -> Arc<ClusterIndex> {
+        Arc::new(ClusterIndex::build(&self.members(), &self.slots()))
+    }
 }
 
 /// A fixed view (tests, benchmarks, or a snapshot).
@@ -59,7 +70,9 @@ pub struct SpoeConfig {
     /// Scope of the variables set (default `txn`). The middle part of their names is
     /// HAProxy's `option var-prefix` in spoe.conf (`haserf` in the shipped file).
     pub var_scope: VarScope,
-    /// Upper bound for the negotiated `max-frame-size` (default 16380, HAProxy's default).
+    /// Upper bound for the negotiated `max-frame-size`. The agent takes what HAProxy offers
+    /// in its HELLO (its `max-frame-size`, by default `tune.bufsize` − 4) up to this bound
+    /// (default [`codec::MAX_FRAME_SIZE`], 1 MiB).
     pub max_frame_size: u32,
     /// A connection that has not completed HELLO within this time is closed (status 2).
     pub hello_timeout: Duration,
@@ -78,7 +91,7 @@ impl SpoeConfig {
         SpoeConfig {
             bind,
             var_scope: VarScope::Txn,
-            max_frame_size: codec::DEFAULT_FRAME_SIZE,
+            max_frame_size: codec::MAX_FRAME_SIZE,
             hello_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
             max_connections: 1024,
@@ -106,9 +119,40 @@ pub struct SpoeMetrics {
     pub disconnects: AtomicU64,
     /// I/O errors on connections.
     pub io_errors: AtomicU64,
+    /// ACKs whose answer was cut to fit the frame size (a list cut or a fact left out).
+    pub truncated: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last "answer cut" log line (rate limit).
+    pub(crate) truncation_logged_ms: AtomicU64,
+    /// ACKs cut since that log line.
+    pub(crate) truncated_unlogged: AtomicU64,
 }
 
+/// Truncations are counted one by one but logged at most this often.
+pub const TRUNCATION_LOG_EVERY: Duration = Duration::from_secs(10);
+
 impl SpoeMetrics {
+    /// Counts one cut answer; returns how many were cut since the last log line when a new
+    /// line is due ([`TRUNCATION_LOG_EVERY`]).
+    pub(crate) fn note_truncation(&self) -> Option<u64> {
+        Self::inc(&self.truncated);
+        let since = self.truncated_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.truncation_logged_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= TRUNCATION_LOG_EVERY.as_millis() as u64;
+        if due
+            && self
+                .truncation_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.truncated_unlogged.fetch_sub(since, Ordering::Relaxed);
+            return Some(since);
+        }
+        None
+    }
+
     /// Reads a counter.
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)

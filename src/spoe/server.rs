@@ -135,6 +135,20 @@ fn count(cfg: &SpoeConfig, events: &[Event]) {
             }
             Event::Notify { .. } => SpoeMetrics::inc(&m.notifies),
             Event::AckTooBig => tracing::warn!("SPOE ACK exceeded max-frame-size; sent empty"),
+            Event::Truncated {
+                cut,
+                max_frame_size,
+            } => {
+                if let Some(n) = m.note_truncation() {
+                    tracing::warn!(
+                        max_frame_size,
+                        ?cut,
+                        acks_cut = n,
+                        "SPOE answers cut to fit max-frame-size (lists end early with <name>_truncated set); raise max-frame-size / tune.bufsize, or use the maps; logged at most every {}s",
+                        super::TRUNCATION_LOG_EVERY.as_secs()
+                    );
+                }
+            }
             Event::SkippedFrame(k) => {
                 tracing::debug!(kind = k, "SPOE frame of unknown type skipped")
             }

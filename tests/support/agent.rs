@@ -42,6 +42,9 @@ pub struct HaserfOptions {
     pub join: Vec<SocketAddr>,
     /// Any other arguments.
     pub extra: Vec<String>,
+    /// Extra environment. `HASERF_STATUS_SOCKET` here replaces the harness's own
+    /// `--status-socket` flag (the agent then finds its socket through the variable).
+    pub env: Vec<(String, String)>,
 }
 
 impl HaserfOptions {
@@ -54,12 +57,32 @@ impl HaserfOptions {
             backends: vec![backend.to_string()],
             join: Vec::new(),
             extra: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// A plain cluster member called `node` (no `--haproxy-socket`: backend-node mode).
+    pub fn member(node: &str) -> HaserfOptions {
+        HaserfOptions {
+            node: node.to_string(),
+            ip: None,
+            haproxy_socket: None,
+            backends: Vec::new(),
+            join: Vec::new(),
+            extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
     /// Adds a seed (builder style).
     pub fn join(mut self, addr: SocketAddr) -> HaserfOptions {
         self.join.push(addr);
+        self
+    }
+
+    /// Adds an environment variable (builder style).
+    pub fn env(mut self, k: &str, v: &str) -> HaserfOptions {
+        self.env.push((k.to_string(), v.to_string()));
         self
     }
 
@@ -105,10 +128,15 @@ impl HaserfAgent {
             "agent".to_string(),
             format!("--node={}", o.node),
             format!("--bind={}", self.bind_addr()),
-            format!("--status-socket={}", self.status_socket().display()),
             "--profile=local".to_string(),
             "--log-level=debug".to_string(),
         ];
+        if self.socket_from_env().is_none() {
+            args.push(format!(
+                "--status-socket={}",
+                self.status_socket().display()
+            ));
+        }
         if let Some(s) = &o.haproxy_socket {
             args.push(format!("--haproxy-socket={}", s.display()));
         }
@@ -126,6 +154,7 @@ impl HaserfAgent {
     fn launch(&mut self) {
         let mut launch = Launch::new(haserf_bin(), &[], self.log_path());
         launch.args = self.args();
+        launch.env = self.opts.env.clone();
         let mut proc = Proc::spawn(launch);
         let r = try_wait_until(
             Duration::from_secs(15),
@@ -163,7 +192,19 @@ impl HaserfAgent {
 
     /// The status socket path.
     pub fn status_socket(&self) -> PathBuf {
+        if let Some(path) = self.socket_from_env() {
+            return path;
+        }
         self.dir.path().join("haserf.sock")
+    }
+
+    /// `HASERF_STATUS_SOCKET` from the options' environment, if set.
+    fn socket_from_env(&self) -> Option<PathBuf> {
+        self.opts
+            .env
+            .iter()
+            .find(|(k, _)| k == "HASERF_STATUS_SOCKET")
+            .map(|(_, v)| PathBuf::from(v))
     }
 
     /// The agent's log (all runs).

@@ -108,6 +108,27 @@ listen stats
         ))
     }
 
+    /// A frontend on `frontend` with the Lua status page (`lua.haserf-status` on `/haserf`,
+    /// lua/haserf.lua loaded after `global` lines such as `setenv HASERF_STATUS_SOCKET …`)
+    /// and everything else to backend `web`: `slots` empty slots on template port 3000.
+    pub fn status_page(frontend: SocketAddr, slots: u32, global: &str) -> HaproxyConfig {
+        let lua = concat!(env!("CARGO_MANIFEST_DIR"), "/lua/haserf.lua");
+        HaproxyConfig::new(&format!(
+            "frontend fe
+    bind {frontend}
+    http-request use-service lua.haserf-status if {{ path /haserf }}
+    default_backend web
+
+backend web
+    balance roundrobin
+    option httpchk GET /healthz
+    default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2
+    server-template web 1-{slots} 127.0.0.1:3000 check disabled
+"
+        ))
+        .global(&format!("{global}\n    lua-load {lua}"))
+    }
+
     /// Adds a `@KEY@` placeholder (builder style).
     pub fn var(mut self, key: &str, value: &str) -> HaproxyConfig {
         self.vars.push((key.to_string(), value.to_string()));

@@ -13,6 +13,7 @@
 pub mod addr;
 pub mod agent;
 pub mod captures;
+pub mod doc_blocks;
 pub mod haproxy;
 pub mod http;
 pub mod netns;

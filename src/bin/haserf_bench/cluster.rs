@@ -330,7 +330,8 @@ impl Cluster {
                         .arg(&status)
                         .output()
                         .ok()?;
-                    out.status.success().then_some(true)
+                    // exit 2: nothing answers yet (1: answers, not ready)
+                    (out.status.code() != Some(2)).then_some(true)
                 });
                 match res {
                     Ok(true) => p,
