@@ -53,7 +53,8 @@ struct Scale {
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
-/// The shipped spoe.conf with `extra` lines added to its `spoe-agent` section.
+/// The shipped spoe.conf with `extra` lines added to its `spoe-agent` section and its
+/// timeouts relaxed.
 fn spoe_conf(dir: &Path, extra: &str) -> PathBuf {
     let shipped = std::fs::read_to_string(repo_file("haproxy/spoe.conf")).unwrap();
     let agent = "spoe-agent haserf-agent\n";
@@ -61,7 +62,16 @@ fn spoe_conf(dir: &Path, extra: &str) -> PathBuf {
         shipped.contains(agent),
         "the shipped spoe.conf names {agent}"
     );
-    let edited = shipped.replacen(agent, &format!("{agent}{extra}"), 1);
+    let mut edited = shipped.replacen(agent, &format!("{agent}{extra}"), 1);
+    // what is checked here is what the answers hold, not latency: the shipped timeouts
+    // (fail fast in production) would turn a busy test machine's delays into errors
+    for (tight, loose) in [
+        ("timeout hello 500ms", "timeout hello 5s"),
+        ("timeout processing 200ms", "timeout processing 5s"),
+    ] {
+        assert!(edited.contains(tight), "the shipped spoe.conf sets {tight}");
+        edited = edited.replace(tight, loose);
+    }
     let path = dir.join("spoe.conf");
     std::fs::write(&path, edited).unwrap();
     path
@@ -278,7 +288,7 @@ fn the_status_page_answers_200_in_html_and_json_for_a_thousand_slots_and_members
     assert!(html.body.contains(FAILED));
 
     assert!(
-        t.elapsed() < Duration::from_secs(5),
+        t.elapsed() < Duration::from_secs(10),
         "two pages took {:?}",
         t.elapsed()
     );
