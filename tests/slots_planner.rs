@@ -32,6 +32,10 @@ fn empty_slot(i: usize, has_check: bool) -> ObservedSlot {
         scur: 0,
         has_check,
         check_status: None,
+        agent: false,
+        declared_disabled: true,
+        fqdn: None,
+        signature: String::new(),
     }
 }
 
@@ -141,6 +145,10 @@ fn arb_obs() -> impl Strategy<Value = ObservedSlot> {
                 iweight: 1,
                 scur,
                 has_check,
+                agent: false,
+                declared_disabled: true,
+                fqdn: None,
+                signature: String::new(),
             }
         })
 }

@@ -17,4 +17,6 @@ pub mod rendezvous;
 pub use book::{Book, DesiredMember, Want};
 pub use discovery::{discover, Observed, ObservedSlot};
 pub use planner::{plan, plan_slot, PlanContext, Target};
-pub use reconciler::{spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus};
+pub use reconciler::{
+    spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus, RefusedCommand,
+};
