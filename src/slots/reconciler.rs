@@ -699,7 +699,12 @@ impl State {
         for b in &self.cfg.backends {
             let book = &self.books[b];
             queue.insert(b.clone(), book.queue().to_vec());
-            let Some(slots) = obs.backends.get(b) else {
+            // a refused backend's servers are not slots haserf manages
+            let Some(slots) = obs
+                .backends
+                .get(b)
+                .filter(|_| !self.status.backend_errors.contains_key(b))
+            else {
                 continue;
             };
             for s in slots {

@@ -1,0 +1,477 @@
+//! The configuration matrix: one real HAProxy with one backend per `server-template` form
+//! users write (agent-check answering `up` or a weight, `balance source`/`uri`/`hash`, a
+//! port-less template, `rise 1`/`fall 1`, `slowstart` + `maxconn`, `track`, `init-state` on
+//! 3.1+), plus backends haserf must refuse (static servers only, FQDN placeholder, a backend
+//! that does not exist). One reconciler manages them all. For every case: the members are
+//! served through HAProxy (or the backend is refused with a specific error), no runtime
+//! command is sent once converged, and static servers are never touched.
+//!
+//! Runs with HAProxy 2.6 by default and 3.0/3.2 through `HASERF_HAPROXY`
+//! (scripts/test-matrix.sh).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::Duration;
+
+use haserf::control::model::SlotState;
+use haserf::slots::{spawn_reconciler, DesiredMember, ReconcilerConfig, ReconcilerHandle, Want};
+use support::{
+    alloc_ip, free_port_on, http_get, wait_until, Haproxy, HaproxyConfig, HaserfAgent,
+    HaserfOptions, HttpBackend,
+};
+
+/// Backends with a template, and the name prefix of their slots.
+const TEMPLATED: &[(&str, &str)] = &[
+    ("plain", "pl"),
+    ("agentup", "au"),
+    ("agentw", "aw"),
+    ("bsource", "bs"),
+    ("buri", "bu"),
+    ("bhash", "bh"),
+    ("noport", "np"),
+    ("fall1", "f1"),
+    ("slow", "sl"),
+    ("tracked", "tk"),
+    ("initst", "is"),
+];
+/// Backends with a static load-balancing algorithm: a `weight` tag is refused once.
+const STATIC_ALGO: &[&str] = &["bsource", "buri", "bhash"];
+/// Backends haserf refuses, with a word of the expected error.
+const REFUSED: &[(&str, &str)] = &[
+    ("statics", "no server-template"),
+    ("fqdn", "FQDN placeholder"),
+    ("missing", "does not exist"),
+];
+
+/// Every case in one HAProxy. `@FE@` is the frontend; requests for `/NAME/…` go to backend
+/// NAME. Members of the port-less template listen on the frontend's port (HAProxy connects
+/// to the client's destination port); agents listen on `@AP@` at each member's address.
+const CONFIG: &str = "frontend fe
+    bind @FE@
+    use_backend %[path,field(2,/)]
+
+backend plain
+    balance roundrobin
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template pl 1-3 127.0.0.1:9 check disabled
+    server st1 @ST1@ check
+    server st2 @ST2@
+
+backend agentup
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template au 1-3 127.0.0.1:9 check disabled agent-check agent-port @AP@ agent-inter 300ms
+
+backend agentw
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template aw 1-3 127.0.0.1:9 weight 100 check disabled agent-check agent-port @APW@ agent-inter 300ms
+
+backend bsource
+    balance source
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template bs 1-3 127.0.0.1:9 check disabled
+
+backend buri
+    balance uri
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template bu 1-3 127.0.0.1:9 check disabled
+
+backend bhash
+    balance hash path
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template bh 1-3 127.0.0.1:9 check disabled
+
+backend noport
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template np 1-3 127.0.0.1 check port @FEPORT@ disabled
+
+backend fall1
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 1 fall 1
+    server-template f1 1-3 127.0.0.1:9 check disabled
+
+backend slow
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template sl 1-3 127.0.0.1:9 check disabled slowstart 2s maxconn 5
+
+backend trackme
+    option httpchk GET /healthz
+    server t1 @ST3@ check inter 300ms rise 1 fall 2
+
+backend tracked
+    server-template tk 1-3 127.0.0.1:9 track trackme/t1 disabled
+
+backend initst
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+.if version_atleast(3.1)
+    server-template is 1-3 127.0.0.1:9 check disabled init-state fully-down
+.else
+    server-template is 1-3 127.0.0.1:9 check disabled
+.endif
+
+backend statics
+    option httpchk GET /healthz
+    server s1 @ST4@
+    server static2 @ST5@ check inter 300ms
+    server static3 @ST6@
+
+backend fqdn
+    server-template fq 2 slot.invalid:80 check init-addr none
+";
+
+/// An agent-check responder on `addr`: answers every connection with `answer`.
+fn agent(addr: SocketAddr, answer: &'static str) {
+    let l = TcpListener::bind(addr).unwrap_or_else(|e| panic!("agent {addr}: {e}"));
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+            let _ = c.write_all(answer.as_bytes());
+            let mut sink = [0u8; 64];
+            let _ = c.read(&mut sink);
+        }
+    });
+}
+
+/// `show servers state` rows of the static servers: (backend/server) → the fields a
+/// runtime command could change (address, admin state, user weight, port).
+fn static_state(h: &Haproxy) -> BTreeMap<String, String> {
+    let statics = [
+        "plain/st1",
+        "plain/st2",
+        "trackme/t1",
+        "statics/s1",
+        "statics/static2",
+        "statics/static3",
+    ];
+    h.cmd("show servers state")
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let key = format!("{}/{}", f.get(1)?, f.get(3)?);
+            statics.contains(&key.as_str()).then(|| {
+                // srv_addr, srv_admin_state, srv_uweight, srv_port
+                (key, format!("{} {} {} {}", f[4], f[6], f[7], f[18]))
+            })
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Member name → (slot, haproxy status) for members in ready slots of `backend`.
+fn served(r: &ReconcilerHandle, backend: &str) -> BTreeMap<String, (String, String)> {
+    r.status()
+        .slots
+        .iter()
+        .filter(|s| s.backend == backend && s.state == SlotState::Ready)
+        .filter_map(|s| {
+            let m = s.member.clone()?;
+            Some((m, (s.slot.clone(), s.haproxy_status.clone())))
+        })
+        .collect()
+}
+
+/// Resync period of the reconciler in this test.
+const RESYNC: Duration = Duration::from_millis(300);
+/// The no-command window: ten resync passes (each one a full read-back and plan) and ten
+/// agent-check answers. The loops this guards against (retrying a refused command, fighting
+/// an agent's weight, re-sending an address) ran at 1–20 Hz, so each would add at least
+/// three applies within the window.
+const WINDOW: Duration = Duration::from_secs(3);
+
+#[test]
+fn every_template_form_converges_and_static_servers_are_never_touched() {
+    let fe_ip = alloc_ip();
+    let fe_port = free_port_on(fe_ip);
+    let fe = SocketAddr::from((fe_ip, fe_port));
+    let statics: Vec<HttpBackend> = (1..=6)
+        .map(|i| HttpBackend::start(&format!("static-{i}")))
+        .collect();
+    let member_ips: BTreeMap<&str, Vec<Ipv4Addr>> = TEMPLATED
+        .iter()
+        .map(|(b, _)| (*b, vec![alloc_ip(), alloc_ip()]))
+        .collect();
+    let ap = free_port_on(member_ips["agentup"][0]);
+    let apw = free_port_on(member_ips["agentw"][0]);
+    let mut cfg = HaproxyConfig::new(CONFIG)
+        .var("FE", &fe.to_string())
+        .var("FEPORT", &fe_port.to_string())
+        .var("AP", &ap.to_string())
+        .var("APW", &apw.to_string());
+    for (i, s) in statics.iter().enumerate() {
+        cfg = cfg.var(&format!("ST{}", i + 1), &s.addr().to_string());
+    }
+    let h = Haproxy::start(cfg);
+    let before = static_state(&h);
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    // two members per templated backend
+    let mut members: BTreeMap<&str, Vec<HttpBackend>> = BTreeMap::new();
+    for (b, ips) in &member_ips {
+        let v = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| {
+                let port = if *b == "noport" { fe_port } else { 0 };
+                HttpBackend::start_on(&format!("{b}-{i}"), SocketAddr::from((*ip, port)))
+            })
+            .collect();
+        members.insert(b, v);
+    }
+    for ip in &member_ips["agentup"] {
+        agent(SocketAddr::from((*ip, ap)), "up\n");
+    }
+    for ip in &member_ips["agentw"] {
+        agent(SocketAddr::from((*ip, apw)), "50%\n");
+    }
+
+    let rt = runtime();
+    let _g = rt.enter();
+    let mut backends: Vec<String> = TEMPLATED.iter().map(|(b, _)| b.to_string()).collect();
+    backends.extend(REFUSED.iter().map(|(b, _)| b.to_string()));
+    let mut rcfg = ReconcilerConfig::new(h.admin_socket().display().to_string(), backends);
+    rcfg.resync_interval = RESYNC;
+    let r = spawn_reconciler(rcfg);
+    for (b, ms) in &members {
+        let desired = ms
+            .iter()
+            .map(|m| DesiredMember {
+                name: m.name().to_string(),
+                addr: m.addr().ip(),
+                port: (*b != "noport").then(|| m.addr().port()),
+                weight: STATIC_ALGO.contains(b).then_some(5),
+                want: Want::Ready,
+            })
+            .collect();
+        r.set_desired(b, desired);
+    }
+    for (b, _) in REFUSED {
+        r.set_desired(b, Vec::new());
+    }
+
+    // every member served, in a ready slot, UP (the agent's `DRAIN (agent)` while the first
+    // check runs must not hold it back)
+    for (b, ms) in &members {
+        let want: Vec<String> = ms.iter().map(|m| m.name().to_string()).collect();
+        wait_until(Duration::from_secs(20), &format!("{b}: members UP"), || {
+            let s = served(&r, b);
+            let up = want
+                .iter()
+                .all(|m| s.get(m).is_some_and(|(_, st)| st.starts_with("UP")));
+            if up {
+                Ok(())
+            } else {
+                Err((s, r.status().last_error))
+            }
+        });
+    }
+    // through HAProxy: every member answers on its backend's path
+    for (b, ms) in &members {
+        let want: std::collections::BTreeSet<String> =
+            ms.iter().map(|m| m.name().to_string()).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut n = 0u32;
+        wait_until(Duration::from_secs(10), &format!("{b}: members answer"), || {
+            n += 1;
+            // distinct paths so `balance uri`/`hash` spread; `balance source` is pinned to
+            // one client address, so one member answering is what it promises
+            let resp = http_get(fe, &format!("/{b}/{n}")).map_err(|e| e.to_string())?;
+            if resp.status != 200 {
+                return Err(format!("status {}", resp.status));
+            }
+            seen.extend(resp.backend_host());
+            let enough = if *b == "bsource" {
+                !seen.is_empty()
+            } else {
+                want.is_subset(&seen)
+            };
+            if enough {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        });
+        // `plain` also has its two static servers in rotation
+        let mut allowed = want.clone();
+        if *b == "plain" {
+            allowed.extend(["static-1".to_string(), "static-2".to_string()]);
+        }
+        assert!(seen.is_subset(&allowed), "{b}: {seen:?}");
+    }
+
+    // the agent owns the weight: 50 % of 100 stays
+    let aw = h.cmd("show servers state agentw");
+    for (slot, _) in served(&r, "agentw").values() {
+        let row = aw
+            .lines()
+            .find(|l| l.split(' ').nth(3) == Some(slot))
+            .unwrap_or_else(|| panic!("{slot} in {aw}"));
+        assert_eq!(row.split(' ').nth(7), Some("50"), "{row}");
+    }
+
+    // refused: one specific error per backend, the agent not ready
+    let st = r.status();
+    for (b, word) in REFUSED {
+        let e = st
+            .backend_errors
+            .get(*b)
+            .unwrap_or_else(|| panic!("no error for {b}: {:?}", st.backend_errors));
+        assert!(e.contains(word), "{b}: {e}");
+    }
+    assert!(!st.ready, "backends that cannot be managed keep the agent not ready");
+
+    // static algorithms: `set weight 5` refused once per member, members stay at full weight
+    let refused_weights: Vec<_> = st
+        .refused_commands
+        .iter()
+        .filter(|c| c.command.starts_with("set weight"))
+        .collect();
+    assert_eq!(refused_weights.len(), 2 * STATIC_ALGO.len(), "{refused_weights:?}");
+    for c in &refused_weights {
+        assert!(STATIC_ALGO.contains(&c.backend.as_str()), "{c:?}");
+        assert!(c.reply.contains("static LB algorithm"), "{c:?}");
+        assert!(c.member.is_some(), "{c:?}");
+    }
+    assert_eq!(
+        st.refused_commands.len(),
+        refused_weights.len(),
+        "{:?}",
+        st.refused_commands
+    );
+
+    // converged: zero commands over the window, while passes keep running
+    let (applies, errors, passes) = (st.applies, st.apply_errors, st.passes);
+    assert_eq!(
+        errors as usize,
+        refused_weights.len(),
+        "each refusal counted once"
+    );
+    std::thread::sleep(WINDOW);
+    let st = r.status();
+    assert!(
+        st.passes >= passes + 8,
+        "passes {passes} → {}",
+        st.passes
+    );
+    assert_eq!(
+        (st.applies, st.apply_errors),
+        (applies, errors),
+        "commands sent after convergence; refused: {:?}; last error {:?}",
+        st.refused_commands,
+        st.last_error
+    );
+
+    // static servers untouched, and not listed as slots
+    assert_eq!(static_state(&h), before);
+    for s in &st.slots {
+        let (_, prefix) = TEMPLATED
+            .iter()
+            .find(|(b, _)| *b == s.backend)
+            .unwrap_or_else(|| panic!("slot of an unmanaged backend: {s:?}"));
+        assert!(s.slot.starts_with(prefix), "{s:?}");
+    }
+    // the third slot of each template is still free at the placeholder
+    assert_eq!(st.slots.len(), 3 * TEMPLATED.len());
+    rt.block_on(r.shutdown());
+}
+
+#[test]
+fn a_missing_or_template_less_backend_is_a_loud_error_and_the_agent_is_not_ready() {
+    let fe_ip = alloc_ip();
+    let fe = SocketAddr::from((fe_ip, free_port_on(fe_ip)));
+    let s = HttpBackend::start("static");
+    let h = Haproxy::start(
+        HaproxyConfig::new(
+            "frontend fe
+    bind @FE@
+    default_backend statics
+
+backend statics
+    server s1 @S@
+    server static2 @S@ check
+",
+        )
+        .var("FE", &fe.to_string())
+        .var("S", &s.addr().to_string()),
+    );
+    let fields = |h: &Haproxy| -> Vec<String> {
+        // srv_name, srv_addr, srv_admin_state, srv_uweight, srv_port
+        h.cmd("show servers state statics")
+            .lines()
+            .skip(2)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.len() > 18).then(|| format!("{} {} {} {} {}", f[3], f[4], f[6], f[7], f[18]))
+            })
+            .collect()
+    };
+    let before = fields(&h);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let a = HaserfAgent::start(
+        HaserfOptions::manager("lb", &h.admin_socket(), "nope").args(&["--backend", "statics"]),
+    );
+    wait_until(Duration::from_secs(10), "both backend errors", || {
+        let v = a.status();
+        let e = &v["haproxy"]["backend_errors"];
+        if e["nope"].is_string() && e["statics"].is_string() {
+            Ok(v)
+        } else {
+            Err(v)
+        }
+    });
+    let v = a.status();
+    assert_eq!(v["ready"], false, "{v}");
+    let e = v["haproxy"]["backend_errors"].clone();
+    assert!(e["nope"].as_str().unwrap().contains("does not exist"), "{e}");
+    assert!(
+        e["statics"].as_str().unwrap().contains("no server-template"),
+        "{e}"
+    );
+    // status exit code 1 (answers, not ready)
+    let (ok, out, _) = a.cli("status", &["--format=json"]);
+    assert!(!ok, "{out}");
+    // one ERROR line per backend, not one per pass
+    wait_until(Duration::from_secs(5), "two ERROR lines", || {
+        let log = a.log();
+        let n = log
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("backend cannot be managed"))
+            .count();
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    });
+    let m = a.metrics();
+    for b in ["nope", "statics"] {
+        let line = format!("haserf_backend_errors{{backend=\"{b}\"}} 1");
+        assert!(m.contains(&line), "{line} not in\n{m}");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let log = a.log();
+    let n = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("backend cannot be managed"))
+        .count();
+    assert_eq!(n, 2, "{log}");
+    assert_eq!(fields(&h), before);
+}
