@@ -289,26 +289,30 @@ fn every_template_form_converges_and_static_servers_are_never_touched() {
             ms.iter().map(|m| m.name().to_string()).collect();
         let mut seen = std::collections::BTreeSet::new();
         let mut n = 0u32;
-        wait_until(Duration::from_secs(10), &format!("{b}: members answer"), || {
-            n += 1;
-            // distinct paths so `balance uri`/`hash` spread; `balance source` is pinned to
-            // one client address, so one member answering is what it promises
-            let resp = http_get(fe, &format!("/{b}/{n}")).map_err(|e| e.to_string())?;
-            if resp.status != 200 {
-                return Err(format!("status {}", resp.status));
-            }
-            seen.extend(resp.backend_host());
-            let enough = if *b == "bsource" {
-                !seen.is_empty()
-            } else {
-                want.is_subset(&seen)
-            };
-            if enough {
-                Ok(())
-            } else {
-                Err(format!("{seen:?}"))
-            }
-        });
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{b}: members answer"),
+            || {
+                n += 1;
+                // distinct paths so `balance uri`/`hash` spread; `balance source` is pinned to
+                // one client address, so one member answering is what it promises
+                let resp = http_get(fe, &format!("/{b}/{n}")).map_err(|e| e.to_string())?;
+                if resp.status != 200 {
+                    return Err(format!("status {}", resp.status));
+                }
+                seen.extend(resp.backend_host());
+                let enough = if *b == "bsource" {
+                    !seen.is_empty()
+                } else {
+                    want.is_subset(&seen)
+                };
+                if enough {
+                    Ok(())
+                } else {
+                    Err(format!("{seen:?}"))
+                }
+            },
+        );
         // `plain` also has its two static servers in rotation
         let mut allowed = want.clone();
         if *b == "plain" {
@@ -336,7 +340,10 @@ fn every_template_form_converges_and_static_servers_are_never_touched() {
             .unwrap_or_else(|| panic!("no error for {b}: {:?}", st.backend_errors));
         assert!(e.contains(word), "{b}: {e}");
     }
-    assert!(!st.ready, "backends that cannot be managed keep the agent not ready");
+    assert!(
+        !st.ready,
+        "backends that cannot be managed keep the agent not ready"
+    );
 
     // static algorithms: `set weight 5` refused once per member, members stay at full weight
     let refused_weights: Vec<_> = st
@@ -344,7 +351,11 @@ fn every_template_form_converges_and_static_servers_are_never_touched() {
         .iter()
         .filter(|c| c.command.starts_with("set weight"))
         .collect();
-    assert_eq!(refused_weights.len(), 2 * STATIC_ALGO.len(), "{refused_weights:?}");
+    assert_eq!(
+        refused_weights.len(),
+        2 * STATIC_ALGO.len(),
+        "{refused_weights:?}"
+    );
     for c in &refused_weights {
         assert!(STATIC_ALGO.contains(&c.backend.as_str()), "{c:?}");
         assert!(c.reply.contains("static LB algorithm"), "{c:?}");
@@ -366,11 +377,7 @@ fn every_template_form_converges_and_static_servers_are_never_touched() {
     );
     std::thread::sleep(WINDOW);
     let st = r.status();
-    assert!(
-        st.passes >= passes + 8,
-        "passes {passes} → {}",
-        st.passes
-    );
+    assert!(st.passes >= passes + 8, "passes {passes} → {}", st.passes);
     assert_eq!(
         (st.applies, st.apply_errors),
         (applies, errors),
@@ -440,9 +447,15 @@ backend statics
     let v = a.status();
     assert_eq!(v["ready"], false, "{v}");
     let e = v["haproxy"]["backend_errors"].clone();
-    assert!(e["nope"].as_str().unwrap().contains("does not exist"), "{e}");
     assert!(
-        e["statics"].as_str().unwrap().contains("no server-template"),
+        e["nope"].as_str().unwrap().contains("does not exist"),
+        "{e}"
+    );
+    assert!(
+        e["statics"]
+            .as_str()
+            .unwrap()
+            .contains("no server-template"),
         "{e}"
     );
     // status exit code 1 (answers, not ready)
@@ -474,4 +487,141 @@ backend statics
         .count();
     assert_eq!(n, 2, "{log}");
     assert_eq!(fields(&h), before);
+}
+
+/// Runs the haserf binary; returns (success, stdout, stderr).
+fn haserf(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haserf"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plan_and_verify_show_only_template_slots_and_the_agents_policy() {
+    let fe_ip = alloc_ip();
+    let fe = SocketAddr::from((fe_ip, free_port_on(fe_ip)));
+    let h = Haproxy::start(
+        HaproxyConfig::new(
+            "frontend fe
+    bind @FE@
+    default_backend web
+
+backend web
+    server-template web 1-3 127.0.0.1:9 check disabled
+    server st1 127.0.0.1:8080 check
+
+backend api
+    server-template api 1-2 127.0.0.1:9 disabled
+
+backend spoe_agents
+    server agent1 127.0.0.1:12345
+",
+        )
+        .var("FE", &fe.to_string()),
+    );
+    let sock = h.admin_socket().display().to_string();
+    // verify: template slots only (no static server, no other backend's SPOE server)
+    let (ok, out, err) = haserf(&["verify", "--haproxy-socket", &sock, "--format", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let slots: Vec<String> = v["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["backend"].as_str().unwrap(),
+                s["slot"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        slots,
+        ["api/api1", "api/api2", "web/web1", "web/web2", "web/web3"],
+        "{out}"
+    );
+    let (ok, out, err) = haserf(&[
+        "verify",
+        "--haproxy-socket",
+        &sock,
+        "--backend",
+        "web",
+        "--format",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["slots"].as_array().unwrap().len(), 3, "{out}");
+    let (ok, _, err) = haserf(&[
+        "verify",
+        "--haproxy-socket",
+        &sock,
+        "--backend",
+        "spoe_agents",
+    ]);
+    assert!(!ok && err.contains("no server-template"), "{err}");
+
+    // plan: a failed member gets no slot, a member outside --allow-cidr is refused
+    let dir = tempfile::tempdir().unwrap();
+    let members = dir.path().join("members.json");
+    std::fs::write(
+        &members,
+        r#"{"members":[
+          {"name":"a","addr":"10.9.0.1","port":7946,"tags":{"role":"web","port":"8080"},"status":"alive"},
+          {"name":"f","addr":"10.9.0.3","port":7946,"tags":{"role":"web","port":"8080"},"status":"failed"},
+          {"name":"x","addr":"192.168.1.1","port":7946,"tags":{"role":"web","port":"8080"},"status":"alive"}]}"#,
+    )
+    .unwrap();
+    let m = members.display().to_string();
+    let (ok, out, err) = haserf(&[
+        "plan",
+        "--haproxy-socket",
+        &sock,
+        "--members",
+        &m,
+        "--backend",
+        "web",
+        "--allow-cidr",
+        "10.0.0.0/8",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].ends_with("addr 10.9.0.1 port 8080"), "{out}");
+    assert!(
+        !out.contains("10.9.0.3") && !out.contains("192.168.1.1"),
+        "{out}"
+    );
+    assert!(err.contains("x refused"), "{err}");
+    // nothing to do: says so
+    std::fs::write(&members, r#"{"members":[]}"#).unwrap();
+    let (ok, out, err) = haserf(&[
+        "plan",
+        "--haproxy-socket",
+        &sock,
+        "--members",
+        &m,
+        "--backend",
+        "web",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "no changes");
+    // a backend without a template: a clear error, exit 1
+    let (ok, _, err) = haserf(&[
+        "plan",
+        "--haproxy-socket",
+        &sock,
+        "--members",
+        &m,
+        "--backend",
+        "spoe_agents",
+    ]);
+    assert!(!ok && err.contains("no server-template"), "{err}");
 }

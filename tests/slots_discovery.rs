@@ -105,7 +105,10 @@ fn every_versions_initial_capture_shows_every_slot_free_and_the_resolution_slots
         assert_eq!(obs.static_servers["web404"], ["s404"], "{v}");
         assert!(obs.backend_problem("web").is_none(), "{v}");
         let p = obs.backend_problem("static").unwrap();
-        assert!(p.contains("no server-template") && p.contains("st1"), "{v}: {p}");
+        assert!(
+            p.contains("no server-template") && p.contains("st1"),
+            "{v}: {p}"
+        );
         let p = obs.backend_problem("api").unwrap();
         assert!(p.contains("FQDN placeholder"), "{v}: {p}");
         let p = obs.backend_problem("nope").unwrap();

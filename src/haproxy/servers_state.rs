@@ -78,7 +78,10 @@ impl ServersState<'_> {
     /// The value of column `name` in `row` (`None` when the column is absent or `-`).
     pub fn field<'r>(&self, row: &'r ServerState<'_>, name: &str) -> Option<&'r str> {
         let c = self.columns.iter().position(|c| *c == name)?;
-        row.fields.get(c).copied().filter(|v| *v != "-" && !v.is_empty())
+        row.fields
+            .get(c)
+            .copied()
+            .filter(|v| *v != "-" && !v.is_empty())
     }
 }
 

@@ -52,7 +52,11 @@ impl Collector for ManagerCollector {
         for b in &inner.backends {
             let n = i64::from(st.backend_errors.contains_key(b));
             backend_errors.push((labels(&names::BACKEND_ERRORS, &[b]), n));
-            let r = st.refused_commands.iter().filter(|r| &r.backend == b).count();
+            let r = st
+                .refused_commands
+                .iter()
+                .filter(|r| &r.backend == b)
+                .count();
             refused.push((labels(&names::REFUSED_COMMANDS, &[b]), r as i64));
         }
         encode_gauge(&mut e, &names::BACKEND_ERRORS, &backend_errors)?;

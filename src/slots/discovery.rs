@@ -130,10 +130,18 @@ impl Observed {
             ));
         }
         let Some(templates) = self.templates.get(backend).filter(|t| !t.is_empty()) else {
-            let statics = self.static_servers.get(backend).cloned().unwrap_or_default();
+            let statics = self
+                .static_servers
+                .get(backend)
+                .cloned()
+                .unwrap_or_default();
             return Some(format!(
                 "backend {backend:?} has no server-template slots (static servers, left alone: {})",
-                if statics.is_empty() { "none".to_string() } else { statics.join(", ") }
+                if statics.is_empty() {
+                    "none".to_string()
+                } else {
+                    statics.join(", ")
+                }
             ));
         };
         if let Some(t) = templates.iter().find(|t| t.fqdn.is_some()) {

@@ -667,7 +667,10 @@ impl State {
                 first_ok[i] = false;
                 self.status.apply_errors += 1;
                 let b = &batches[i];
-                refusals.push(format!("{}/{}: HAProxy refused `{c}`: {e}", b.key.0, b.key.1));
+                refusals.push(format!(
+                    "{}/{}: HAProxy refused `{c}`: {e}",
+                    b.key.0, b.key.1
+                ));
                 tracing::warn!(backend = %b.key.0, slot = %b.key.1, member = b.member.as_deref().unwrap_or("-"),
                     command = %c, reply = %e, "HAProxy refused a command; not retried for this target");
                 let entry = self
