@@ -625,3 +625,116 @@ backend spoe_agents
     ]);
     assert!(!ok && err.contains("no server-template"), "{err}");
 }
+
+/// A fake runtime API serving the 2.6 initial captures (ten free `web` slots) that refuses
+/// every `set server … addr` with HAProxy's own text; every command line it gets is logged.
+fn refusing_fake() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::os::unix::net::UnixListener;
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/haproxy/");
+    let read = |f: &str| std::fs::read_to_string(format!("{fixtures}{f}")).unwrap();
+    let (info, stat, state) = (
+        read("03-show-info.txt"),
+        read("01-show-stat-initial.csv"),
+        read("02-show-servers-state-initial.txt"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fake.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.ends_with(b"quit\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let mut out = String::from("\n> ");
+            for line in String::from_utf8_lossy(&req).lines() {
+                let reply = match line {
+                    "prompt" | "quit" => continue,
+                    "show info" => info.clone(),
+                    "show stat" => stat.clone(),
+                    "show servers state" => state.clone(),
+                    l if l.contains(" addr ") => {
+                        "Update for the current server address family is only supported through configuration file.\n\n".to_string()
+                    }
+                    _ => "\n".to_string(),
+                };
+                seen.lock().unwrap().push(line.to_string());
+                out.push_str(&reply);
+                out.push_str("> ");
+            }
+            let _ = s.write_all(out.as_bytes());
+        }
+    });
+    (dir, path, log)
+}
+
+#[test]
+fn a_refused_address_stops_the_slots_batch_and_is_reported_once_not_retried() {
+    let (_d, path, log) = refusing_fake();
+    let rt = runtime();
+    let _g = rt.enter();
+    let mut cfg = ReconcilerConfig::new(path.display().to_string(), vec!["web".into()]);
+    cfg.resync_interval = Duration::from_millis(100);
+    let r = spawn_reconciler(cfg);
+    r.set_desired(
+        "web",
+        vec![DesiredMember {
+            name: "m1".into(),
+            addr: "10.0.0.1".parse().unwrap(),
+            port: Some(8080),
+            weight: None,
+            want: Want::Ready,
+        }],
+    );
+    let st = wait_until(Duration::from_secs(5), "the refusal reported", || {
+        let st = r.status();
+        if st.refused_commands.is_empty() {
+            Err(st.passes)
+        } else {
+            Ok(st)
+        }
+    });
+    let c = &st.refused_commands[0];
+    assert_eq!(st.refused_commands.len(), 1, "{:?}", st.refused_commands);
+    assert_eq!(c.member.as_deref(), Some("m1"));
+    assert!(c.command.contains("addr 10.0.0.1 port 8080"), "{c:?}");
+    assert!(c.reply.contains("address family"), "{c:?}");
+    let passes = st.passes;
+    wait_until(Duration::from_secs(5), "ten more passes", || {
+        let p = r.status().passes;
+        if p >= passes + 10 {
+            Ok(())
+        } else {
+            Err(p)
+        }
+    });
+    let sent: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| !l.starts_with("show"))
+        .cloned()
+        .collect();
+    // the address once; nothing after it for that slot (no `state drain` at the old address)
+    assert_eq!(
+        sent.iter().filter(|l| l.contains(" addr ")).count(),
+        1,
+        "{sent:?}"
+    );
+    assert!(!sent.iter().any(|l| l.contains("state drain")), "{sent:?}");
+    let st = r.status();
+    assert_eq!(st.apply_errors, 1, "reported once");
+    assert_eq!(st.refused_commands.len(), 1);
+    rt.block_on(r.shutdown());
+}
