@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::render::table;
+use super::table::table;
 
 /// `1d 2h`, `2h 5m`, `5m 3s`, `42s` (the two largest units).
 pub fn human_duration(d: Duration) -> String {
