@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use haserf::control::model::SlotState;
 use haserf::slots::{spawn_reconciler, DesiredMember, ReconcilerConfig, ReconcilerHandle, Want};
+use support::agent::run_haserf as haserf;
 use support::{
     alloc_ip, free_port_on, http_get, wait_until, Haproxy, HaproxyConfig, HaserfAgent,
     HaserfOptions, HttpBackend,
@@ -489,19 +490,6 @@ backend statics
     assert_eq!(fields(&h), before);
 }
 
-/// Runs the haserf binary; returns (success, stdout, stderr).
-fn haserf(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haserf"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn plan_and_verify_show_only_template_slots_and_the_agents_policy() {
     let fe_ip = alloc_ip();
@@ -580,17 +568,12 @@ backend spoe_agents
     )
     .unwrap();
     let m = members.display().to_string();
-    let (ok, out, err) = haserf(&[
-        "plan",
-        "--haproxy-socket",
-        &sock,
-        "--members",
-        &m,
-        "--backend",
-        "web",
-        "--allow-cidr",
-        "10.0.0.0/8",
-    ]);
+    let plan = |more: &[&str]| {
+        let mut args = vec!["plan", "--haproxy-socket", &sock, "--members", &m];
+        args.extend_from_slice(more);
+        haserf(&args)
+    };
+    let (ok, out, err) = plan(&["--backend", "web", "--allow-cidr", "10.0.0.0/8"]);
     assert!(ok, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -602,27 +585,11 @@ backend spoe_agents
     assert!(err.contains("x refused"), "{err}");
     // nothing to do: says so
     std::fs::write(&members, r#"{"members":[]}"#).unwrap();
-    let (ok, out, err) = haserf(&[
-        "plan",
-        "--haproxy-socket",
-        &sock,
-        "--members",
-        &m,
-        "--backend",
-        "web",
-    ]);
+    let (ok, out, err) = plan(&["--backend", "web"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "no changes");
     // a backend without a template: a clear error, exit 1
-    let (ok, _, err) = haserf(&[
-        "plan",
-        "--haproxy-socket",
-        &sock,
-        "--members",
-        &m,
-        "--backend",
-        "spoe_agents",
-    ]);
+    let (ok, _, err) = plan(&["--backend", "spoe_agents"]);
     assert!(!ok && err.contains("no server-template"), "{err}");
 }
 
