@@ -37,6 +37,7 @@ const TEMPLATED: &[(&str, &str)] = &[
     ("slow", "sl"),
     ("tracked", "tk"),
     ("initst", "is"),
+    ("otherph", "ph"),
 ];
 /// Backends with a static load-balancing algorithm: a `weight` tag is refused once.
 const STATIC_ALGO: &[&str] = &["bsource", "buri", "bhash"];
@@ -120,6 +121,11 @@ backend initst
 .else
     server-template is 1-3 127.0.0.1:9 check disabled
 .endif
+
+backend otherph
+    option httpchk GET /healthz
+    default-server inter 300ms fastinter 200ms downinter 300ms rise 2 fall 2
+    server-template ph 1-3 192.0.2.1:80 check disabled
 
 backend statics
     option httpchk GET /healthz
@@ -396,8 +402,38 @@ fn every_template_form_converges_and_static_servers_are_never_touched() {
             .unwrap_or_else(|| panic!("slot of an unmanaged backend: {s:?}"));
         assert!(s.slot.starts_with(prefix), "{s:?}");
     }
-    // the third slot of each template is still free at the placeholder
+    // the third slot of each template is still free at its placeholder
     assert_eq!(st.slots.len(), 3 * TEMPLATED.len());
+    for s in st.slots.iter().filter(|s| s.member.is_none()) {
+        assert_eq!(s.addr, None, "a free slot at its own placeholder: {s:?}");
+    }
+    // a member leaves a template whose placeholder is not 127.0.0.1: its slot goes back to
+    // the template's own placeholder
+    let ph = &members["otherph"];
+    let gone = served(&r, "otherph")[ph[1].name()].0.clone();
+    r.set_desired(
+        "otherph",
+        vec![DesiredMember {
+            name: ph[0].name().to_string(),
+            addr: ph[0].addr().ip(),
+            port: Some(ph[0].addr().port()),
+            weight: None,
+            want: Want::Ready,
+        }],
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "left slot back at 192.0.2.1:80",
+        || {
+            let rows = h.slots("otherph");
+            let row = rows.iter().find(|x| x.server() == gone).unwrap();
+            if row.status() == "MAINT" && row.addr() == "192.0.2.1:80" {
+                Ok(())
+            } else {
+                Err(format!("{} {}", row.status(), row.addr()))
+            }
+        },
+    );
     rt.block_on(r.shutdown());
 }
 

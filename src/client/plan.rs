@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::control::model::{MembersReply, Request};
 use crate::policy::{BackendSelector, MemberFacts, Policy, PolicyConfig};
 use crate::slots::book::Book;
-use crate::slots::discovery::template_port;
+use crate::slots::discovery::{template_placeholder, template_port};
 use crate::slots::planner::{plan, PlanContext};
 
 use super::verify::observe;
@@ -170,19 +170,20 @@ async fn plan_inner(req: &PlanRequest) -> Result<PlanReply, String> {
             .backends
             .get(backend)
             .ok_or_else(|| format!("backend {backend:?} has no server-template slots"))?;
-        let tport = template_port(slots, PLACEHOLDER);
+        let placeholder = template_placeholder(slots, PLACEHOLDER);
+        let tport = template_port(slots, placeholder);
         let mut book = Book::new();
         book.update(
             placements,
             slots,
-            PLACEHOLDER,
+            placeholder,
             tport,
             Instant::now(),
             Duration::from_secs(30),
         );
         let tport = tport.ok_or_else(|| format!("backend {backend}: no template port"))?;
         let ctx = PlanContext {
-            placeholder: PLACEHOLDER,
+            placeholder,
             template_port: tport,
         };
         let cmds = plan(backend, &book.targets(slots), slots, &ctx);

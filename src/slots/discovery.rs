@@ -102,6 +102,10 @@ pub struct Observed {
     pub static_servers: BTreeMap<String, Vec<String>>,
     /// Every backend HAProxy has (`BACKEND` rows of `show stat`).
     pub proxies: BTreeSet<String>,
+    /// Each backend's load-balancing algorithm (`algo` of its `BACKEND` row: `roundrobin`,
+    /// `source`, `static-rr`…). The hash type is not shown, so whether a hashing algorithm
+    /// accepts weights is learnt from HAProxy's answer to `set weight`.
+    pub algos: BTreeMap<String, String>,
 }
 
 /// One `server-template` line as HAProxy shows it.
@@ -238,6 +242,12 @@ pub fn discover(snap: &Snapshot) -> Result<Observed, ParseError> {
         .filter(|r| r.kind() == crate::haproxy::RowKind::Backend)
         .map(|r| r.proxy().to_string())
         .collect();
+    let algos: BTreeMap<String, String> = stat
+        .rows()
+        .filter(|r| r.kind() == crate::haproxy::RowKind::Backend)
+        .filter_map(|r| Some((r.proxy().to_string(), r.get("algo")?.into_owned())))
+        .filter(|(_, a)| !a.is_empty())
+        .collect();
     for row in stat.servers() {
         let st = state
             .servers
@@ -305,7 +315,8 @@ pub fn discover(snap: &Snapshot) -> Result<Observed, ParseError> {
                 declared_disabled: st.is_some_and(|s| {
                     s.admin_state & crate::haproxy::servers_state::ADMIN_CMAINT != 0
                 }),
-                fqdn: field("srv_fqdn"),
+                // a DNS SRV record template is resolver-driven too
+                fqdn: field("srv_fqdn").or_else(|| field("srvrecord")),
                 signature,
             });
     }
@@ -341,6 +352,7 @@ pub fn discover(snap: &Snapshot) -> Result<Observed, ParseError> {
         templates,
         static_servers,
         proxies,
+        algos,
     })
 }
 
@@ -361,6 +373,7 @@ pub fn slot_views(obs: &Observed, backends: &[String], placeholder: IpAddr) -> V
         if !backends.is_empty() && !backends.contains(b) {
             continue;
         }
+        let placeholder = template_placeholder(slots, placeholder);
         for s in slots {
             out.push(SlotView {
                 backend: b.clone(),
@@ -386,6 +399,21 @@ pub fn slot_state(a: AdminState) -> SlotState {
         AdminState::Drain => SlotState::Drain,
         AdminState::Maint => SlotState::Maint,
     }
+}
+
+/// The placeholder address of a backend's free slots, as haproxy.cfg declares it: the most
+/// common address among its slots in maintenance (`fallback` when none is).
+pub fn template_placeholder(slots: &[ObservedSlot], fallback: IpAddr) -> IpAddr {
+    let mut counts: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for s in slots.iter().filter(|s| s.admin == AdminState::Maint) {
+        if let Some(a) = s.addr {
+            *counts.entry(a).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map_or(fallback, |(a, _)| a)
 }
 
 /// The template port of a backend: the most common port among its free slots, else among

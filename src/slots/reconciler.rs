@@ -18,7 +18,7 @@ use crate::repeats::{Repeats, Verdict};
 
 use super::book::Cause;
 use super::book::{Book, DesiredMember, TimerRequest};
-use super::discovery::{discover, slot_state, template_port, Observed};
+use super::discovery::{discover, slot_state, template_placeholder, template_port, Observed};
 use super::planner::{agent_holds, plan_slot, PlanContext, Reason, Target};
 
 /// How long a slot that waits (for its first check, or for sessions to end) is polled at
@@ -246,6 +246,7 @@ struct State {
     desired: HashMap<String, Vec<DesiredMember>>,
     books: HashMap<String, Book>,
     tports: HashMap<String, u16>,
+    placeholders: HashMap<String, IpAddr>,
     timers: Vec<Timer>,
     converged: HashMap<(String, String), Target>,
     refused: HashMap<(String, String), Refusals>,
@@ -276,6 +277,7 @@ async fn run(
         client,
         desired: HashMap::new(),
         tports: HashMap::new(),
+        placeholders: HashMap::new(),
         timers: Vec::new(),
         converged: HashMap::new(),
         refused: HashMap::new(),
@@ -420,7 +422,6 @@ impl State {
             return;
         };
         let now = Instant::now();
-        let placeholder = self.cfg.placeholder;
         let mut pending = false;
         let mut errors: Vec<String> = Vec::new();
         let mut waiting_for_desired = false;
@@ -444,9 +445,14 @@ impl State {
                     slots = slots.len(),
                     templates = ?obs.templates.get(&b).map(|t| t.iter().map(|t| format!("{}{}-{}", t.prefix, t.numbers.0, t.numbers.1)).collect::<Vec<_>>()),
                     static_servers = ?obs.static_servers.get(&b).cloned().unwrap_or_default(),
+                    algo = obs.algos.get(&b).map_or("-", String::as_str),
                     "backend slots discovered (static servers are left alone)"
                 );
             }
+            let placeholder = *self
+                .placeholders
+                .entry(b.clone())
+                .or_insert_with(|| template_placeholder(slots, self.cfg.placeholder));
             if !self.tports.contains_key(&b) {
                 if let Some(p) = template_port(slots, placeholder) {
                     self.tports.insert(b.clone(), p);
@@ -621,7 +627,7 @@ impl State {
                         continue;
                     };
                     let ctx = PlanContext {
-                        placeholder,
+                        placeholder: self.placeholder_of(b),
                         template_port: *tport,
                     };
                     for ((slot, target), s) in
@@ -763,6 +769,15 @@ impl State {
         Ok(refusals)
     }
 
+    /// The placeholder address of `backend`'s free slots (as first seen), else the
+    /// configured default.
+    fn placeholder_of(&self, backend: &str) -> IpAddr {
+        self.placeholders
+            .get(backend)
+            .copied()
+            .unwrap_or(self.cfg.placeholder)
+    }
+
     fn refresh_views(&mut self, obs: &Observed) {
         let mut views = Vec::new();
         let mut queue = BTreeMap::new();
@@ -777,12 +792,13 @@ impl State {
             else {
                 continue;
             };
+            let placeholder = self.placeholder_of(b);
             for s in slots {
                 views.push(SlotView {
                     backend: b.clone(),
                     slot: s.name.clone(),
                     member: book.member_of(&s.name).map(str::to_string),
-                    addr: if s.is_empty_slot(self.cfg.placeholder) {
+                    addr: if s.is_empty_slot(placeholder) {
                         None
                     } else {
                         s.addr_port()
