@@ -3,6 +3,12 @@
 //! drift (a slot changed by hand, HAProxy restarted or reloaded and lost its runtime state,
 //! detected through `show info` pid and start time), keeps extra members in a queue, and
 //! retries an unreachable socket with backoff while nothing else stops.
+//!
+//! Convergence is an invariant: a managed backend that is missing or has no template is a
+//! backend error (not ready, nothing touched); a command HAProxy refuses is remembered with
+//! the slot's target and not sent again until the target changes or HAProxy restarts; a
+//! slot whose agent-check drained or disabled it after haserf put it in service is left to
+//! the agent. Once converged, passes only read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
