@@ -201,6 +201,8 @@ impl Manager {
             "apply_errors": st.apply_errors,
             "drift_repairs": st.drift_repairs,
             "last_error": st.last_error,
+            "backend_errors": st.backend_errors,
+            "refused_commands": st.refused_commands,
             "check_gate_last_ms": st.check_gate_last_ms,
             "check_gate_max_ms": st.check_gate_max_ms,
             "awaiting_first_check": st.awaiting_first_check,
