@@ -20,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod gossip;
+pub mod handlers;
 pub mod haproxy;
 pub mod keygen;
 pub mod manager;
