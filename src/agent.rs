@@ -285,13 +285,14 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         None => None,
     };
     let gcfg = gossip_config(&cfg)?;
+    let local_addr = gcfg.advertise_addr().ip();
     let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
     // The keys are known from the configuration; the gossip stats snapshot may not have
     // caught up with the keyring yet.
     let encrypted = !cfg.keys.is_empty();
     tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted, "agent started");
     let metrics = MetricsRegistry::new();
-    let handlers = scripts::start(&cfg, &gossip);
+    let handlers = scripts::start(&cfg, &gossip, local_addr);
     let manager = Manager::start(&cfg, gossip.clone(), &metrics);
     match &manager {
         Some(m) => {

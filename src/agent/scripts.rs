@@ -2,6 +2,7 @@
 //! this node as "self", and turns the gossip member's events into the events serf hands its
 //! scripts (suspicion and refutation are memberlist's business and go to no script).
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::config::AgentConfig;
@@ -12,7 +13,7 @@ use crate::handlers::{
 };
 
 /// Starts the scripts of `--event-handler` / `event_handlers`; `None` without any.
-pub fn start(cfg: &AgentConfig, gossip: &Gossip) -> Option<EventHandlers> {
+pub fn start(cfg: &AgentConfig, gossip: &Gossip, addr: IpAddr) -> Option<EventHandlers> {
     if cfg.serf.event_scripts.is_empty() {
         return None;
     }
@@ -34,11 +35,17 @@ pub fn start(cfg: &AgentConfig, gossip: &Gossip) -> Option<EventHandlers> {
     for s in &cfg.serf.event_scripts {
         tracing::info!(event = %s.filter.event, name = %s.filter.name, script = %s.script, "event handler");
     }
-    Some(EventHandlers::start(
-        cfg.serf.event_scripts.clone(),
-        opts,
-        me,
-    ))
+    let handlers = EventHandlers::start(cfg.serf.event_scripts.clone(), opts, me);
+    // serf's first event: the local member joins (memberlist notifies its own node)
+    handlers.dispatch(HandlerEvent::Member {
+        kind: EventKind::MemberJoin,
+        members: vec![MemberLine {
+            name: gossip.local_name().to_string(),
+            addr,
+            tags: cfg.tags.clone(),
+        }],
+    });
+    Some(handlers)
 }
 
 /// A member or user event as the scripts see it (`None` for the others).

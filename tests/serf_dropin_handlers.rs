@@ -1,0 +1,255 @@
+//! `haserf agent --event-handler` against stock `serf agent -event-handler`, side by side:
+//! the same recording script runs under both, as observers of the same cluster, and for
+//! each event type (member-join, member-update, user, query, member-leave, member-failed)
+//! the stdin it read must be byte-identical and its `SERF_*` environment the same (the
+//! observer's own name aside). Then a query handler's stdout is the response `serf query`
+//! shows, a slow handler delays neither gossip nor another handler, and a failing one is
+//! counted in `/metrics`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::{wait_until, HaserfAgent, HaserfOptions, SerfOptions, SerfPeer};
+
+/// Records every event: `<dir>/<self>/<nanos>.<event>.{env,stdin}`; answers queries with
+/// `hello from <self>: <payload>`.
+fn recorder(dir: &Path) -> PathBuf {
+    let script = dir.join("record.sh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+d="{}/$SERF_SELF_NAME"; mkdir -p "$d"; n=$(date +%s%N)
+env | grep '^SERF_' | sort > "$d/$n.$SERF_EVENT.env.tmp"
+cat > "$d/$n.$SERF_EVENT.stdin"
+mv "$d/$n.$SERF_EVENT.env.tmp" "$d/$n.$SERF_EVENT.env"
+if [ "$SERF_EVENT" = query ]; then printf 'hello from %s: %s' "$SERF_SELF_NAME" "$(cat "$d/$n.$SERF_EVENT.stdin")"; fi
+"#,
+            dir.join("out").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+/// One recorded run: (event, stdin, env without SERF_SELF_NAME).
+type Run = (String, Vec<u8>, BTreeMap<String, String>);
+
+fn runs(dir: &Path, node: &str) -> Vec<Run> {
+    let d = dir.join("out").join(node);
+    let mut names: Vec<String> = std::fs::read_dir(&d)
+        .map(|r| {
+            r.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(".env"));
+    names.sort();
+    names
+        .iter()
+        .map(|n| {
+            let base = n.trim_end_matches(".env");
+            let event = base.split_once('.').unwrap().1.to_string();
+            let stdin = std::fs::read(d.join(format!("{base}.stdin"))).unwrap_or_default();
+            let env: BTreeMap<String, String> = std::fs::read_to_string(d.join(n))
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(
+                env.get("SERF_SELF_NAME").map(String::as_str),
+                Some(node),
+                "{env:?}"
+            );
+            let env = env
+                .into_iter()
+                .filter(|(k, _)| k != "SERF_SELF_NAME")
+                .collect();
+            (event, stdin, env)
+        })
+        .collect()
+}
+
+/// The runs of `node` that mention `needle` in their stdin or are of `event` type user/query.
+fn about(dir: &Path, node: &str, event: &str, needle: &str) -> Vec<Run> {
+    runs(dir, node)
+        .into_iter()
+        .filter(|(e, stdin, _)| e == event && String::from_utf8_lossy(stdin).contains(needle))
+        .collect()
+}
+
+#[track_caller]
+fn same_on_both(dir: &Path, serf: &str, haserf: &str, event: &str, needle: &str) -> Run {
+    let (a, b) = wait_until(
+        Duration::from_secs(20),
+        &format!("{event} ({needle}) handled on {serf} and {haserf}"),
+        || {
+            let a = about(dir, serf, event, needle);
+            let b = about(dir, haserf, event, needle);
+            if a.is_empty() || b.is_empty() {
+                Err(format!("serf: {a:?}\nhaserf: {b:?}"))
+            } else {
+                Ok((a, b))
+            }
+        },
+    );
+    assert_eq!(a.len(), 1, "serf ran once: {a:?}");
+    assert_eq!(b.len(), 1, "haserf ran once, as serf: {b:?}");
+    let (ea, sa, enva) = &a[0];
+    let (_, sb, envb) = &b[0];
+    // left: serf, right: haserf
+    assert_eq!(
+        String::from_utf8_lossy(sa),
+        String::from_utf8_lossy(sb),
+        "{event}: stdin differs"
+    );
+    assert_eq!(sa, sb, "{event}: stdin bytes differ");
+    assert_eq!(enva, envb, "{event}: environment differs");
+    (ea.clone(), sa.clone(), enva.clone())
+}
+
+#[test]
+fn the_same_handler_sees_the_same_stdin_and_environment_under_serf_and_haserf() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = recorder(dir.path());
+    let spec = script.display().to_string();
+    let serf_obs = SerfPeer::start(
+        SerfOptions::new("obs-serf")
+            .tag("role", "obs")
+            .handler(&spec),
+    );
+    let haserf_obs = HaserfAgent::start(
+        HaserfOptions::member("obs-haserf")
+            .join(serf_obs.bind_addr())
+            .args(&["--tag=role=obs", &format!("--event-handler={spec}")]),
+    );
+    serf_obs.wait_status("obs-haserf", "alive", Duration::from_secs(20));
+    // start-up: like serf, haserf hands its scripts a member-join listing itself (and the
+    // members it found; coalescing timing makes these first events differ, so they are only
+    // checked for content)
+    let first = wait_until(
+        Duration::from_secs(20),
+        "haserf's start-up member-join",
+        || {
+            let r = about(dir.path(), "obs-haserf", "member-join", "obs-haserf\t");
+            let seen_serf =
+                !about(dir.path(), "obs-haserf", "member-join", "obs-serf\t").is_empty();
+            let serf_saw = !about(dir.path(), "obs-serf", "member-join", "obs-haserf\t").is_empty();
+            match r.first() {
+                Some(run) if seen_serf && serf_saw => Ok(run.clone()),
+                _ => Err(format!(
+                    "{:?} {seen_serf} {serf_saw}",
+                    runs(dir.path(), "obs-haserf")
+                )),
+            }
+        },
+    );
+    let me = wait_until(
+        Duration::from_secs(20),
+        "serf's start-up member-join",
+        || {
+            about(dir.path(), "obs-serf", "member-join", "obs-serf\t")
+                .first()
+                .cloned()
+                .ok_or("none")
+        },
+    );
+    assert_eq!(first.2, me.2, "start-up member-join: environment differs");
+    assert_eq!(me.2.get("SERF_SELF_ROLE").map(String::as_str), Some("obs"));
+    assert_eq!(me.2.get("SERF_TAG_ROLE").map(String::as_str), Some("obs"));
+    eprintln!(
+        "haserf start-up join: {:?}",
+        String::from_utf8_lossy(&first.1)
+    );
+
+    // member-join of a new node
+    let mut subj = SerfPeer::start(
+        SerfOptions::new("subj")
+            .tag("role", "web")
+            .join(serf_obs.bind_addr()),
+    );
+    let (_, stdin, _) = same_on_both(
+        dir.path(),
+        "obs-serf",
+        "obs-haserf",
+        "member-join",
+        "subj\t",
+    );
+    assert_eq!(
+        String::from_utf8(stdin).unwrap(),
+        format!("subj\t{}\tweb\trole=web\n", subj.ip())
+    );
+    // member-update: a tag changed (one tag: serf writes several in Go's random map order)
+    subj.tags_set(&[("role", "api")], &[]);
+    same_on_both(
+        dir.path(),
+        "obs-serf",
+        "obs-haserf",
+        "member-update",
+        "role=api",
+    );
+    // user event with a payload
+    subj.event("deploy", "v2.1");
+    let (_, stdin, env) = same_on_both(dir.path(), "obs-serf", "obs-haserf", "user", "v2.1");
+    assert_eq!(stdin, b"v2.1\n");
+    assert_eq!(
+        env.get("SERF_USER_EVENT").map(String::as_str),
+        Some("deploy")
+    );
+    assert!(env.contains_key("SERF_USER_LTIME"));
+    // query: same stdin and environment, and the handler's stdout is the answer serf shows
+    let answer = subj.query("greet", "hi there", Duration::from_secs(3), &[]);
+    let (_, stdin, env) = same_on_both(dir.path(), "obs-serf", "obs-haserf", "query", "hi there");
+    assert_eq!(stdin, b"hi there\n");
+    assert_eq!(
+        env.get("SERF_QUERY_NAME").map(String::as_str),
+        Some("greet")
+    );
+    assert_eq!(
+        answer.responses.get("obs-haserf").map(String::as_str),
+        Some("hello from obs-haserf: hi there"),
+        "{answer:?}"
+    );
+    assert_eq!(
+        answer.responses.get("obs-serf").map(String::as_str),
+        Some("hello from obs-serf: hi there"),
+        "{answer:?}"
+    );
+    // member-leave
+    subj.leave();
+    same_on_both(
+        dir.path(),
+        "obs-serf",
+        "obs-haserf",
+        "member-leave",
+        "subj\t",
+    );
+    // member-failed
+    let mut victim = SerfPeer::start(SerfOptions::new("victim").join(serf_obs.bind_addr()));
+    same_on_both(
+        dir.path(),
+        "obs-serf",
+        "obs-haserf",
+        "member-join",
+        "victim\t",
+    );
+    victim.kill();
+    let (_, stdin, _) = same_on_both(
+        dir.path(),
+        "obs-serf",
+        "obs-haserf",
+        "member-failed",
+        "victim\t",
+    );
+    assert_eq!(
+        String::from_utf8(stdin).unwrap(),
+        format!("victim\t{}\t\t\n", victim.ip()),
+        "no tags: empty role and tag fields"
+    );
+    drop(haserf_obs);
+}
