@@ -253,3 +253,104 @@ fn the_same_handler_sees_the_same_stdin_and_environment_under_serf_and_haserf() 
     );
     drop(haserf_obs);
 }
+
+fn metric(agent: &HaserfAgent, sample: &str) -> u64 {
+    agent
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+#[test]
+fn a_slow_handler_delays_neither_gossip_nor_other_handlers_and_failures_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = recorder(dir.path()).display().to_string();
+    let seed = SerfPeer::start(SerfOptions::new("seed"));
+    let agent = HaserfAgent::start(HaserfOptions::member("h1").join(seed.bind_addr()).args(&[
+        "--event-handler=member-join=sleep 10",
+        &format!("--event-handler=member-join,user={record}"),
+        "--event-handler=user:boom=echo failing-because-of-boom >&2; exit 3",
+        "--event-handler=query:big=head -c 2000 /dev/zero | tr '\\0' x",
+    ]));
+    seed.wait_status("h1", "alive", Duration::from_secs(20));
+    wait_until(
+        Duration::from_secs(10),
+        "h1's start-up join recorded",
+        || {
+            let r = about(dir.path(), "h1", "member-join", "h1\t");
+            if r.is_empty() {
+                Err("none")
+            } else {
+                Ok(())
+            }
+        },
+    );
+    // the slow script now sleeps 10 s on that first join: under serf every later event
+    // would wait for it
+    let t0 = std::time::Instant::now();
+    let _n2 = SerfPeer::start(SerfOptions::new("n2").join(seed.bind_addr()));
+    wait_until(Duration::from_secs(8), "h1 sees n2 alive (gossip)", || {
+        let s = agent.member_statuses();
+        if s.get("n2").map(String::as_str) == Some("alive") {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    });
+    wait_until(
+        Duration::from_secs(8),
+        "n2's join recorded by the fast script",
+        || {
+            let r = about(dir.path(), "h1", "member-join", "n2\t");
+            if r.is_empty() {
+                Err("none")
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    // a failing script: counted, logged with its stderr; the others still run
+    seed.event("boom", "x");
+    wait_until(
+        Duration::from_secs(10),
+        "the failure counted",
+        || match metric(&agent, "haserf_event_handler_runs_total{result=\"failed\"}") {
+            1 => Ok(()),
+            n => Err(n),
+        },
+    );
+    assert!(
+        agent.log().contains("failing-because-of-boom"),
+        "{}",
+        agent.log()
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the user event recorded too",
+        || {
+            let r = about(dir.path(), "h1", "user", "x");
+            if r.is_empty() {
+                Err("none")
+            } else {
+                Ok(())
+            }
+        },
+    );
+    // a query answer over query_response_size_limit (1024, as serf) is not sent, and counted
+    let answer = seed.query("big", "", Duration::from_secs(2), &[]);
+    assert!(!answer.responses.contains_key("h1"), "{answer:?}");
+    wait_until(
+        Duration::from_secs(5),
+        "the refused response counted",
+        || match metric(&agent, "haserf_event_handler_responses_refused_total") {
+            1 => Ok(()),
+            n => Err(n),
+        },
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "all of it while the slow script sleeps"
+    );
+}
