@@ -22,6 +22,7 @@ use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
 use crate::handlers::EventHandlers;
 use crate::manager::Manager;
 use crate::metrics::MetricsRegistry;
+use crate::snapshot::writer::SnapshotWriter;
 use crate::spoe::{ClusterView, SpoeConfig};
 
 mod collector;
@@ -284,9 +285,44 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         Some(addr) => Some(crate::metrics::http::bind(addr).await?),
         None => None,
     };
-    let gcfg = gossip_config(&cfg)?;
+    let mut gcfg = gossip_config(&cfg)?;
     let local_addr = gcfg.advertise_addr().ip();
+    let opened = match &cfg.serf.snapshot_path {
+        Some(path) => Some(
+            crate::snapshot::writer::open(path, cfg.serf.rejoin_after_leave)
+                .map_err(|e| format!("snapshot_path {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut previous = Vec::new();
+    if let Some(o) = &opened {
+        let p = &o.previous;
+        for line in &p.unrecognized {
+            tracing::warn!(%line, "unrecognized snapshot line");
+        }
+        gcfg.restored_clocks = Some((p.clock, p.event_clock, p.query_clock));
+        previous = p
+            .alive
+            .iter()
+            .filter(|(name, _)| **name != cfg.node_name)
+            .map(|(name, addr)| (name.clone(), addr.clone()))
+            .collect();
+        tracing::info!(
+            members = previous.len(),
+            clock = p.clock,
+            event_clock = p.event_clock,
+            query_clock = p.query_clock,
+            "snapshot replayed"
+        );
+    }
     let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
+    let snapshot = opened.map(|o| {
+        let g = gossip.clone();
+        SnapshotWriter::start(o, move || g.stats().member_time)
+    });
+    if !previous.is_empty() {
+        tokio::spawn(rejoin(gossip.clone(), previous));
+    }
     // The keys are known from the configuration; the gossip stats snapshot may not have
     // caught up with the keyring yet.
     let encrypted = !cfg.keys.is_empty();
@@ -430,7 +466,12 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => on_event(&gossip, manager.as_ref(), handlers.as_ref(), ev),
+                Some(ev) => {
+                    if let Some(w) = &snapshot {
+                        record(w, &ev);
+                    }
+                    on_event(&gossip, manager.as_ref(), handlers.as_ref(), ev)
+                }
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => {
@@ -470,6 +511,9 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
             Ok(())
         };
     }
+    if let Some(w) = &snapshot {
+        w.leave().await;
+    }
     let r = gossip.leave().await;
     let outcome = match &r {
         Ok(()) => {
@@ -485,6 +529,46 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     serve.abort();
     drop(server);
     r.map_err(|e| e.to_string())
+}
+
+/// What the snapshot records of an event (serf's snapshotter sees the same stream).
+fn record(w: &SnapshotWriter, ev: &GossipEvent) {
+    use crate::snapshot::writer::Record;
+    match ev {
+        GossipEvent::MemberJoin(m) => w.record(Record::Alive {
+            name: m.name.clone(),
+            addr: std::net::SocketAddr::new(m.addr, m.port),
+        }),
+        GossipEvent::MemberLeave(m) | GossipEvent::MemberFailed(m) => {
+            w.record(Record::NotAlive(m.name.clone()))
+        }
+        GossipEvent::User(u) => w.record(Record::UserEvent(u.ltime)),
+        GossipEvent::Query(q) => w.record(Record::Query(q.ltime)),
+        _ => {}
+    }
+}
+
+/// Serf's `handleRejoin`: tries the members the snapshot knew, in random order, one at a
+/// time, until one answers.
+async fn rejoin(g: Gossip, mut previous: Vec<(String, String)>) {
+    use rand::seq::SliceRandom as _;
+    previous.shuffle(&mut rand::thread_rng());
+    for (name, addr) in previous {
+        let Ok(sa) = parse_gossip_addr("snapshot", &addr) else {
+            tracing::warn!(%name, %addr, "snapshot member with a bad address");
+            continue;
+        };
+        tracing::info!(%name, %addr, "attempting re-join to previously known node");
+        match g.join(&[sa]).await {
+            Ok(_) => {
+                tracing::info!(%name, %addr, "re-joined to previously known node");
+                return;
+            }
+            Err(crate::gossip::GossipError::Stopped) => return,
+            Err(e) => tracing::debug!(%name, error = %e, "re-join failed"),
+        }
+    }
+    tracing::warn!("failed to re-join any previously known node");
 }
 
 /// How joins are retried: serf's `retry_interval` (fixed) and `retry_max_attempts`.

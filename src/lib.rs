@@ -28,4 +28,5 @@ pub mod maps;
 pub mod metrics;
 pub mod policy;
 pub mod slots;
+pub mod snapshot;
 pub mod spoe;
