@@ -281,7 +281,11 @@ impl AgentConfig {
             .cloned()
             .collect();
         let merged = serf_compat::read_paths(&paths)?;
-        let (rest, serf_file, warnings) = serf_compat::split(merged)?;
+        let serf_compat::Split {
+            rest,
+            serf: serf_file,
+            warnings,
+        } = serf_compat::split(merged)?;
         let file: FileConfig =
             serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| {
                 ConfigError::Parse {

@@ -198,11 +198,20 @@ fn file_config_reads(key: &str) -> bool {
     }
 }
 
+/// A merged config split three ways (see [`split`]).
+#[derive(Debug)]
+pub struct Split {
+    /// The keys for [`super::FileConfig`].
+    pub rest: Map<String, Value>,
+    /// The serf keys implemented here.
+    pub serf: SerfFile,
+    /// One warning per ignored key.
+    pub warnings: Vec<String>,
+}
+
 /// The merged config split three ways: keys for [`super::FileConfig`], the serf keys
 /// implemented here, and one warning per ignored key.
-pub fn split(
-    mut merged: Map<String, Value>,
-) -> Result<(Map<String, Value>, SerfFile, Vec<String>), ConfigError> {
+pub fn split(mut merged: Map<String, Value>) -> Result<Split, ConfigError> {
     let mut serf = Map::new();
     let mut warnings = Vec::new();
     let keys: Vec<String> = merged.keys().cloned().collect();
@@ -226,7 +235,11 @@ pub fn split(
             path: PathBuf::from("(merged config)"),
             message: e.to_string(),
         })?;
-    Ok((merged, file, warnings))
+    Ok(Split {
+        rest: merged,
+        serf: file,
+        warnings,
+    })
 }
 
 /// haserf's own keys that [`SerfFile`] reads (with the serf ones).
@@ -543,7 +556,7 @@ mod tests {
         for (k, _) in SERF_KEYS {
             all.insert(k.to_string(), Value::Null);
         }
-        let (rest, _, warnings) = split(all).unwrap();
+        let Split { rest, warnings, .. } = split(all).unwrap();
         for (k, u) in SERF_KEYS {
             match u {
                 KeyUse::Native => {
