@@ -184,6 +184,10 @@ pub struct AgentArgs {
     /// Longest a leaving member's slot stays DRAIN before it goes to MAINT (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<String>,
+    /// Raise a `first_check` alert when a filled slot waits longer than this for its first
+    /// passing health check (default 20s: ten times HAProxy's default `inter 2s`).
+    #[arg(long, value_name = "DURATION")]
+    pub first_check_alert: Option<String>,
     /// Do not drain a member as soon as the failure detector suspects it.
     #[arg(long)]
     pub no_suspicion_drain: bool,
@@ -229,6 +233,7 @@ impl From<AgentArgs> for AgentOptions {
             log_format,
             profile,
             drain_timeout,
+            first_check_alert,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,
@@ -263,6 +268,7 @@ impl From<AgentArgs> for AgentOptions {
             log_format: log_format.map(Into::into),
             profile,
             drain_timeout,
+            first_check_alert,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,

@@ -27,6 +27,7 @@ pub mod manager;
 pub mod maps;
 pub mod metrics;
 pub mod policy;
+pub mod repeats;
 pub mod slots;
 pub mod snapshot;
 pub mod spoe;

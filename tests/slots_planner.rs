@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use haserf::haproxy::{AdminState, Command, Health, ServerStatus};
-use haserf::slots::book::{Book, DesiredMember, Want};
+use haserf::slots::book::{Book, Cause, DesiredMember, Want};
 use haserf::slots::planner::{plan, plan_slot, satisfied, PlanContext, Target};
 use haserf::slots::ObservedSlot;
 use proptest::prelude::*;
@@ -451,4 +451,43 @@ fn two_load_balancers_place_the_same_members_in_the_same_slots() {
     for m in &ms {
         assert_eq!(a.slot_of(&m.name), b.slot_of(&m.name));
     }
+}
+
+#[test]
+fn the_book_names_why_each_occupant_leaves_its_slot() {
+    let slots: Vec<ObservedSlot> = (1..=4).map(|i| empty_slot(i, true)).collect();
+    let mut book = Book::new();
+    let now = Instant::now();
+    let t = Duration::from_secs(5);
+    let all = ["a", "b", "c", "d"].map(|n| member(n, n.as_bytes()[0] - b'a' + 1, Want::Ready));
+    book.update(&all, &slots, PH, Some(9), now, t);
+    let slot = |b: &Book, m: &str| b.slot_of(m).unwrap().to_string();
+    let (sa, sb, sc, sd) = (
+        slot(&book, "a"),
+        slot(&book, "b"),
+        slot(&book, "c"),
+        slot(&book, "d"),
+    );
+    book.set_refusals([("b".to_string(), "invalid port tag".to_string())].into());
+    let next = vec![
+        member("a", 1, Want::Leave),
+        member("c", 3, Want::Failed),
+        member("d", 4, Want::Ready),
+    ];
+    book.update(&next, &slots, PH, Some(9), now, t);
+    assert_eq!(book.cause(&sa), Some(&Cause::Leave));
+    assert_eq!(
+        book.cause(&sb),
+        Some(&Cause::Refused("invalid port tag".into()))
+    );
+    assert_eq!(book.cause(&sd), None, "a member that stays has no cause");
+    // a failed member's slot is emptied at once and remembered as a crash
+    assert_eq!(book.member_of(&sc), None);
+    assert_eq!(book.former(&sc), Some((Some("c"), &Cause::Crash)));
+    assert_eq!(Cause::Refused("x".into()).to_string(), "refused: x");
+    // once the slot is given again, the former occupant is forgotten
+    let back = vec![member("c", 3, Want::Ready), member("d", 4, Want::Ready)];
+    book.update(&back, &slots, PH, Some(9), now, t);
+    assert_eq!(book.slot_of("c"), Some(sc.as_str()));
+    assert_eq!(book.former(&sc), None);
 }

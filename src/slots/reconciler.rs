@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::control::model::SlotView;
 use crate::haproxy::{Client, Command};
+use crate::repeats::{Repeats, Verdict};
 
+use super::book::Cause;
 use super::book::{Book, DesiredMember, TimerRequest};
 use super::discovery::{discover, slot_state, template_port, Observed};
 use super::planner::{plan_slot, PlanContext, Reason, Target};
@@ -93,10 +95,26 @@ pub struct ReconcilerStatus {
     pub check_gate_last_ms: Option<u64>,
     /// Longest such wait seen (ms).
     pub check_gate_max_ms: Option<u64>,
+    /// Filled slots still in drain, waiting for their first passing health check.
+    pub awaiting_first_check: Vec<FirstCheckWait>,
+}
+
+/// A filled slot waiting for its first passing health check (HAProxy keeps it in drain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirstCheckWait {
+    /// Backend.
+    pub backend: String,
+    /// Slot (server name).
+    pub slot: String,
+    /// Member put in it.
+    pub member: String,
+    /// How long it has waited (since the agent filled the slot), in milliseconds.
+    pub waited_ms: u64,
 }
 
 enum Msg {
     Desired(String, Vec<DesiredMember>),
+    Refusals(String, HashMap<String, String>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -131,6 +149,13 @@ impl ReconcilerHandle {
     /// milliseconds.
     pub fn set_desired(&self, backend: &str, members: Vec<DesiredMember>) {
         let _ = self.tx.send(Msg::Desired(backend.to_string(), members));
+    }
+
+    /// The policy's refusals in `backend` (member → reason), so that a member losing its
+    /// slot to one is logged as `refused: <reason>`. Send before the matching
+    /// [`ReconcilerHandle::set_desired`].
+    pub fn set_refusals(&self, backend: &str, refusals: HashMap<String, String>) {
+        let _ = self.tx.send(Msg::Refusals(backend.to_string(), refusals));
     }
 
     /// The latest status.
@@ -174,6 +199,8 @@ struct State {
     status: ReconcilerStatus,
     backoff: Duration,
     next_pass: Instant,
+    /// Rate limit of the "reconcile failed" line.
+    repeats: Repeats,
 }
 
 async fn run(
@@ -200,6 +227,7 @@ async fn run(
         proc_id: None,
         status: ReconcilerStatus::default(),
         next_pass: Instant::now(),
+        repeats: Repeats::default(),
     };
     loop {
         let wake = st
@@ -220,11 +248,11 @@ async fn run(
                             return;
                         }
                         Some(Msg::Desired(b, m)) => {
-                            if !st.books.contains_key(&b) {
-                                st.books.insert(b.clone(), Book::new());
-                                st.cfg.backends.push(b.clone());
-                            }
+                            st.book(&b);
                             st.desired.insert(b, m);
+                        }
+                        Some(Msg::Refusals(b, r)) => {
+                            st.book(&b).set_refusals(r);
                         }
                     }
                     match rx.try_recv() {
@@ -247,6 +275,14 @@ async fn run(
 }
 
 impl State {
+    /// The book of `backend`, created (and the backend managed) on first mention.
+    fn book(&mut self, backend: &str) -> &mut Book {
+        if !self.books.contains_key(backend) {
+            self.cfg.backends.push(backend.to_string());
+        }
+        self.books.entry(backend.to_string()).or_default()
+    }
+
     fn fire_timers(&mut self) {
         let now = Instant::now();
         let (due, rest): (Vec<Timer>, Vec<Timer>) =
@@ -266,7 +302,10 @@ impl State {
     }
 
     fn fail(&mut self, what: String) {
-        tracing::warn!(error = %what, retry_ms = self.backoff.as_millis() as u64, "HAProxy reconcile failed");
+        if let Verdict::Log { repeated } = self.repeats.fail(&what, Instant::now()) {
+            tracing::warn!(error = %what, retry_ms = self.backoff.as_millis() as u64,
+                repeated_since_last_line = repeated, "HAProxy reconcile failed (the same error is logged again at most once a minute)");
+        }
         self.status.last_error = Some(what);
         self.status.apply_errors += 1;
         self.next_pass = Instant::now() + self.backoff;
@@ -294,6 +333,10 @@ impl State {
                 obs.pid
             ));
             return None;
+        }
+        let failures = self.repeats.ok();
+        if failures > 0 {
+            tracing::info!(failures, "HAProxy reconcile works again");
         }
         let id = (obs.pid, obs.start_time_sec);
         if let Some(prev) = self.proc_id {
@@ -341,8 +384,15 @@ impl State {
                 continue;
             };
             let book = self.books.entry(b.clone()).or_default();
-            for slot in book.release_done(slots) {
-                tracing::info!(backend = %b, slot = %slot, "slot freed after graceful leave");
+            for r in book.release_done(slots) {
+                tracing::info!(
+                    member = r.member.as_deref().unwrap_or("-"),
+                    backend = %b,
+                    slot = %r.slot,
+                    reason = %Cause::Released,
+                    after = %r.cause,
+                    "slot freed"
+                );
             }
             let timers: Vec<TimerRequest> = book.update(
                 &desired,
@@ -431,12 +481,25 @@ impl State {
                     }
                     Target::Empty => "-".into(),
                 };
+                let former = book.former(&slot);
+                let member = book
+                    .member_of(&slot)
+                    .or(former.and_then(|(m, _)| m))
+                    .unwrap_or("-");
+                // the words of the log: why the member goes (or went), where it does
+                let why = match (reason, book.cause(&slot), former) {
+                    (Reason::Drain, Some(c), _) => c.to_string(),
+                    (Reason::Release, _, _) => Cause::Released.to_string(),
+                    (Reason::Clear, None, Some((_, c))) => c.to_string(),
+                    (Reason::Clear, None, None) => Cause::Unowned.to_string(),
+                    _ => reason.as_str().to_string(),
+                };
                 tracing::info!(
-                    member = book.member_of(&slot).unwrap_or("-"),
+                    member,
                     backend = %b,
                     slot = %slot,
                     addr = %addr,
-                    reason = reason.as_str(),
+                    reason = %why,
                     commands = c.len(),
                     "slot change"
                 );
@@ -552,5 +615,22 @@ impl State {
         }
         self.status.slots = views;
         self.status.queue = queue;
+        // a slot whose member left (or was replaced) no longer waits
+        let books = &self.books;
+        self.gate
+            .retain(|(b, slot), _| books.get(b).is_some_and(|k| k.member_of(slot).is_some()));
+        let now = Instant::now();
+        let mut waits: Vec<FirstCheckWait> = self
+            .gate
+            .iter()
+            .map(|((b, slot), since)| FirstCheckWait {
+                backend: b.clone(),
+                slot: slot.clone(),
+                member: books[b].member_of(slot).unwrap_or("-").to_string(),
+                waited_ms: now.duration_since(*since).as_millis() as u64,
+            })
+            .collect();
+        waits.sort_by(|a, b| (&a.backend, &a.slot).cmp(&(&b.backend, &b.slot)));
+        self.status.awaiting_first_check = waits;
     }
 }
