@@ -1,6 +1,7 @@
 //! `haserf agent --event-handler` against stock `serf agent -event-handler`, side by side:
 //! the same recording script runs under both, as observers of the same cluster, and for
-//! each event type (member-join, member-update, user, query, member-leave, member-failed)
+//! each event type (member-join, member-update, user, query, member-leave, member-failed,
+//! member-reap)
 //! the stdin it read must be byte-identical and its `SERF_*` environment the same (the
 //! observer's own name aside). Then a query handler's stdout is the response `serf query`
 //! shows, a slow handler delays neither gossip nor another handler, and a failing one is
@@ -44,6 +45,39 @@ fn same_on_both(dir: &Path, serf: &str, haserf: &str, event: &str, needle: &str)
     (ea.clone(), sa.clone(), enva.clone())
 }
 
+/// For events whose coalescing may group different members on each side (reaps): the
+/// line of the member named by `needle` and the environment are the same on both.
+#[track_caller]
+fn same_line_on_both(dir: &Path, serf: &str, haserf: &str, event: &str, needle: &str) -> String {
+    let (a, b) = wait_until(
+        Duration::from_secs(40),
+        &format!("{event} ({needle}) handled on {serf} and {haserf}"),
+        || {
+            let a = about(dir, serf, event, needle);
+            let b = about(dir, haserf, event, needle);
+            if a.is_empty() || b.is_empty() {
+                Err(format!("serf: {a:?}\nhaserf: {b:?}"))
+            } else {
+                Ok((a, b))
+            }
+        },
+    );
+    let line = |stdin: &[u8]| {
+        String::from_utf8_lossy(stdin)
+            .lines()
+            .find(|l| l.contains(needle))
+            .map(|l| format!("{l}\n"))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        line(&a[0].1),
+        line(&b[0].1),
+        "{event}: the member's line differs"
+    );
+    assert_eq!(a[0].2, b[0].2, "{event}: environment differs");
+    line(&a[0].1)
+}
+
 #[test]
 fn the_same_handler_sees_the_same_stdin_and_environment_under_serf_and_haserf() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,12 +86,23 @@ fn the_same_handler_sees_the_same_stdin_and_environment_under_serf_and_haserf() 
     let serf_obs = SerfPeer::start(
         SerfOptions::new("obs-serf")
             .tag("role", "obs")
-            .handler(&spec),
+            .handler(&spec)
+            .fast_reap("2s"),
     );
+    let fast_reap = dir.path().join("fast-reap.json");
+    std::fs::write(
+        &fast_reap,
+        r#"{"reconnect_timeout":"2s","tombstone_timeout":"2s"}"#,
+    )
+    .unwrap();
     let haserf_obs = HaserfAgent::start(
         HaserfOptions::member("obs-haserf")
             .join(serf_obs.bind_addr())
-            .args(&["--tag=role=obs", &format!("--event-handler={spec}")]),
+            .args(&[
+                "--tag=role=obs",
+                &format!("--event-handler={spec}"),
+                &format!("--config={}", fast_reap.display()),
+            ]),
     );
     serf_obs.wait_status("obs-haserf", "alive", Duration::from_secs(20));
     // start-up: like serf, haserf hands its scripts a member-join listing itself (and the
@@ -182,6 +227,15 @@ fn the_same_handler_sees_the_same_stdin_and_environment_under_serf_and_haserf() 
         format!("victim\t{}\t\t\n", victim.ip()),
         "no tags: empty role and tag fields"
     );
+    // member-reap: failed longer than reconnect_timeout (both reapers run every 15 s)
+    let line = same_line_on_both(
+        dir.path(),
+        "obs-serf",
+        "obs-haserf",
+        "member-reap",
+        "victim\t",
+    );
+    assert_eq!(line, format!("victim\t{}\t\t\n", victim.ip()));
     drop(haserf_obs);
 }
 
