@@ -5,11 +5,16 @@
 
 mod support;
 
-/// The example config with its /etc/haproxy companion paths pointed at the repository.
-fn example_cfg_in_repo() -> String {
+/// The example config with its /etc/haproxy companion paths pointed at the repository and
+/// its served-by map at `map` (install.sh creates the real one empty).
+fn example_cfg_in_repo(map: &std::path::Path) -> String {
     let root = env!("CARGO_MANIFEST_DIR");
     std::fs::read_to_string(format!("{root}/haproxy/haproxy.cfg"))
         .unwrap()
+        .replace(
+            "/var/lib/haproxy/haserf/served-by.map",
+            &map.display().to_string(),
+        )
         .replace("/etc/haproxy/haserf.lua", &format!("{root}/lua/haserf.lua"))
         .replace(
             "/etc/haproxy/haserf-spoe.conf",
@@ -22,7 +27,9 @@ fn the_example_haproxy_cfg_is_accepted_by_haproxy_without_a_warning() {
     let bin = support::require_binary("haproxy");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg, example_cfg_in_repo()).unwrap();
+    let map = dir.path().join("served-by.map");
+    std::fs::write(&map, "").unwrap();
+    std::fs::write(&cfg, example_cfg_in_repo(&map)).unwrap();
     // -dW: zero-warning mode, any warning makes the check fail.
     let out = std::process::Command::new(bin)
         .args(["-dW", "-c", "-f"])
