@@ -21,6 +21,7 @@ use crate::control::server::{error_value, Handler, SocketOptions, StatusServer};
 use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
 use crate::manager::Manager;
 use crate::metrics::MetricsRegistry;
+use crate::rpc::{LogFanout, RpcAgent, RpcContext, StreamEvent};
 use crate::spoe::{ClusterView, SpoeConfig};
 
 mod collector;
@@ -37,7 +38,8 @@ pub const STATUS_QUERY: &str = "haserf-status";
 /// `haserf leave`); returns the exit status (0, or 1 when the agent cannot start or stops
 /// on an error).
 pub fn run(cfg: AgentConfig) -> i32 {
-    init_logging(&cfg.log_level, cfg.log_format);
+    let logs = LogFanout::default();
+    init_logging(&cfg.log_level, cfg.log_format, logs.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -49,7 +51,7 @@ pub fn run(cfg: AgentConfig) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run_agent(cfg)) {
+    match rt.block_on(run_agent(cfg, logs)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "agent stopped");
@@ -59,8 +61,9 @@ pub fn run(cfg: AgentConfig) -> i32 {
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+fn init_logging(level: &str, format: LogFormat, monitor: LogFanout) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let color = log_colors(
@@ -71,9 +74,12 @@ fn init_logging(level: &str, format: LogFormat) {
         .with_env_filter(filter)
         .with_ansi(color)
         .with_writer(std::io::stderr);
+    // `serf monitor` gets the same lines (the layer formats only while a monitor listens).
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => {
+            tracing::subscriber::set_global_default(builder.json().finish().with(monitor))
+        }
+        LogFormat::Text => tracing::subscriber::set_global_default(builder.finish().with(monitor)),
     };
 }
 
@@ -223,7 +229,7 @@ pub fn status_json(g: &Gossip) -> Value {
     })
 }
 
-async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
+async fn run_agent(cfg: AgentConfig, logs: LogFanout) -> Result<(), String> {
     // The status socket first: a second agent on the same socket fails before it gossips.
     let server = StatusServer::bind(&SocketOptions {
         path: cfg.status_socket.clone(),
@@ -242,6 +248,18 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     };
     let metrics_listener = match cfg.metrics_bind {
         Some(addr) => Some(crate::metrics::http::bind(addr).await?),
+        None => None,
+    };
+    let rpc_listener = match cfg.rpc_addr {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            // Serf's default address may be taken by a serf agent on the same host.
+            Err(e) if cfg.rpc_addr_default => {
+                tracing::warn!(%addr, error = %e, "Serf RPC off: the default address is not available; set --rpc-addr");
+                None
+            }
+            Err(e) => return Err(format!("--rpc-addr {addr}: {e}")),
+        },
         None => None,
     };
     let gcfg = gossip_config(&cfg)?;
@@ -306,6 +324,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         ));
     }
     let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
+    let leave_tx_rpc = leave_tx.clone();
     let left = Arc::new(tokio::sync::watch::channel(None).0);
     let handler: Arc<dyn Handler> = Arc::new(AgentHandler {
         gossip: gossip.clone(),
@@ -314,6 +333,25 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         leave_tx,
         left: left.clone(),
     });
+    let rpc = Arc::new(RpcContext::new(
+        gossip.clone(),
+        Arc::new(RpcLeave {
+            leave_tx: leave_tx_rpc,
+            left: left.subscribe(),
+        }),
+        cfg.rpc_auth.clone(),
+        logs,
+    ));
+    if let Some(listener) = rpc_listener {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, auth = cfg.rpc_auth.is_some(), "serving Serf RPC");
+        tokio::spawn(crate::rpc::serve(
+            listener,
+            rpc.clone(),
+            crate::rpc::RpcLimits::default(),
+            std::future::pending(),
+        ));
+    }
     let server = Arc::new(server);
     let srv = server.clone();
     let serve = tokio::spawn(async move { srv.serve(handler).await });
@@ -375,7 +413,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => on_event(&gossip, manager.as_ref(), ev),
+                Some(ev) => on_event(&gossip, manager.as_ref(), &rpc, ev),
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => {
@@ -438,7 +476,7 @@ async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
     }
 }
 
-fn on_event(g: &Gossip, manager: Option<&Manager>, ev: GossipEvent) {
+fn on_event(g: &Gossip, manager: Option<&Manager>, rpc: &RpcContext, ev: GossipEvent) {
     match ev {
         GossipEvent::Query(mut q) => {
             if q.name == STATUS_QUERY {
@@ -446,19 +484,82 @@ fn on_event(g: &Gossip, manager: Option<&Manager>, ev: GossipEvent) {
                 if let Err(e) = q.respond(payload.as_bytes()) {
                     tracing::warn!(error = %e, "cannot answer {STATUS_QUERY}");
                 }
+            } else if rpc.has_streams() {
+                // Serf RPC `stream` subscribers may answer it with `respond`.
+                let (name, payload, ltime) = (q.name.clone(), q.payload.clone(), q.ltime);
+                if let Some(id) = rpc.queries.insert(q) {
+                    rpc.publish(StreamEvent::Query {
+                        id,
+                        ltime,
+                        name,
+                        payload,
+                    });
+                }
             } else {
                 tracing::debug!(query = %q.name, from = %q.source_node, "query (not answered)");
             }
         }
         GossipEvent::User(u) => {
             tracing::info!(name = %u.name, ltime = u.ltime, "user event");
+            rpc.publish(StreamEvent::User {
+                ltime: u.ltime,
+                name: u.name,
+                payload: u.payload,
+                coalesce: u.coalesce,
+            });
         }
         member_event => {
             tracing::debug!(event = ?member_event, "member event");
+            if let Some((event, m)) = serf_member_event(&member_event) {
+                rpc.publish(StreamEvent::Member {
+                    event,
+                    members: vec![crate::rpc::handler::rpc_member(m)],
+                });
+            }
             if let Some(m) = manager {
                 m.membership_changed();
             }
         }
+    }
+}
+
+/// Serf's name for a member event (`member-join`, …); suspicion has none.
+fn serf_member_event(ev: &GossipEvent) -> Option<(&'static str, &crate::gossip::Member)> {
+    Some(match ev {
+        GossipEvent::MemberJoin(m) => ("member-join", m),
+        GossipEvent::MemberLeave(m) => ("member-leave", m),
+        GossipEvent::MemberFailed(m) => ("member-failed", m),
+        GossipEvent::MemberUpdate(m) => ("member-update", m),
+        GossipEvent::MemberReap(m) => ("member-reap", m),
+        _ => return None,
+    })
+}
+
+/// The agent side of Serf RPC's `leave`: the same graceful leave as `haserf leave`.
+struct RpcLeave {
+    leave_tx: mpsc::UnboundedSender<()>,
+    left: tokio::sync::watch::Receiver<Option<Value>>,
+}
+
+impl RpcAgent for RpcLeave {
+    fn leave(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        let mut left = self.left.clone();
+        let sent = self.leave_tx.send(());
+        Box::pin(async move {
+            sent.map_err(|_| "the agent is stopping".to_string())?;
+            let v = left
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| "the agent stopped".to_string())?
+                .clone();
+            match v {
+                Some(v) if v["left"] == json!(true) => Ok(()),
+                Some(v) => Err(v["error"].as_str().unwrap_or("leave failed").to_string()),
+                None => Err("leave failed".into()),
+            }
+        })
     }
 }
 

@@ -151,6 +151,12 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics over HTTP (GET /metrics) on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_bind: Option<String>,
+    /// Serf's RPC protocol, for the stock `serf` CLI (default 127.0.0.1:7373; "" = off).
+    #[arg(long, value_name = "IP:PORT")]
+    pub rpc_addr: Option<String>,
+    /// Token Serf RPC clients must send first (`serf … -rpc-auth=TOKEN`).
+    #[arg(long, value_name = "TOKEN")]
+    pub rpc_auth: Option<String>,
     /// JSON config file: Serf agent keys where they mean the same thing, plus haserf's own.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -201,6 +207,8 @@ impl From<AgentArgs> for AgentOptions {
             haproxy_maps,
             spoe_bind,
             metrics_bind,
+            rpc_addr,
+            rpc_auth,
             config,
             log_level,
             log_format,
@@ -228,6 +236,8 @@ impl From<AgentArgs> for AgentOptions {
             haproxy_maps,
             spoe_bind,
             metrics_bind,
+            rpc_addr,
+            rpc_auth,
             config,
             log_level,
             log_format: log_format.map(Into::into),

@@ -16,6 +16,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::control::DEFAULT_STATUS_SOCKET;
+
+/// Serf's default RPC address (`rpc_addr`): loopback only.
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
 use crate::policy::{BackendSelector, Cidr, GuardConfig};
 
 /// Serf's default gossip port.
@@ -59,6 +62,10 @@ pub struct AgentOptions {
     pub spoe_bind: Option<String>,
     /// `--metrics-bind`: HTTP `/metrics` listen address.
     pub metrics_bind: Option<String>,
+    /// `--rpc-addr`: Serf RPC listen address ("" = off).
+    pub rpc_addr: Option<String>,
+    /// `--rpc-auth`: Serf RPC auth token.
+    pub rpc_auth: Option<String>,
     /// `--config`: JSON config file.
     pub config: Option<PathBuf>,
     /// `--log-level`.
@@ -131,6 +138,10 @@ pub struct FileConfig {
     pub spoe_bind: Option<String>,
     /// haserf: HTTP `/metrics` listen address (`IP:PORT`).
     pub metrics_bind: Option<String>,
+    /// Serf: RPC listen address (`IP:PORT`; "" = off).
+    pub rpc_addr: Option<String>,
+    /// Serf: RPC auth token.
+    pub rpc_auth: Option<String>,
     /// haserf: log format (text, json).
     pub log_format: Option<String>,
     /// haserf: drain suspected members (default true).
@@ -190,6 +201,13 @@ pub struct AgentConfig {
     pub spoe_bind: Option<SocketAddr>,
     /// HTTP `/metrics` listen address (Prometheus scrapes).
     pub metrics_bind: Option<SocketAddr>,
+    /// Serf RPC listen address (None = off; default 127.0.0.1:7373 like serf).
+    pub rpc_addr: Option<SocketAddr>,
+    /// True when `rpc_addr` is the default, not configured: then an address in use only
+    /// turns the RPC off (with a warning) instead of stopping the agent.
+    pub rpc_addr_default: bool,
+    /// Serf RPC auth token (`rpc_auth`).
+    pub rpc_auth: Option<String>,
     /// Log level.
     pub log_level: String,
     /// Log format.
@@ -409,6 +427,20 @@ impl AgentConfig {
             "--metrics-bind",
             args.metrics_bind.clone().or(file.metrics_bind),
         )?;
+        let rpc_configured = args.rpc_addr.clone().or(file.rpc_addr);
+        let rpc_addr_default = rpc_configured.is_none();
+        let rpc_addr = match rpc_configured {
+            Some(a) if a.is_empty() => None,
+            a => listen_addr(
+                "--rpc-addr",
+                Some(a.unwrap_or_else(|| DEFAULT_RPC_ADDR.to_string())),
+            )?,
+        };
+        let rpc_auth = args
+            .rpc_auth
+            .clone()
+            .or(file.rpc_auth)
+            .filter(|t| !t.is_empty());
         let log_level = args
             .log_level
             .clone()
@@ -487,6 +519,9 @@ impl AgentConfig {
             maps,
             spoe_bind,
             metrics_bind,
+            rpc_addr,
+            rpc_addr_default,
+            rpc_auth,
             log_level,
             log_format,
             suspicion_drain,

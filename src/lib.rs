@@ -26,5 +26,6 @@ pub mod manager;
 pub mod maps;
 pub mod metrics;
 pub mod policy;
+pub mod rpc;
 pub mod slots;
 pub mod spoe;

@@ -40,6 +40,16 @@ pub(crate) enum Command {
         tags: BTreeMap<String, String>,
         done: oneshot::Sender<Result<(), GossipError>>,
     },
+    ForceLeave {
+        node: String,
+        prune: bool,
+        done: oneshot::Sender<Result<(), GossipError>>,
+    },
+    KeyQuery {
+        op: String,
+        payload: Vec<u8>,
+        done: oneshot::Sender<Result<QueryResponses, GossipError>>,
+    },
     Respond {
         token: u64,
         payload: Vec<u8>,

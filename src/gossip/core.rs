@@ -445,6 +445,23 @@ impl Core {
         self.serf.query(now, name, payload, params, &mut self.rt)
     }
 
+    /// Serf's `forceLeave`: a leave intent about `node` (see `serf::state`).
+    pub fn force_leave(&mut self, now: Instant, node: &str, prune: bool) {
+        self.serf
+            .force_leave(now, node, prune, &self.swim.nodes, &mut self.rt);
+    }
+
+    /// Sends a key query (`install-key`, `use-key`, `remove-key`, `list-keys`); answers
+    /// come back like a query's responses.
+    pub fn key_query(
+        &mut self,
+        now: Instant,
+        op: &str,
+        payload: &[u8],
+    ) -> Result<(u64, Instant), GossipError> {
+        self.serf.key_query(now, op, payload, &mut self.rt)
+    }
+
     /// Answers an incoming query (once).
     pub fn respond(&mut self, now: Instant, token: u64, payload: &[u8]) -> Result<(), GossipError> {
         self.serf.respond(now, token, payload, &mut self.rt)
