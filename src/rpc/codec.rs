@@ -229,9 +229,9 @@ impl Command {
 fn has_body(command: &str) -> Option<bool> {
     Some(match command {
         "members" | "leave" | "list-keys" | "stats" => false,
-        "handshake" | "auth" | "event" | "force-leave" | "join" | "members-filtered"
-        | "stream" | "monitor" | "stop" | "install-key" | "use-key" | "remove-key" | "tags"
-        | "query" | "respond" | "get-coordinate" => true,
+        "handshake" | "auth" | "event" | "force-leave" | "join" | "members-filtered" | "stream"
+        | "monitor" | "stop" | "install-key" | "use-key" | "remove-key" | "tags" | "query"
+        | "respond" | "get-coordinate" => true,
         _ => return None,
     })
 }

@@ -107,7 +107,8 @@ pub fn parse_filter(spec: &str) -> Option<Vec<EventFilter>> {
             None => (term, ""),
         };
         let event = if event.is_empty() { "*" } else { event };
-        if !EVENT_TYPES.contains(&event) || (!name.is_empty() && event != "user" && event != "query")
+        if !EVENT_TYPES.contains(&event)
+            || (!name.is_empty() && event != "user" && event != "query")
         {
             return None;
         }

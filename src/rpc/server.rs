@@ -170,7 +170,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<RpcContext>, l
                 Ok(None) => break,
                 Err(RpcDecodeError::UnknownCommand { seq, command }) => {
                     tracing::warn!(%peer, %command, "rpc: command not recognized; closing");
-                    conn.send(seq, Reply::err(errors::UNSUPPORTED_COMMAND)).await;
+                    conn.send(seq, Reply::err(errors::UNSUPPORTED_COMMAND))
+                        .await;
                     break 'conn;
                 }
                 Err(e) => {
@@ -181,7 +182,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<RpcContext>, l
             }
         }
         // Never more than one request's worth buffered.
-        let room = (MAX_REQUEST_BYTES + 1).saturating_sub(buf.len()).min(chunk.len());
+        let room = (MAX_REQUEST_BYTES + 1)
+            .saturating_sub(buf.len())
+            .min(chunk.len());
         let read = rd.read(&mut chunk[..room.max(1)]);
         let n = if conn.handshake {
             read.await

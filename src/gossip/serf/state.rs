@@ -335,7 +335,9 @@ impl Serf {
         rt: &mut Runtime,
     ) -> Result<(u64, Instant), GossipError> {
         if !matches!(op, "install-key" | "use-key" | "remove-key" | "list-keys") {
-            return Err(GossipError::InvalidQuery(format!("{op}: not a key operation")));
+            return Err(GossipError::InvalidQuery(format!(
+                "{op}: not a key operation"
+            )));
         }
         let name = format!("_serf_{op}");
         self.query_inner(now, &name, payload, QueryParams::default(), rt)
