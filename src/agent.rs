@@ -104,6 +104,7 @@ pub fn gossip_config(cfg: &AgentConfig) -> Result<GossipConfig, String> {
         g.keyring = Some(Keyring::from_base64(&cfg.keys).map_err(|e| e.to_string())?);
     }
     g.keyring_file = cfg.keyring_file.clone();
+    g.disable_coordinates = cfg.disable_coordinates;
     g.timing = match cfg.profile {
         Profile::Lan => Timing::lan(),
         Profile::Local => Timing::local(),

@@ -142,6 +142,8 @@ pub struct FileConfig {
     pub rpc_addr: Option<String>,
     /// Serf: RPC auth token.
     pub rpc_auth: Option<String>,
+    /// Serf: no network coordinates (`serf rtt` then finds none for this node).
+    pub disable_coordinates: Option<bool>,
     /// haserf: log format (text, json).
     pub log_format: Option<String>,
     /// haserf: drain suspected members (default true).
@@ -208,6 +210,8 @@ pub struct AgentConfig {
     pub rpc_addr_default: bool,
     /// Serf RPC auth token (`rpc_auth`).
     pub rpc_auth: Option<String>,
+    /// Serf's `disable_coordinates`.
+    pub disable_coordinates: bool,
     /// Log level.
     pub log_level: String,
     /// Log format.
@@ -522,6 +526,7 @@ impl AgentConfig {
             rpc_addr,
             rpc_addr_default,
             rpc_auth,
+            disable_coordinates: file.disable_coordinates.unwrap_or(false),
             log_level,
             log_format,
             suspicion_drain,

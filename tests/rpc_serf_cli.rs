@@ -506,3 +506,67 @@ fn the_rpc_is_off_with_an_empty_rpc_addr() {
     let all = out + &err;
     assert!(!ok && all.contains("connection refused"), "{all}");
 }
+
+/// `serf rtt` output: "Estimated a <-> b rtt: 0.123 ms (using LAN coordinates)" → ms.
+fn rtt_ms(out: &str) -> Option<f64> {
+    let rest = out.split("rtt: ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn serf_rtt_works_both_ways_between_serf_and_haserf_nodes() {
+    let (s1, s2, h1) = cluster(&[], &[]);
+    // Coordinates come with probe acks: wait until each side has the other's.
+    let from_haserf = wait_until(T, "serf rtt against h1 to estimate h1 <-> s1", || {
+        let (ok, out, err) = h1.serf_cli("rtt", &["s1"]);
+        match rtt_ms(&out) {
+            Some(ms) if ok => Ok(ms),
+            _ => Err(out + &err),
+        }
+    });
+    let from_serf = wait_until(T, "serf rtt against s1 to estimate s1 <-> h1", || {
+        let (ok, out, err) = s1.cli("rtt", &["h1"]);
+        match rtt_ms(&out) {
+            Some(ms) if ok => Ok(ms),
+            _ => Err(out + &err),
+        }
+    });
+    let between_serfs = wait_until(T, "serf rtt s1 <-> s2", || {
+        let (ok, out, err) = s1.cli("rtt", &["s2"]);
+        match rtt_ms(&out) {
+            Some(ms) if ok => Ok(ms),
+            _ => Err(out + &err),
+        }
+    });
+    // Loopback: every estimate is well under a millisecond scale error of serf's own.
+    let tolerance = between_serfs.max(1.0) * 5.0;
+    for (what, ms) in [("h1 → s1", from_haserf), ("s1 → h1", from_serf)] {
+        assert!(
+            ms >= 0.0 && ms <= tolerance,
+            "{what}: {ms} ms, serf↔serf {between_serfs} ms"
+        );
+    }
+    // The two-node form, computed by the haserf agent from its cache.
+    let (ok, out, err) = h1.serf_cli("rtt", &["s1", "h1"]);
+    assert!(ok && rtt_ms(&out).is_some(), "{out}{err}");
+    drop(s2);
+}
+
+#[test]
+fn with_disable_coordinates_serf_rtt_finds_no_coordinate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haserf.json");
+    std::fs::write(&cfg, r#"{"disable_coordinates": true}"#).unwrap();
+    let s1 = SerfPeer::start(SerfOptions::new("s1"));
+    let h1 = HaserfAgent::start(
+        HaserfOptions::member("h1")
+            .join(s1.bind_addr())
+            .args(&[&format!("--config={}", cfg.display())]),
+    );
+    s1.wait_status("h1", "alive", T);
+    let (ok, out, err) = h1.serf_cli("rtt", &["s1"]);
+    assert!(
+        !ok && (out + &err).contains("Could not find a coordinate"),
+        "no coordinate"
+    );
+}

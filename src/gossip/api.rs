@@ -153,6 +153,20 @@ impl Gossip {
         rx.await.map_err(|_| GossipError::Stopped)?
     }
 
+    /// The network coordinate of `node` (this node's own under its name) as Serf's
+    /// `GetCachedCoordinate`; `None` when none is known or coordinates are disabled.
+    pub async fn coordinate(&self, node: &str) -> Option<super::coordinate::Coordinate> {
+        let (done, rx) = oneshot::channel();
+        self.link
+            .commands
+            .send(Command::Coordinate {
+                node: node.to_string(),
+                done,
+            })
+            .ok()?;
+        rx.await.ok()?
+    }
+
     /// Replaces this node's tags (alive with a new incarnation).
     pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), GossipError> {
         let (done, rx) = oneshot::channel();

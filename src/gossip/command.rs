@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::coordinate::Coordinate;
 use super::error::GossipError;
 use super::model::{GossipStats, Member, QueryAnswer, QueryParams};
 
@@ -49,6 +50,10 @@ pub(crate) enum Command {
         op: String,
         payload: Vec<u8>,
         done: oneshot::Sender<Result<QueryResponses, GossipError>>,
+    },
+    Coordinate {
+        node: String,
+        done: oneshot::Sender<Option<Coordinate>>,
     },
     Respond {
         token: u64,

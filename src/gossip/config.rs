@@ -120,6 +120,8 @@ pub struct GossipConfig {
     pub query_response_size_limit: usize,
     /// Seed of the random number generator (`None`: from the OS).
     pub seed: Option<u64>,
+    /// Serf's `disable_coordinates`: no Vivaldi coordinate in acks, none learned.
+    pub disable_coordinates: bool,
 }
 
 impl GossipConfig {
@@ -144,6 +146,7 @@ impl GossipConfig {
             query_size_limit: 1024,
             query_response_size_limit: 1024,
             seed: None,
+            disable_coordinates: false,
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use super::codec::{self, KeyReport, RpcMember};
+use super::codec::{self, KeyReport, RpcCoordinate, RpcMember};
 use super::RpcContext;
 use crate::client::filter::MemberFilter;
 use crate::control::model::{MemberStatus, MemberView};
@@ -286,8 +286,14 @@ pub async fn keys(ctx: &RpcContext, op: &str, key: &str) -> Reply {
 }
 
 /// `get-coordinate`: the cached network coordinate of `node` (`Ok: false` when none).
-pub fn get_coordinate(_ctx: &RpcContext, _node: &str) -> Reply {
-    Reply::body(String::new(), |b| codec::encode_coordinate(b, None))
+pub async fn get_coordinate(ctx: &RpcContext, node: &str) -> Reply {
+    let c = ctx.gossip.coordinate(node).await.map(|c| RpcCoordinate {
+        vec: c.vec,
+        error: c.error,
+        adjustment: c.adjustment,
+        height: c.height,
+    });
+    Reply::body(String::new(), |b| codec::encode_coordinate(b, c.as_ref()))
 }
 
 /// `leave`: the agent's graceful leave; answered once it is over.

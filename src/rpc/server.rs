@@ -266,7 +266,7 @@ impl Conn {
             Command::UseKey { key } => handler::keys(&ctx, "use-key", &key).await,
             Command::RemoveKey { key } => handler::keys(&ctx, "remove-key", &key).await,
             Command::ListKeys => handler::keys(&ctx, "list-keys", "").await,
-            Command::GetCoordinate { node } => handler::get_coordinate(&ctx, &node),
+            Command::GetCoordinate { node } => handler::get_coordinate(&ctx, &node).await,
             Command::Respond { id, payload } => match ctx.queries.respond(id, &payload) {
                 Ok(()) => Reply::ok(),
                 Err(e) => Reply::err(e),

@@ -202,6 +202,9 @@ impl Driver {
                 let r = self.core.query(now, &name, &payload, params);
                 self.query_started(r, done);
             }
+            Command::Coordinate { node, done } => {
+                let _ = done.send(self.core.coordinate(&node));
+            }
             Command::SetTags { tags, done } => {
                 let _ = done.send(self.core.set_tags(now, tags));
             }
