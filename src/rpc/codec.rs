@@ -824,6 +824,70 @@ pub fn encode_query_event(out: &mut Vec<u8>, id: u64, ltime: u64, name: &str, pa
     mp::w_raw(out, payload);
 }
 
+/// Decodes one msgpack value at the start of `buf` as JSON (client side: response bodies
+/// and stream records). Maps become objects (keys as text), str and bin become strings
+/// (lossy UTF-8), numbers and booleans stay. `Ok(None)`: need more bytes.
+pub fn decode_value(buf: &[u8]) -> Result<Option<(serde_json::Value, usize)>, WireError> {
+    let mut probe = Reader::new(buf);
+    match probe.skip() {
+        Err(WireError::Truncated) => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(()) => {}
+    }
+    let mut r = Reader::new(buf);
+    let v = value(&mut r)?;
+    Ok(Some((v, r.pos())))
+}
+
+fn value(r: &mut Reader<'_>) -> Result<serde_json::Value, WireError> {
+    use serde_json::Value;
+    let m = r.peek()?;
+    Ok(match m {
+        0x80..=0x8f | 0xde | 0xdf => {
+            let n = r.map_len("value")?;
+            let mut o = serde_json::Map::new();
+            for _ in 0..n {
+                let k = String::from_utf8_lossy(r.key()?).into_owned();
+                o.insert(k, value(r)?);
+            }
+            Value::Object(o)
+        }
+        0x90..=0x9f | 0xdc | 0xdd => {
+            let n = r.array_len("value")?.unwrap_or(0);
+            (0..n)
+                .map(|_| value(r))
+                .collect::<Result<Vec<_>, _>>()?
+                .into()
+        }
+        0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6 => {
+            let b = r.bytes("value")?.unwrap_or_default();
+            Value::String(String::from_utf8_lossy(&b).into_owned())
+        }
+        0xc0 => {
+            r.take(1)?;
+            Value::Null
+        }
+        0xc2 | 0xc3 => Value::Bool(r.bool("value")?),
+        0xca | 0xcb => {
+            let b = r.take(if m == 0xca { 5 } else { 9 })?;
+            let f = if m == 0xca {
+                f32::from_be_bytes([b[1], b[2], b[3], b[4]]) as f64
+            } else {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&b[1..]);
+                f64::from_be_bytes(a)
+            };
+            serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+        }
+        0xd0..=0xd3 | 0xe0..=0xff => Value::from(r.i64("value")?),
+        _ if m <= 0x7f || (0xcc..=0xcf).contains(&m) => Value::from(r.uint("value")?),
+        _ => {
+            r.skip()?;
+            Value::Null
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -890,6 +954,40 @@ mod tests {
         let (req, used) = decode_request(&b).unwrap().unwrap();
         assert_eq!(used, b.len());
         assert_eq!(req.command, Command::Handshake { version: 1 });
+    }
+
+    #[test]
+    fn response_bodies_decode_as_json() {
+        let mut b = Vec::new();
+        encode_members(
+            &mut b,
+            &[RpcMember {
+                name: "a".into(),
+                addr: IpAddr::from([10, 0, 0, 1]),
+                port: 7946,
+                tags: BTreeMap::from([("role".into(), "web".into())]),
+                status: "alive".into(),
+                protocol: [1, 5, 2, 2, 5, 5],
+            }],
+        );
+        let (v, used) = decode_value(&b).unwrap().unwrap();
+        assert_eq!(used, b.len());
+        assert_eq!(v["Members"][0]["Tags"]["role"], "web");
+        assert_eq!(v["Members"][0]["Port"], 7946);
+        assert_eq!(decode_value(&b[..b.len() - 1]), Ok(None));
+        let mut c = Vec::new();
+        encode_coordinate(
+            &mut c,
+            Some(&RpcCoordinate {
+                vec: vec![0.5],
+                error: 1.5,
+                adjustment: 0.0,
+                height: 1e-5,
+            }),
+        );
+        let (v, _) = decode_value(&c).unwrap().unwrap();
+        assert_eq!(v["Coord"]["Vec"][0], 0.5);
+        assert_eq!(v["Ok"], true);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!
 //! docs/rpc.md lists every serf command and how it behaves against haserf.
 
+pub mod client;
 pub mod codec;
 pub mod events;
 pub mod handler;
