@@ -570,3 +570,119 @@ fn with_disable_coordinates_serf_rtt_finds_no_coordinate() {
         "no coordinate"
     );
 }
+
+/// `haserf VERB --rpc-addr=ADDR ARGS…`: (success, stdout, stderr).
+fn haserf_verb(verb: &str, rpc: SocketAddr, args: &[&str]) -> (bool, String, String) {
+    let addr = format!("--rpc-addr={rpc}");
+    let mut all = vec![verb, addr.as_str()];
+    all.extend_from_slice(args);
+    support::agent::run_haserf(&all)
+}
+
+#[test]
+fn haserf_event_and_query_reach_stock_serf_nodes_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("deploy.txt");
+    let event = format!("user:deploy=cat >> {}", got.display());
+    let query = "query:greet=echo hello from $SERF_SELF_NAME";
+    let (_s1, _s2, h1) = cluster(&[&event, query], &[]);
+    let (ok, out, err) = haserf_verb(
+        "event",
+        h1.rpc_addr(),
+        &["--coalesce=false", "deploy", "v2"],
+    );
+    assert!(
+        ok && out.contains("Event 'deploy' dispatched"),
+        "{out}{err}"
+    );
+    wait_until(
+        T,
+        "both serf nodes' handlers to receive the payload",
+        || {
+            let s = std::fs::read_to_string(&got).unwrap_or_default();
+            if s.matches("v2").count() == 2 {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    );
+    let (ok, out, err) = haserf_verb(
+        "query",
+        h1.rpc_addr(),
+        &["--format=json", "--timeout=2s", "greet", "hi"],
+    );
+    assert!(ok, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        v["Responses"]["s1"].as_str().map(str::trim),
+        Some("hello from s1")
+    );
+    assert_eq!(
+        v["Responses"]["s2"].as_str().map(str::trim),
+        Some("hello from s2")
+    );
+    assert_eq!(v["Acks"].as_array().map(Vec::len), Some(3), "{out}");
+    let (ok, out, err) = haserf_verb(
+        "query",
+        h1.rpc_addr(),
+        &[
+            "--format=json",
+            "--timeout=2s",
+            "--tag=role=db",
+            "--no-ack",
+            "greet",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Acks"].as_array().map(Vec::len), Some(0), "{out}");
+    assert_eq!(
+        v["Responses"].as_object().map(|o| o.len()),
+        Some(1),
+        "{out}"
+    );
+}
+
+#[test]
+fn haserf_verbs_work_against_haserf_and_stock_serf_agents_alike() {
+    let (s1, _s2, h1) = cluster(&[], &[]);
+    for (name, rpc) in [("h1", h1.rpc_addr()), ("s1", s1.rpc_addr())] {
+        let (ok, out, err) = haserf_verb("info", rpc, &["--format=json"]);
+        assert!(ok, "{name}: {out}{err}");
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(v["agent"]["name"], name);
+        assert_eq!(v["serf"]["members"], "3");
+        let (ok, out, err) = haserf_verb("tags", rpc, &["--set=verb=yes"]);
+        assert!(
+            ok && out.contains("Successfully updated"),
+            "{name}: {out}{err}"
+        );
+        let other = if name == "h1" { "s2" } else { "h1" };
+        let rtt = wait_until(T, &format!("haserf rtt via {name}"), || {
+            let (ok, out, err) = haserf_verb("rtt", rpc, &["--format=json", other]);
+            if ok {
+                Ok(serde_json::from_str::<Value>(&out).unwrap())
+            } else {
+                Err(out + &err)
+            }
+        });
+        assert!(rtt["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{rtt}");
+    }
+    wait_until(T, "s1 to see both new tags", || {
+        let tagged: Vec<String> = s1
+            .members()
+            .into_iter()
+            .filter(|m| m.tags.get("verb").map(String::as_str) == Some("yes"))
+            .map(|m| m.name)
+            .collect();
+        if tagged.len() == 2 {
+            Ok(())
+        } else {
+            Err(tagged)
+        }
+    });
+    // An unreachable agent is an error with the address in it.
+    let (ok, _, err) = haserf_verb("info", "127.0.0.1:1".parse().unwrap(), &[]);
+    assert!(!ok && err.contains("127.0.0.1:1"), "{err}");
+}
