@@ -686,3 +686,37 @@ fn haserf_verbs_work_against_haserf_and_stock_serf_agents_alike() {
     let (ok, _, err) = haserf_verb("info", "127.0.0.1:1".parse().unwrap(), &[]);
     assert!(!ok && err.contains("127.0.0.1:1"), "{err}");
 }
+
+#[test]
+fn in_lb_mode_serf_tags_on_a_haserf_backend_node_move_its_slot() {
+    use support::{alloc_ip, Haproxy, HttpBackend};
+    let h = Haproxy::start_slots("web", 4);
+    let ip = alloc_ip();
+    let app = HttpBackend::start_on("w1", SocketAddr::from((ip, 0)));
+    let port_tag = format!("--tag=port={}", app.addr().port());
+    let mut wopts = HaserfOptions::member("w1").args(&["--tag=role=web", &port_tag]);
+    wopts.ip = Some(ip);
+    let w1 = HaserfAgent::start(wopts);
+    let lb = HaserfAgent::start(
+        HaserfOptions::manager("lb1", &h.admin_socket(), "web").join(w1.bind_addr()),
+    );
+    lb.wait_serving(&["w1"], T);
+    // The stock CLI against the load balancer's agent.
+    let m = members(&lb, &["-status=alive"]);
+    assert_eq!(names(&m), ["lb1", "w1"]);
+    // Against the backend node: the selector no longer matches, so its slot is freed…
+    let (ok, out, err) = w1.serf_cli("tags", &["-delete", "role"]);
+    assert!(ok, "{out}{err}");
+    wait_until(T, "lb1 to free w1's slot", || {
+        let placed = lb.placed();
+        if placed.contains_key("w1") {
+            Err(placed)
+        } else {
+            Ok(())
+        }
+    });
+    // …and comes back when the tag does.
+    let (ok, out, err) = w1.serf_cli("tags", &["-set", "role=web"]);
+    assert!(ok, "{out}{err}");
+    lb.wait_serving(&["w1"], T);
+}
