@@ -167,7 +167,7 @@ fn serf_tags_set_and_delete_through_haserf_are_seen_by_serf_nodes() {
         let m = s1.members().into_iter().find(|m| m.name == "h1");
         match m {
             Some(m) if m.tags == want => Ok(()),
-            other => Err(other),
+            other => Err(format!("{other:?}")),
         }
     });
     assert_eq!(members(&h1, &["-name", "h1"])["h1"].1, want);

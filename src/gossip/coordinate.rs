@@ -268,7 +268,7 @@ impl VivaldiClient {
 
     fn update_gravity(&mut self, rng: &mut impl Rng) {
         let dist = self.origin.distance_to(&self.coord).as_secs_f64();
-        let force = -1.0 * (dist / self.cfg.gravity_rho).powi(2);
+        let force = -(dist / self.cfg.gravity_rho).powi(2);
         self.coord = self.coord.apply_force(&self.cfg, force, &self.origin, rng);
     }
 }

@@ -229,15 +229,14 @@ impl Conn {
         let ctx = self.ctx.clone();
         let reply = match command {
             Command::Handshake { version } => {
-                let r = if version != i64::from(codec::IPC_VERSION) {
+                if version != i64::from(codec::IPC_VERSION) {
                     Reply::err(errors::UNSUPPORTED_IPC_VERSION)
                 } else if self.handshake {
                     Reply::err(errors::DUPLICATE_HANDSHAKE)
                 } else {
                     self.handshake = true;
                     Reply::ok()
-                };
-                r
+                }
             }
             Command::Auth { key } => {
                 // As serf: a token when none is configured is wrong too.
