@@ -336,6 +336,10 @@ pub struct AgentArgs {
     /// Longest a leaving member's slot stays DRAIN before it goes to MAINT (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<String>,
+    /// Raise a `first_check` alert when a filled slot waits longer than this for its first
+    /// passing health check (default 20s: ten times HAProxy's default `inter 2s`).
+    #[arg(long, value_name = "DURATION")]
+    pub first_check_alert: Option<String>,
     /// Do not drain a member as soon as the failure detector suspects it.
     #[arg(long)]
     pub no_suspicion_drain: bool,
@@ -378,6 +382,7 @@ impl From<AgentArgs> for AgentOptions {
             log_format,
             profile,
             drain_timeout,
+            first_check_alert,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,
@@ -407,6 +412,7 @@ impl From<AgentArgs> for AgentOptions {
             log_format: log_format.map(Into::into),
             profile,
             drain_timeout,
+            first_check_alert,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,
@@ -537,6 +543,9 @@ pub struct VerifyArgs {
     /// HAProxy runtime API: unix socket path or IP:PORT.
     #[arg(long, value_name = "PATH|IP:PORT")]
     pub haproxy_socket: String,
+    /// Only this backend's slots (repeatable); default: every backend with server-template slots.
+    #[arg(long = "backend", value_name = "NAME")]
+    pub backends: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -549,6 +558,12 @@ impl From<VerifyArgs> for VerifyRequest {
     fn from(args: VerifyArgs) -> Self {
         VerifyRequest {
             haproxy_socket: args.haproxy_socket,
+            // `NAME=KEY=VALUE` selectors are accepted as for `plan`; only the name counts
+            backends: args
+                .backends
+                .iter()
+                .map(|b| b.split('=').next().unwrap_or(b).to_string())
+                .collect(),
             format: args.format.into(),
         }
     }
@@ -566,6 +581,9 @@ pub struct PlanArgs {
     /// Backends and selectors, as for `haserf agent`; repeatable.
     #[arg(long = "backend", value_name = "NAME[=KEY=VALUE,...]")]
     pub backends: Vec<String>,
+    /// Members' addresses must be in one of these networks, as for `haserf agent`; repeatable.
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow_cidrs: Vec<String>,
     /// The running agent's status socket (used when --members is not given).
     #[arg(long, value_name = "PATH", env = STATUS_SOCKET_ENV, default_value = DEFAULT_STATUS_SOCKET)]
     pub status_socket: PathBuf,
@@ -583,6 +601,7 @@ impl From<PlanArgs> for PlanRequest {
                 None => MembershipSource::Agent(args.status_socket),
             },
             backends: args.backends,
+            allow_cidrs: args.allow_cidrs,
             format: args.format.into(),
         }
     }

@@ -76,6 +76,8 @@ pub struct AgentOptions {
     pub profile: Option<String>,
     /// `--drain-timeout`: duration string.
     pub drain_timeout: Option<String>,
+    /// `--first-check-alert`: duration string.
+    pub first_check_alert: Option<String>,
     /// `--no-suspicion-drain`.
     pub no_suspicion_drain: bool,
     /// `--partition-guard-share`.
@@ -150,6 +152,9 @@ pub struct FileConfig {
     pub suspicion_drain: Option<bool>,
     /// haserf: drain deadline for leaving members (e.g. "30s").
     pub drain_timeout: Option<String>,
+    /// haserf: a filled slot waiting longer than this for its first passing check raises a
+    /// `first_check` alert (e.g. "20s").
+    pub first_check_alert: Option<String>,
     /// haserf: partition guard.
     pub partition_guard: Option<FileGuard>,
 }
@@ -220,6 +225,9 @@ pub struct AgentConfig {
     pub suspicion_drain: bool,
     /// Drain deadline for leaving members.
     pub drain_timeout: Duration,
+    /// A filled slot waiting longer than this for its first passing health check raises a
+    /// `first_check` alert (default [`crate::manager::first_check::FIRST_CHECK_ALERT`]).
+    pub first_check_alert: Duration,
     /// Partition guard.
     pub guard: GuardConfig,
 }
@@ -476,6 +484,13 @@ impl AgentConfig {
             .map(|d| parse_duration(&d).map_err(|m| invalid("--drain-timeout", m)))
             .transpose()?
             .unwrap_or(Duration::from_secs(30));
+        let first_check_alert = args
+            .first_check_alert
+            .clone()
+            .or(file.first_check_alert)
+            .map(|d| parse_duration(&d).map_err(|m| invalid("--first-check-alert", m)))
+            .transpose()?
+            .unwrap_or(crate::manager::first_check::FIRST_CHECK_ALERT);
         let fg = file.partition_guard.unwrap_or_default();
         let default_guard = GuardConfig::default();
         let share = args
@@ -531,6 +546,7 @@ impl AgentConfig {
             log_format,
             suspicion_drain,
             drain_timeout,
+            first_check_alert,
             guard: GuardConfig {
                 share,
                 window,

@@ -26,6 +26,7 @@ pub mod manager;
 pub mod maps;
 pub mod metrics;
 pub mod policy;
+pub mod repeats;
 pub mod rpc;
 pub mod slots;
 pub mod spoe;

@@ -12,6 +12,7 @@
 
 pub mod alerts;
 mod collector;
+pub mod first_check;
 mod latency;
 
 use std::collections::BTreeMap;
@@ -116,6 +117,7 @@ impl Manager {
             Latency::register(metrics),
         ));
         *lock(&inner.watcher) = Some(watcher);
+        tokio::spawn(first_check_loop(inner.clone(), cfg.first_check_alert));
         let manager = Manager { inner };
         metrics.register_collector(Box::new(collector::ManagerCollector(manager.clone())));
         Some(manager)
@@ -199,8 +201,11 @@ impl Manager {
             "apply_errors": st.apply_errors,
             "drift_repairs": st.drift_repairs,
             "last_error": st.last_error,
+            "backend_errors": st.backend_errors,
+            "refused_commands": st.refused_commands,
             "check_gate_last_ms": st.check_gate_last_ms,
             "check_gate_max_ms": st.check_gate_max_ms,
+            "awaiting_first_check": st.awaiting_first_check,
             "evaluations": shared.evaluations,
             "suspicion_drains": shared.suspicion_drains,
             "refused": shared.refusals,
@@ -251,6 +256,37 @@ pub fn facts(m: &Member) -> MemberFacts {
         tags: m.tags.clone(),
         status: m.status,
         suspect: m.suspect,
+    }
+}
+
+/// Raises and resolves `first_check` alerts from the reconciler's waits: on every status
+/// update, and once a second (a wait grows without one).
+async fn first_check_loop(inner: Arc<Inner>, limit: Duration) {
+    let mut rx = inner.status.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let waits = rx.borrow_and_update().awaiting_first_check.clone();
+        let changes = first_check::evaluate(
+            &mut lock(&inner.shared).alerts,
+            &waits,
+            limit,
+            SystemTime::now(),
+        );
+        for c in changes {
+            match c {
+                first_check::Change::Raised(w) => tracing::warn!(
+                    member = %w.member, backend = %w.backend, slot = %w.slot, waited_ms = w.waited_ms,
+                    "slot still waits for its first passing health check (kept in drain)"
+                ),
+                first_check::Change::Resolved(backend, slot) => tracing::info!(
+                    %backend, %slot, "slot no longer waits for its first health check"
+                ),
+            }
+        }
     }
 }
 
@@ -324,6 +360,13 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
         };
         for (backend, placements) in eval.placements {
             if sent.get(&backend) != Some(&placements) {
+                // the log line of a member losing its slot names the refusal
+                let refusals = policy
+                    .refusals()
+                    .filter(|r| r.backend == backend)
+                    .map(|r| (r.member.clone(), r.reason.clone()))
+                    .collect();
+                reconciler.set_refusals(&backend, refusals);
                 // recorded before the reconciler can apply it
                 inner.handoffs.handed(&backend, changed_at);
                 reconciler.set_desired(&backend, placements.clone());

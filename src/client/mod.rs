@@ -33,6 +33,7 @@ pub mod render;
 pub mod socket;
 pub mod status;
 pub mod status_text;
+pub mod table;
 pub mod verbs;
 pub mod verify;
 
