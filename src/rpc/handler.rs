@@ -11,7 +11,7 @@ use base64::Engine as _;
 use super::codec::{self, KeyReport, RpcCoordinate, RpcMember};
 use super::RpcContext;
 use crate::client::filter::MemberFilter;
-use crate::control::model::{MemberStatus, MemberView};
+use crate::control::model::MemberStatus;
 use crate::gossip::wire::{decode_key_response, encode_key_request, KeyRequest};
 use crate::gossip::Member;
 
@@ -96,16 +96,7 @@ pub fn members_filtered(
         .gossip
         .members()
         .iter()
-        .filter(|m| {
-            filter.matches(&MemberView {
-                name: m.name.clone(),
-                addr: m.addr.to_string(),
-                port: m.port,
-                tags: m.tags.clone(),
-                status: m.status,
-                suspect: m.suspect,
-            })
-        })
+        .filter(|m| filter.matches(&crate::manager::member_view(m)))
         .map(rpc_member)
         .collect();
     Reply::body(String::new(), |b| codec::encode_members(b, &list))

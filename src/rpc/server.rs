@@ -107,6 +107,35 @@ pub async fn serve(
     }
 }
 
+/// Forwards what `rx` publishes to the connection as records of request `seq`: `encode`
+/// writes a record body and says whether the item was selected. A full queue loses the
+/// record (the subscriber is too slow), a closed connection ends the task.
+fn forward<T: Clone + Send + 'static>(
+    mut rx: broadcast::Receiver<T>,
+    out: mpsc::Sender<Vec<u8>>,
+    seq: u64,
+    encode: impl Fn(&T, &mut Vec<u8>) -> bool + Send + 'static,
+) -> AbortHandle {
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => {
+                    let mut b = Vec::new();
+                    codec::encode_header(&mut b, seq, "");
+                    if encode(&item, &mut b)
+                        && matches!(out.try_send(b), Err(mpsc::error::TrySendError::Closed(_)))
+                    {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+    .abort_handle()
+}
+
 /// What to do with the connection after a request.
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
@@ -320,26 +349,12 @@ impl Conn {
             self.send(seq, Reply::err(errors::STREAM_EXISTS)).await;
             return Flow::Continue;
         }
-        let mut rx = self.ctx.events.subscribe();
+        let rx = self.ctx.events.subscribe();
         self.send(seq, Reply::ok()).await;
-        let out = self.out.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) if selects(&filters, &e) => {
-                        let mut b = Vec::new();
-                        codec::encode_header(&mut b, seq, "");
-                        e.encode(&mut b);
-                        if matches!(out.try_send(b), Err(mpsc::error::TrySendError::Closed(_))) {
-                            return;
-                        }
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
+        let task = forward(rx, self.out.clone(), seq, move |e, b| {
+            selects(&filters, e).then(|| e.encode(b)).is_some()
         });
-        self.keep(seq, task.abort_handle());
+        self.keep(seq, task);
         Flow::Continue
     }
 
@@ -353,26 +368,14 @@ impl Conn {
             self.send(seq, Reply::err(errors::MONITOR_EXISTS)).await;
             return Flow::Continue;
         }
-        let mut rx = self.ctx.logs.subscribe();
+        let rx = self.ctx.logs.subscribe();
         self.send(seq, Reply::ok()).await;
-        let out = self.out.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(l) if l.level <= min => {
-                        let mut b = Vec::new();
-                        codec::encode_header(&mut b, seq, "");
-                        codec::encode_log(&mut b, &l.line);
-                        if matches!(out.try_send(b), Err(mpsc::error::TrySendError::Closed(_))) {
-                            return;
-                        }
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
+        let task = forward(rx, self.out.clone(), seq, move |l, b| {
+            (l.level <= min)
+                .then(|| codec::encode_log(b, &l.line))
+                .is_some()
         });
-        self.monitor = Some((seq, task.abort_handle()));
+        self.monitor = Some((seq, task));
         Flow::Continue
     }
 
