@@ -22,6 +22,7 @@ use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
 use crate::handlers::EventHandlers;
 use crate::manager::Manager;
 use crate::metrics::MetricsRegistry;
+use crate::rpc::{LogFanout, RpcAgent, RpcContext, StreamEvent};
 use crate::snapshot::writer::SnapshotWriter;
 use crate::spoe::{ClusterView, SpoeConfig};
 
@@ -40,7 +41,8 @@ pub const STATUS_QUERY: &str = "haserf-status";
 /// `haserf leave`); returns the exit status (0, or 1 when the agent cannot start or stops
 /// on an error).
 pub fn run(cfg: AgentConfig) -> i32 {
-    init_logging(&cfg.log_level, cfg.log_format);
+    let logs = LogFanout::default();
+    init_logging(&cfg.log_level, cfg.log_format, logs.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -52,7 +54,7 @@ pub fn run(cfg: AgentConfig) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run_agent(cfg)) {
+    match rt.block_on(run_agent(cfg, logs)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "agent stopped");
@@ -62,8 +64,9 @@ pub fn run(cfg: AgentConfig) -> i32 {
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+fn init_logging(level: &str, format: LogFormat, monitor: LogFanout) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let color = log_colors(
@@ -74,9 +77,12 @@ fn init_logging(level: &str, format: LogFormat) {
         .with_env_filter(filter)
         .with_ansi(color)
         .with_writer(std::io::stderr);
+    // `serf monitor` gets the same lines (the layer formats only while a monitor listens).
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => {
+            tracing::subscriber::set_global_default(builder.json().finish().with(monitor))
+        }
+        LogFormat::Text => tracing::subscriber::set_global_default(builder.finish().with(monitor)),
     };
 }
 
@@ -126,6 +132,7 @@ pub fn gossip_config(cfg: &AgentConfig) -> Result<GossipConfig, String> {
     if let Some(v) = serf.enable_compression {
         g.compress = v;
     }
+    g.disable_coordinates = cfg.disable_coordinates;
     g.timing = match cfg.profile {
         Profile::Lan => Timing::lan(),
         Profile::Local => Timing::local(),
@@ -251,7 +258,7 @@ pub fn status_json(g: &Gossip) -> Value {
     })
 }
 
-async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
+async fn run_agent(cfg: AgentConfig, logs: LogFanout) -> Result<(), String> {
     for w in &cfg.serf.warnings {
         tracing::warn!("{w}");
     }
@@ -283,6 +290,18 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     };
     let metrics_listener = match cfg.metrics_bind {
         Some(addr) => Some(crate::metrics::http::bind(addr).await?),
+        None => None,
+    };
+    let rpc_listener = match cfg.rpc_addr {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            // Serf's default address may be taken by a serf agent on the same host.
+            Err(e) if cfg.rpc_addr_default => {
+                tracing::warn!(%addr, error = %e, "Serf RPC off: the default address is not available; set --rpc-addr");
+                None
+            }
+            Err(e) => return Err(format!("--rpc-addr {addr}: {e}")),
+        },
         None => None,
     };
     let mut gcfg = gossip_config(&cfg)?;
@@ -385,6 +404,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         ));
     }
     let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
+    let leave_tx_rpc = leave_tx.clone();
     let left = Arc::new(tokio::sync::watch::channel(None).0);
     let handler: Arc<dyn Handler> = Arc::new(AgentHandler {
         gossip: gossip.clone(),
@@ -393,6 +413,25 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         leave_tx,
         left: left.clone(),
     });
+    let rpc = Arc::new(RpcContext::new(
+        gossip.clone(),
+        Arc::new(RpcLeave {
+            leave_tx: leave_tx_rpc,
+            left: left.subscribe(),
+        }),
+        cfg.rpc_auth.clone(),
+        logs,
+    ));
+    if let Some(listener) = rpc_listener {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, auth = cfg.rpc_auth.is_some(), "serving Serf RPC");
+        tokio::spawn(crate::rpc::serve(
+            listener,
+            rpc.clone(),
+            crate::rpc::RpcLimits::default(),
+            std::future::pending(),
+        ));
+    }
     let server = Arc::new(server);
     let srv = server.clone();
     let serve = tokio::spawn(async move { srv.serve(handler).await });
@@ -470,7 +509,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
                     if let Some(w) = &snapshot {
                         record(w, &ev);
                     }
-                    on_event(&gossip, manager.as_ref(), handlers.as_ref(), ev)
+                    on_event(&gossip, manager.as_ref(), handlers.as_ref(), &rpc, ev)
                 }
                 None => break,
             },
@@ -616,6 +655,7 @@ fn on_event(
     g: &Gossip,
     manager: Option<&Manager>,
     handlers: Option<&EventHandlers>,
+    rpc: &RpcContext,
     ev: GossipEvent,
 ) {
     if let (Some(h), Some(e)) = (handlers, scripts::handler_event(&ev)) {
@@ -630,19 +670,82 @@ fn on_event(
                 }
             } else if let Some(h) = handlers.filter(|h| h.takes_query(&q.name)) {
                 h.dispatch(scripts::query_event(q));
+            } else if rpc.has_streams() {
+                // Serf RPC `stream` subscribers may answer it with `respond`.
+                let (name, payload, ltime) = (q.name.clone(), q.payload.clone(), q.ltime);
+                if let Some(id) = rpc.queries.insert(q) {
+                    rpc.publish(StreamEvent::Query {
+                        id,
+                        ltime,
+                        name,
+                        payload,
+                    });
+                }
             } else {
                 tracing::debug!(query = %q.name, from = %q.source_node, "query (not answered)");
             }
         }
         GossipEvent::User(u) => {
             tracing::info!(name = %u.name, ltime = u.ltime, "user event");
+            rpc.publish(StreamEvent::User {
+                ltime: u.ltime,
+                name: u.name,
+                payload: u.payload,
+                coalesce: u.coalesce,
+            });
         }
         member_event => {
             tracing::debug!(event = ?member_event, "member event");
+            if let Some((event, m)) = serf_member_event(&member_event) {
+                rpc.publish(StreamEvent::Member {
+                    event,
+                    members: vec![crate::rpc::handler::rpc_member(m)],
+                });
+            }
             if let Some(m) = manager {
                 m.membership_changed();
             }
         }
+    }
+}
+
+/// Serf's name for a member event (`member-join`, …); suspicion has none.
+fn serf_member_event(ev: &GossipEvent) -> Option<(&'static str, &crate::gossip::Member)> {
+    Some(match ev {
+        GossipEvent::MemberJoin(m) => ("member-join", m),
+        GossipEvent::MemberLeave(m) => ("member-leave", m),
+        GossipEvent::MemberFailed(m) => ("member-failed", m),
+        GossipEvent::MemberUpdate(m) => ("member-update", m),
+        GossipEvent::MemberReap(m) => ("member-reap", m),
+        _ => return None,
+    })
+}
+
+/// The agent side of Serf RPC's `leave`: the same graceful leave as `haserf leave`.
+struct RpcLeave {
+    leave_tx: mpsc::UnboundedSender<()>,
+    left: tokio::sync::watch::Receiver<Option<Value>>,
+}
+
+impl RpcAgent for RpcLeave {
+    fn leave(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        let mut left = self.left.clone();
+        let sent = self.leave_tx.send(());
+        Box::pin(async move {
+            sent.map_err(|_| "the agent is stopping".to_string())?;
+            let v = left
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| "the agent stopped".to_string())?
+                .clone();
+            match v {
+                Some(v) if v["left"] == json!(true) => Ok(()),
+                Some(v) => Err(v["error"].as_str().unwrap_or("leave failed").to_string()),
+                None => Err("leave failed".into()),
+            }
+        })
     }
 }
 

@@ -18,6 +18,9 @@ use serde::Deserialize;
 pub mod serf_compat;
 
 use crate::control::DEFAULT_STATUS_SOCKET;
+
+/// Serf's default RPC address (`rpc_addr`): loopback only.
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
 use crate::policy::{BackendSelector, Cidr, GuardConfig};
 
 /// Serf's default gossip port.
@@ -61,6 +64,10 @@ pub struct AgentOptions {
     pub spoe_bind: Option<String>,
     /// `--metrics-bind`: HTTP `/metrics` listen address.
     pub metrics_bind: Option<String>,
+    /// `--rpc-addr`: Serf RPC listen address ("" = off).
+    pub rpc_addr: Option<String>,
+    /// `--rpc-auth`: Serf RPC auth token.
+    pub rpc_auth: Option<String>,
     /// `--config` (repeatable): JSON config files or directories, merged in this order as
     /// serf merges `-config-file`/`-config-dir` ([`serf_compat::read_paths`]).
     pub config: Vec<PathBuf>,
@@ -140,6 +147,12 @@ pub struct FileConfig {
     pub spoe_bind: Option<String>,
     /// haserf: HTTP `/metrics` listen address (`IP:PORT`).
     pub metrics_bind: Option<String>,
+    /// Serf: RPC listen address (`IP:PORT`; "" = off).
+    pub rpc_addr: Option<String>,
+    /// Serf: RPC auth token.
+    pub rpc_auth: Option<String>,
+    /// Serf: no network coordinates (`serf rtt` then finds none for this node).
+    pub disable_coordinates: Option<bool>,
     /// haserf: log format (text, json).
     pub log_format: Option<String>,
     /// haserf: drain suspected members (default true).
@@ -202,6 +215,15 @@ pub struct AgentConfig {
     pub spoe_bind: Option<SocketAddr>,
     /// HTTP `/metrics` listen address (Prometheus scrapes).
     pub metrics_bind: Option<SocketAddr>,
+    /// Serf RPC listen address (None = off; default 127.0.0.1:7373 like serf).
+    pub rpc_addr: Option<SocketAddr>,
+    /// True when `rpc_addr` is the default, not configured: then an address in use only
+    /// turns the RPC off (with a warning) instead of stopping the agent.
+    pub rpc_addr_default: bool,
+    /// Serf RPC auth token (`rpc_auth`).
+    pub rpc_auth: Option<String>,
+    /// Serf's `disable_coordinates`.
+    pub disable_coordinates: bool,
     /// Log level.
     pub log_level: String,
     /// Log format.
@@ -444,6 +466,20 @@ impl AgentConfig {
             "--metrics-bind",
             args.metrics_bind.clone().or(file.metrics_bind),
         )?;
+        let rpc_configured = args.rpc_addr.clone().or(file.rpc_addr);
+        let rpc_addr_default = rpc_configured.is_none();
+        let rpc_addr = match rpc_configured {
+            Some(a) if a.is_empty() => None,
+            a => listen_addr(
+                "--rpc-addr",
+                Some(a.unwrap_or_else(|| DEFAULT_RPC_ADDR.to_string())),
+            )?,
+        };
+        let rpc_auth = args
+            .rpc_auth
+            .clone()
+            .or(file.rpc_auth)
+            .filter(|t| !t.is_empty());
         let log_level = args
             .log_level
             .clone()
@@ -529,6 +565,10 @@ impl AgentConfig {
             maps,
             spoe_bind,
             metrics_bind,
+            rpc_addr,
+            rpc_addr_default,
+            rpc_auth,
+            disable_coordinates: file.disable_coordinates.unwrap_or(false),
             log_level,
             log_format,
             suspicion_drain,

@@ -30,6 +30,7 @@ pub mod maps;
 pub mod metrics;
 pub mod policy;
 pub mod repeats;
+pub mod rpc;
 pub mod slots;
 pub mod snapshot;
 pub mod spoe;

@@ -124,6 +124,8 @@ pub struct GossipConfig {
     /// and user events and queries at or before them are never delivered again (serf's
     /// `eventMinTime`/`queryMinTime` = last + 1 in `serf.go`'s snapshot replay).
     pub restored_clocks: Option<(u64, u64, u64)>,
+    /// Serf's `disable_coordinates`: no Vivaldi coordinate in acks, none learned.
+    pub disable_coordinates: bool,
 }
 
 impl GossipConfig {
@@ -149,6 +151,7 @@ impl GossipConfig {
             query_response_size_limit: 1024,
             seed: None,
             restored_clocks: None,
+            disable_coordinates: false,
         }
     }
 
