@@ -79,6 +79,7 @@ impl Manager {
         let backends: Vec<String> = cfg.backends.iter().map(|b| b.backend.clone()).collect();
         let mut rcfg = ReconcilerConfig::new(socket.clone(), backends.clone());
         rcfg.drain_timeout = cfg.drain_timeout;
+        rcfg.server_state_file = cfg.server_state_file.clone();
         let reconciler = spawn_reconciler(rcfg);
         let status = reconciler.subscribe();
         let maps = (!cfg.maps.is_empty()).then(|| {

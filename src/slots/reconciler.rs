@@ -20,6 +20,7 @@ use super::book::Cause;
 use super::book::{Book, DesiredMember, TimerRequest};
 use super::discovery::{discover, slot_state, template_port, Observed};
 use super::planner::{plan_slot, PlanContext, Reason, Target};
+use super::state_file::StateFile;
 
 /// How long a slot that waits (for its first check, or for sessions to end) is polled at
 /// the fast-poll rate before falling back to the resync interval.
@@ -44,6 +45,8 @@ pub struct ReconcilerConfig {
     pub max_backoff: Duration,
     /// Address of a free slot (the `server-template` placeholder).
     pub placeholder: IpAddr,
+    /// HAProxy's server-state file to keep (`--server-state-file`), see [`super::state_file`].
+    pub server_state_file: Option<std::path::PathBuf>,
 }
 
 impl ReconcilerConfig {
@@ -59,6 +62,7 @@ impl ReconcilerConfig {
             timeout: Duration::from_secs(3),
             max_backoff: Duration::from_secs(1),
             placeholder: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            server_state_file: None,
         }
     }
 }
@@ -97,6 +101,10 @@ pub struct ReconcilerStatus {
     pub check_gate_max_ms: Option<u64>,
     /// Filled slots still in drain, waiting for their first passing health check.
     pub awaiting_first_check: Vec<FirstCheckWait>,
+    /// Server-state files written (`--server-state-file`).
+    pub server_state_writes: u64,
+    /// Last failed server-state file write, if the last one failed.
+    pub server_state_error: Option<String>,
 }
 
 /// A filled slot waiting for its first passing health check (HAProxy keeps it in drain).
@@ -201,6 +209,8 @@ struct State {
     next_pass: Instant,
     /// Rate limit of the "reconcile failed" line.
     repeats: Repeats,
+    /// `--server-state-file`.
+    state_file: Option<StateFile>,
 }
 
 async fn run(
@@ -216,6 +226,7 @@ async fn run(
             .map(|b| (b.clone(), Book::new()))
             .collect(),
         backoff: cfg.fast_poll,
+        state_file: cfg.server_state_file.clone().map(StateFile::new),
         cfg,
         client,
         desired: HashMap::new(),
@@ -235,6 +246,7 @@ async fn run(
             .iter()
             .map(|t| t.at)
             .chain([st.next_pass])
+            .chain(st.state_file.as_ref().and_then(StateFile::deadline))
             .min()
             .unwrap_or(st.next_pass);
         tokio::select! {
@@ -261,6 +273,7 @@ async fn run(
                     }
                 }
                 st.pass().await;
+                st.flush_state_file().await;
                 let _ = stx.send(st.status.clone());
             }
             _ = tokio::time::sleep_until(wake.into()) => {
@@ -268,6 +281,7 @@ async fn run(
                 // (before set_desired, a pass only reads HAProxy: every backend without
                 // desired members is skipped in `pass`, so nothing is drained)
                 st.pass().await;
+                st.flush_state_file().await;
                 let _ = stx.send(st.status.clone());
             }
         }
@@ -513,6 +527,9 @@ impl State {
                 Ok(results) => {
                     self.status.applies += 1;
                     self.status.last_apply = Some(SystemTime::now());
+                    if let Some(sf) = &mut self.state_file {
+                        sf.changed(Instant::now());
+                    }
                     for (c, r) in cmds.iter().zip(results) {
                         if let Err(e) = r {
                             refused = true;
@@ -569,6 +586,11 @@ impl State {
         };
         // ready once every backend got its desired members and was reconciled once
         if !waiting_for_desired {
+            if !self.status.ready {
+                if let Some(sf) = &mut self.state_file {
+                    sf.first_pass(Instant::now());
+                }
+            }
             self.status.ready = true;
         }
         self.refresh_views(&final_obs);
@@ -587,6 +609,16 @@ impl State {
             }
         };
         self.next_pass = Instant::now() + delay;
+    }
+
+    /// Writes the server-state file when a write is due (hook of [`super::state_file`]).
+    async fn flush_state_file(&mut self) {
+        let Some(sf) = &mut self.state_file else {
+            return;
+        };
+        sf.flush(&self.client, &self.cfg.backends).await;
+        self.status.server_state_writes = sf.writes;
+        self.status.server_state_error = sf.last_error.clone();
     }
 
     fn refresh_views(&mut self, obs: &Observed) {
