@@ -1,6 +1,6 @@
 //! HAProxy reloads and restarts lose nothing: the agent keeps HAProxy's server-state file
 //! (`--server-state-file`), HAProxy started with the documented lines (`server-state-file`,
-//! `load-server-state-from-file global`, slots on a hostname with `init-addr last,libc,none`)
+//! `load-server-state-from-file global`, slots on a name that never resolves with `init-addr last,127.0.0.1`)
 //! fills its slots from it before the agent sends anything, and the agent adopts what
 //! already matches (0 runtime commands) and repairs only real differences.
 
@@ -45,7 +45,7 @@ backend {backend}
     retries 2
     option redispatch
     default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2
-    server-template {backend} 1-{slots} localhost:9 check disabled init-addr last,libc,none
+    server-template {backend} 1-{slots} slot.invalid:9 check disabled init-addr last,127.0.0.1
 "
     ))
     .global("    server-state-file @DIR@/server-state");
@@ -376,7 +376,7 @@ fn a_reload_that_grows_the_slots_and_adds_a_backend_keeps_every_member_and_fills
         )
         .replace(
             "\nbackend web\n",
-            "\nbackend api\n    balance roundrobin\n    option httpchk GET /healthz\n    default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2\n    server-template api 1-4 localhost:9 check disabled init-addr last,libc,none\n\nbackend web\n",
+            "\nbackend api\n    balance roundrobin\n    option httpchk GET /healthz\n    default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2\n    server-template api 1-4 slot.invalid:9 check disabled init-addr last,127.0.0.1\n\nbackend web\n",
         );
     assert!(cfg.contains("1-40") && cfg.contains("backend api"));
     std::fs::write(h.config_path(), cfg).unwrap();

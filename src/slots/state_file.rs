@@ -10,8 +10,9 @@
 //!
 //! HAProxy restores a server's *address* from the file only through `init-addr last`, which
 //! it applies to servers declared with a hostname (HAProxy's `server_state.c` keeps
-//! `srv_addr` as `lastaddr`): the slots are declared `server-template web 1-N localhost:PORT
-//! … init-addr last,libc,none` (docs/haproxy.md).
+//! `srv_addr` as `lastaddr`): the slots are declared `server-template web 1-N
+//! slot.invalid:PORT … init-addr last,127.0.0.1` (a name that never resolves; a free slot
+//! falls back to the placeholder 127.0.0.1), see docs/haproxy.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
