@@ -201,6 +201,8 @@ impl Manager {
             "applies": st.applies,
             "apply_errors": st.apply_errors,
             "drift_repairs": st.drift_repairs,
+            "server_state_writes": st.server_state_writes,
+            "server_state_error": st.server_state_error,
             "last_error": st.last_error,
             "check_gate_last_ms": st.check_gate_last_ms,
             "check_gate_max_ms": st.check_gate_max_ms,

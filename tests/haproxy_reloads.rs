@@ -402,3 +402,66 @@ fn a_reload_that_grows_the_slots_and_adds_a_backend_keeps_every_member_and_fills
     assert_never_walked(&watcher, &placed);
     rt.block_on(r.shutdown());
 }
+
+#[test]
+fn the_agent_with_server_state_file_lets_a_reloaded_and_a_restarted_haproxy_serve_at_once() {
+    use support::agent::{web_nodes, HaserfAgent, HaserfOptions};
+    let mut h = Haproxy::start(state_config("web", 5, ""));
+    let state = h.dir().join("server-state");
+    let nodes = web_nodes(3, "sa-web");
+    let names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
+    let agent = HaserfAgent::start(
+        HaserfOptions::manager("sa-lb1", &h.admin_socket(), "web")
+            .join(nodes[0].serf.bind_addr())
+            .args(&["--server-state-file", &state.display().to_string()]),
+    );
+    let serving = agent.wait_serving(&names, Duration::from_secs(15));
+    let apps: Vec<&HttpBackend> = nodes.iter().map(|n| &n.app).collect();
+    wait_file_has(&state, &apps);
+    let st = agent.status();
+    assert!(
+        st["haproxy"]["server_state_writes"].as_u64().unwrap() >= 1,
+        "{st}"
+    );
+    let applies = st["haproxy"]["applies"].clone();
+    let watcher = SlotWatcher::start(&h.admin_socket(), "web");
+    for step in ["reload", "restart"] {
+        if step == "reload" {
+            h.reload();
+        } else {
+            h.restart();
+        }
+        let pid = h.pid();
+        let filled = haproxy_filled(&h, "web");
+        for n in &nodes {
+            assert!(
+                filled
+                    .get(&n.app_addr().to_string())
+                    .is_some_and(|s| s.starts_with("UP")),
+                "{step}: {} not UP in HAProxy's own slots: {filled:?}",
+                n.name()
+            );
+        }
+        wait_until(
+            Duration::from_secs(10),
+            "the agent to see the new worker and pass again",
+            || {
+                let st = agent.status();
+                if st["haproxy"]["pid"] == pid && st["ready"] == true {
+                    Ok(())
+                } else {
+                    Err(st["haproxy"]["pid"].clone())
+                }
+            },
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            agent.status()["haproxy"]["applies"],
+            applies,
+            "{step}: the agent sent commands for slots that already matched"
+        );
+    }
+    assert_eq!(agent.wait_serving(&names, Duration::from_secs(5)), serving);
+    let slots: BTreeMap<String, String> = serving.into_iter().collect();
+    assert_never_walked(&watcher, &slots);
+}
