@@ -375,6 +375,9 @@ pub struct VerifyArgs {
     /// HAProxy runtime API: unix socket path or IP:PORT.
     #[arg(long, value_name = "PATH|IP:PORT")]
     pub haproxy_socket: String,
+    /// Only this backend's slots (repeatable); default: every backend with server-template slots.
+    #[arg(long = "backend", value_name = "NAME")]
+    pub backends: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -387,6 +390,12 @@ impl From<VerifyArgs> for VerifyRequest {
     fn from(args: VerifyArgs) -> Self {
         VerifyRequest {
             haproxy_socket: args.haproxy_socket,
+            // `NAME=KEY=VALUE` selectors are accepted as for `plan`; only the name counts
+            backends: args
+                .backends
+                .iter()
+                .map(|b| b.split('=').next().unwrap_or(b).to_string())
+                .collect(),
             format: args.format.into(),
         }
     }
@@ -404,6 +413,9 @@ pub struct PlanArgs {
     /// Backends and selectors, as for `haserf agent`; repeatable.
     #[arg(long = "backend", value_name = "NAME[=KEY=VALUE,...]")]
     pub backends: Vec<String>,
+    /// Members' addresses must be in one of these networks, as for `haserf agent`; repeatable.
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow_cidrs: Vec<String>,
     /// The running agent's status socket (used when --members is not given).
     #[arg(long, value_name = "PATH", env = STATUS_SOCKET_ENV, default_value = DEFAULT_STATUS_SOCKET)]
     pub status_socket: PathBuf,
@@ -421,6 +433,7 @@ impl From<PlanArgs> for PlanRequest {
                 None => MembershipSource::Agent(args.status_socket),
             },
             backends: args.backends,
+            allow_cidrs: args.allow_cidrs,
             format: args.format.into(),
         }
     }

@@ -204,6 +204,8 @@ impl Manager {
             "server_state_writes": st.server_state_writes,
             "server_state_error": st.server_state_error,
             "last_error": st.last_error,
+            "backend_errors": st.backend_errors,
+            "refused_commands": st.refused_commands,
             "check_gate_last_ms": st.check_gate_last_ms,
             "check_gate_max_ms": st.check_gate_max_ms,
             "awaiting_first_check": st.awaiting_first_check,

@@ -154,6 +154,19 @@ pub const APPLY_ERRORS: Family = counter(
     "Runtime commands refused or failed exchanges.",
     &[],
 );
+/// Managed backends that cannot be managed: missing in HAProxy, without a
+/// `server-template`, or with a template haserf refuses (FQDN placeholder).
+pub const BACKEND_ERRORS: Family = gauge(
+    "haserf_backend_errors",
+    "Managed backends that cannot be managed (missing, no server-template, refused template).",
+    &["backend"],
+);
+/// Runtime commands HAProxy refused for a slot's current target (not retried).
+pub const REFUSED_COMMANDS: Family = gauge(
+    "haserf_refused_commands",
+    "Runtime commands HAProxy refused for a slot's current target, not retried.",
+    &["backend"],
+);
 /// Slots changed behind the agent's back and put back.
 pub const DRIFT_REPAIRS: Family = counter(
     "haserf_drift_repairs",
@@ -291,6 +304,8 @@ pub const ALL: &[Family] = &[
     QUEUE_LENGTH,
     APPLIES,
     APPLY_ERRORS,
+    BACKEND_ERRORS,
+    REFUSED_COMMANDS,
     DRIFT_REPAIRS,
     HAPROXY_RESTARTS,
     SUSPICION_DRAINS,

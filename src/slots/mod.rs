@@ -22,4 +22,5 @@ pub use discovery::{discover, Observed, ObservedSlot};
 pub use planner::{plan, plan_slot, PlanContext, Target};
 pub use reconciler::{
     spawn_reconciler, FirstCheckWait, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus,
+    RefusedCommand,
 };

@@ -3,6 +3,12 @@
 //! drift (a slot changed by hand, HAProxy restarted or reloaded and lost its runtime state,
 //! detected through `show info` pid and start time), keeps extra members in a queue, and
 //! retries an unreachable socket with backoff while nothing else stops.
+//!
+//! Convergence is an invariant: a managed backend that is missing or has no template is a
+//! backend error (not ready, nothing touched); a command HAProxy refuses is remembered with
+//! the slot's target and not sent again until the target changes or HAProxy restarts; a
+//! slot whose agent-check drained or disabled it after haserf put it in service is left to
+//! the agent. Once converged, passes only read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -18,8 +24,8 @@ use crate::repeats::{Repeats, Verdict};
 
 use super::book::Cause;
 use super::book::{Book, DesiredMember, TimerRequest};
-use super::discovery::{discover, slot_state, template_port, Observed};
-use super::planner::{plan_slot, PlanContext, Reason, Target};
+use super::discovery::{discover, slot_state, template_placeholder, template_port, Observed};
+use super::planner::{agent_holds, plan_slot, PlanContext, Reason, Target};
 use super::state_file::StateFile;
 
 /// How long a slot that waits (for its first check, or for sessions to end) is polled at
@@ -95,6 +101,13 @@ pub struct ReconcilerStatus {
     pub passes: u64,
     /// Last error, if the last pass failed.
     pub last_error: Option<String>,
+    /// Managed backends that cannot be managed, with the reason: missing in HAProxy, no
+    /// `server-template`, or a template haserf refuses (FQDN placeholder). The agent is
+    /// not ready while this is not empty.
+    pub backend_errors: BTreeMap<String, String>,
+    /// Commands HAProxy refused for a slot's current target; not retried until the
+    /// target changes (another member, address, port, weight or state) or HAProxy restarts.
+    pub refused_commands: Vec<RefusedCommand>,
     /// Time the last filled slot spent in drain waiting for its first health check (ms).
     pub check_gate_last_ms: Option<u64>,
     /// Longest such wait seen (ms).
@@ -118,6 +131,54 @@ pub struct FirstCheckWait {
     pub member: String,
     /// How long it has waited (since the agent filled the slot), in milliseconds.
     pub waited_ms: u64,
+}
+
+/// A runtime command HAProxy refused, as `haserf status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedCommand {
+    /// Backend.
+    pub backend: String,
+    /// Slot (server) name.
+    pub slot: String,
+    /// Member the command was for, if any.
+    pub member: Option<String>,
+    /// The command line.
+    pub command: String,
+    /// HAProxy's reply.
+    pub reply: String,
+}
+
+/// The refused commands of one slot and the target they were for.
+#[derive(Debug, Clone)]
+struct Refusals {
+    target: Target,
+    commands: Vec<RefusedCommand>,
+}
+
+impl Refusals {
+    /// Drops what HAProxy already refused for this target: a refused `set server addr`
+    /// drops the whole sequence (every later step assumes the address), any other refused
+    /// command only itself (a static algorithm refusing `set weight 5` leaves the member
+    /// in at full weight).
+    fn filter(&self, cmds: &mut Vec<Command>) {
+        let refused = |c: &Command| self.commands.iter().any(|r| r.command == c.to_string());
+        if cmds
+            .iter()
+            .any(|c| matches!(c, Command::SetAddr { .. }) && refused(c))
+        {
+            cmds.clear();
+        } else {
+            cmds.retain(|c| !refused(c));
+        }
+    }
+}
+
+/// One slot's planned commands.
+struct SlotBatch {
+    key: (String, String),
+    member: Option<String>,
+    target: Target,
+    cmds: Vec<Command>,
 }
 
 enum Msg {
@@ -199,8 +260,10 @@ struct State {
     desired: HashMap<String, Vec<DesiredMember>>,
     books: HashMap<String, Book>,
     tports: HashMap<String, u16>,
+    placeholders: HashMap<String, IpAddr>,
     timers: Vec<Timer>,
     converged: HashMap<(String, String), Target>,
+    refused: HashMap<(String, String), Refusals>,
     gate: HashMap<(String, String), Instant>,
     waiting_since: HashMap<(String, String), Instant>,
     proc_id: Option<(u32, Option<u64>)>,
@@ -231,8 +294,10 @@ async fn run(
         client,
         desired: HashMap::new(),
         tports: HashMap::new(),
+        placeholders: HashMap::new(),
         timers: Vec::new(),
         converged: HashMap::new(),
+        refused: HashMap::new(),
         gate: HashMap::new(),
         waiting_since: HashMap::new(),
         proc_id: None,
@@ -361,6 +426,8 @@ impl State {
                     "HAProxy restarted or reloaded; re-pushing every slot"
                 );
                 self.status.haproxy_restarts += 1;
+                // a new process may accept what the old one refused (a changed config)
+                self.refused.clear();
             }
         }
         self.proc_id = Some(id);
@@ -375,16 +442,37 @@ impl State {
             return;
         };
         let now = Instant::now();
-        let placeholder = self.cfg.placeholder;
-        let mut cmds: Vec<Command> = Vec::new();
         let mut pending = false;
         let mut errors: Vec<String> = Vec::new();
         let mut waiting_for_desired = false;
+        let mut problems = BTreeMap::new();
+        let mut batches: Vec<SlotBatch> = Vec::new();
         for b in self.cfg.backends.clone() {
+            if let Some(p) = obs.backend_problem(&b) {
+                if self.status.backend_errors.get(&b) != Some(&p) {
+                    tracing::error!(backend = %b, error = %p, "backend cannot be managed; its servers are left alone");
+                }
+                errors.push(p.clone());
+                problems.insert(b.clone(), p);
+                continue;
+            }
             let Some(slots) = obs.backends.get(&b) else {
-                errors.push(format!("backend {b:?} has no servers in HAProxy"));
                 continue;
             };
+            if !self.status.backend_errors.contains_key(&b) && !self.tports.contains_key(&b) {
+                tracing::info!(
+                    backend = %b,
+                    slots = slots.len(),
+                    templates = ?obs.templates.get(&b).map(|t| t.iter().map(|t| format!("{}{}-{}", t.prefix, t.numbers.0, t.numbers.1)).collect::<Vec<_>>()),
+                    static_servers = ?obs.static_servers.get(&b).cloned().unwrap_or_default(),
+                    algo = obs.algos.get(&b).map_or("-", String::as_str),
+                    "backend slots discovered (static servers are left alone)"
+                );
+            }
+            let placeholder = *self
+                .placeholders
+                .entry(b.clone())
+                .or_insert_with(|| template_placeholder(slots, self.cfg.placeholder));
             if !self.tports.contains_key(&b) {
                 if let Some(p) = template_port(slots, placeholder) {
                     self.tports.insert(b.clone(), p);
@@ -438,8 +526,20 @@ impl State {
             let book = &self.books[&b];
             // targets come in the order of `slots`
             for ((slot, target), o) in book.targets(slots).into_iter().zip(slots.iter()) {
-                let (c, reason) = plan_slot(&b, &target, o, &ctx);
                 let key = (b.clone(), slot.clone());
+                if agent_holds(&target, o) && self.converged.get(&key) == Some(&target) {
+                    // the slot's agent-check drained or disabled it after haserf had put it
+                    // in rotation: the agent decides, haserf does not fight it
+                    continue;
+                }
+                let (mut c, reason) = plan_slot(&b, &target, o, &ctx);
+                if let Some(r) = self.refused.get(&key) {
+                    if r.target == target {
+                        r.filter(&mut c);
+                    } else {
+                        self.refused.remove(&key);
+                    }
+                }
                 if c.is_empty() {
                     if matches!(target, Target::Leave { .. })
                         || matches!(target, Target::Serve { drain: false, .. }
@@ -517,30 +617,28 @@ impl State {
                     commands = c.len(),
                     "slot change"
                 );
-                cmds.extend(c);
+                batches.push(SlotBatch {
+                    key,
+                    member: book.member_of(&slot).map(str::to_string),
+                    target,
+                    cmds: c,
+                });
             }
         }
+        self.status.backend_errors = problems;
         let mut final_obs = obs;
         let mut refused = false;
-        if !cmds.is_empty() {
-            match self.client.run(&cmds).await {
-                Ok(results) => {
-                    self.status.applies += 1;
-                    self.status.last_apply = Some(SystemTime::now());
+        if !batches.is_empty() {
+            match self.apply(&batches).await {
+                Ok(new) => {
                     if let Some(sf) = &mut self.state_file {
                         sf.changed(Instant::now());
                     }
-                    for (c, r) in cmds.iter().zip(results) {
-                        if let Err(e) = r {
-                            refused = true;
-                            self.status.apply_errors += 1;
-                            tracing::warn!(command = %c, error = %e, "HAProxy refused a command");
-                            errors.push(format!("`{c}`: {e}"));
-                        }
-                    }
+                    refused = !new.is_empty();
+                    errors.extend(new);
                 }
                 Err(e) => {
-                    self.fail(e.to_string());
+                    self.fail(e);
                     return;
                 }
             }
@@ -552,13 +650,22 @@ impl State {
                         continue;
                     };
                     let ctx = PlanContext {
-                        placeholder,
+                        placeholder: self.placeholder_of(b),
                         template_port: *tport,
                     };
                     for ((slot, target), s) in
                         self.books[b].targets(slots).into_iter().zip(slots.iter())
                     {
-                        let (c, r) = plan_slot(b, &target, s, &ctx);
+                        let key = (b.clone(), slot.clone());
+                        if agent_holds(&target, s) && self.converged.get(&key) == Some(&target) {
+                            continue;
+                        }
+                        let (mut c, r) = plan_slot(b, &target, s, &ctx);
+                        if let Some(rf) = self.refused.get(&key) {
+                            if rf.target == target {
+                                rf.filter(&mut c);
+                            }
+                        }
                         if super::planner::satisfied(&target, s, &ctx) {
                             self.converged
                                 .insert((b.clone(), slot.clone()), target.clone());
@@ -584,8 +691,19 @@ impl State {
         } else {
             Some(errors.join("; "))
         };
-        // ready once every backend got its desired members and was reconciled once
-        if !waiting_for_desired {
+        self.status.refused_commands = self
+            .refused
+            .values()
+            .flat_map(|r| r.commands.iter().cloned())
+            .collect();
+        self.status
+            .refused_commands
+            .sort_by(|a, b| (&a.backend, &a.slot).cmp(&(&b.backend, &b.slot)));
+        // ready once every backend got its desired members and was reconciled once; a
+        // backend that cannot be managed keeps the agent not ready
+        if !self.status.backend_errors.is_empty() {
+            self.status.ready = false;
+        } else if !waiting_for_desired {
             if !self.status.ready {
                 if let Some(sf) = &mut self.state_file {
                     sf.first_pass(Instant::now());
@@ -621,21 +739,104 @@ impl State {
         self.status.server_state_error = sf.last_error.clone();
     }
 
+    /// Sends the planned commands: first every slot's steps up to and including its
+    /// `set server addr`, then, for the slots whose first part HAProxy accepted, the rest
+    /// (a refused address must not be followed by `ready` at the old one). One round trip
+    /// when no address changes. Refusals are remembered per slot and target and reported
+    /// once. Returns the new refusals (one line each), or the exchange error.
+    async fn apply(&mut self, batches: &[SlotBatch]) -> Result<Vec<String>, String> {
+        let split = |b: &SlotBatch| {
+            b.cmds
+                .iter()
+                .position(|c| matches!(c, Command::SetAddr { .. }))
+                .map_or(b.cmds.len(), |i| i + 1)
+        };
+        let mut refusals = Vec::new();
+        let mut first_ok = vec![true; batches.len()];
+        for phase in 0..2 {
+            let mut cmds: Vec<Command> = Vec::new();
+            let mut owner: Vec<usize> = Vec::new();
+            for (i, b) in batches.iter().enumerate() {
+                let part = if phase == 0 {
+                    &b.cmds[..split(b)]
+                } else if first_ok[i] {
+                    &b.cmds[split(b)..]
+                } else {
+                    &[]
+                };
+                cmds.extend(part.iter().cloned());
+                owner.extend(std::iter::repeat_n(i, part.len()));
+            }
+            if cmds.is_empty() {
+                continue;
+            }
+            let results = self.client.run(&cmds).await.map_err(|e| e.to_string())?;
+            self.status.applies += 1;
+            self.status.last_apply = Some(SystemTime::now());
+            for ((c, r), i) in cmds.iter().zip(results).zip(owner) {
+                let Err(e) = r else { continue };
+                first_ok[i] = false;
+                self.status.apply_errors += 1;
+                let b = &batches[i];
+                refusals.push(format!(
+                    "{}/{}: HAProxy refused `{c}`: {e}",
+                    b.key.0, b.key.1
+                ));
+                tracing::warn!(backend = %b.key.0, slot = %b.key.1, member = b.member.as_deref().unwrap_or("-"),
+                    command = %c, reply = %e, "HAProxy refused a command; not retried for this target");
+                let entry = self
+                    .refused
+                    .entry(b.key.clone())
+                    .or_insert_with(|| Refusals {
+                        target: b.target.clone(),
+                        commands: Vec::new(),
+                    });
+                if entry.target != b.target {
+                    entry.target = b.target.clone();
+                    entry.commands.clear();
+                }
+                entry.commands.push(RefusedCommand {
+                    backend: b.key.0.clone(),
+                    slot: b.key.1.clone(),
+                    member: b.member.clone(),
+                    command: c.to_string(),
+                    reply: e.to_string(),
+                });
+            }
+        }
+        Ok(refusals)
+    }
+
+    /// The placeholder address of `backend`'s free slots (as first seen), else the
+    /// configured default.
+    fn placeholder_of(&self, backend: &str) -> IpAddr {
+        self.placeholders
+            .get(backend)
+            .copied()
+            .unwrap_or(self.cfg.placeholder)
+    }
+
     fn refresh_views(&mut self, obs: &Observed) {
         let mut views = Vec::new();
         let mut queue = BTreeMap::new();
         for b in &self.cfg.backends {
             let book = &self.books[b];
             queue.insert(b.clone(), book.queue().to_vec());
-            let Some(slots) = obs.backends.get(b) else {
+            // a refused backend's servers are not slots haserf manages
+            let Some(slots) = obs
+                .backends
+                .get(b)
+                .filter(|_| !self.status.backend_errors.contains_key(b))
+            else {
                 continue;
             };
+            let placeholder = self.placeholder_of(b);
             for s in slots {
                 views.push(SlotView {
                     backend: b.clone(),
                     slot: s.name.clone(),
                     member: book.member_of(&s.name).map(str::to_string),
-                    addr: if s.is_empty_slot(self.cfg.placeholder) {
+                    addr: if s.is_empty_slot(placeholder) {
                         None
                     } else {
                         s.addr_port()
