@@ -5,10 +5,12 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::agent::{web_nodes, HaserfAgent, HaserfOptions, SlotWatcher};
-use support::{wait_until, Haproxy, HttpClient};
+use support::haproxy::parse_show_stat;
+use support::{runtime_command, wait_until, Haproxy, HttpClient};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -19,12 +21,13 @@ fn a_member_heard_failed_then_left_keeps_draining_while_its_session_is_open() {
     let agent = HaserfAgent::start(
         HaserfOptions::manager("fl-lb1", &h.admin_socket(), "web")
             .join(nodes[0].serf.bind_addr())
-            .args(&["--drain-timeout", "25s"]),
+            .args(&["--drain-timeout", "40s"]),
     );
     let names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
     agent.wait_serving(&names, T);
     let slot = agent.placed()["fl-web2"].clone();
     let watch = SlotWatcher::start(&h.admin_socket(), "web");
+    let t0 = Instant::now(); // ~ the watcher's own clock
 
     // slow requests across every node; round robin puts at least one on fl-web2
     let fe = h.frontend_addr();
@@ -33,25 +36,44 @@ fn a_member_heard_failed_then_left_keeps_draining_while_its_session_is_open() {
             std::thread::spawn(move || {
                 let mut c = HttpClient::new(fe);
                 c.keep_alive = false;
-                c.timeout = Duration::from_secs(30);
-                c.get("/sleep/15000")
+                c.timeout = Duration::from_secs(40);
+                c.get("/sleep/20000")
             })
         })
         .collect();
-    let scur = |h: &Haproxy| -> u64 {
-        h.slots("web")
-            .into_iter()
-            .find(|r| r.server() == slot)
-            .and_then(|r| r.get("scur").parse().ok())
+    let admin = h.admin_socket();
+    let scur_of = move |slot: &str| -> u64 {
+        runtime_command(&admin, "show stat")
+            .ok()
+            .and_then(|csv| {
+                parse_show_stat(&csv)
+                    .into_iter()
+                    .find(|r| r.proxy() == "web" && r.server() == slot)
+                    .and_then(|r| r.get("scur").parse().ok())
+            })
             .unwrap_or(0)
     };
     wait_until(T, "a slow request in flight on fl-web2", || {
-        if scur(&h) > 0 {
+        if scur_of(&slot) > 0 {
             Ok(())
         } else {
             Err(watch.history(&slot))
         }
     });
+    // when the slot's last session ends (seconds since t0), polled every 20 ms
+    let ended: Arc<Mutex<Option<f64>>> = Arc::default();
+    let tracker = {
+        let (ended, slot, scur_of) = (ended.clone(), slot.clone(), scur_of.clone());
+        std::thread::spawn(move || {
+            while t0.elapsed() < Duration::from_secs(60) {
+                if scur_of(&slot) == 0 {
+                    *ended.lock().unwrap() = Some(t0.elapsed().as_secs_f64());
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
     let killed_at = Instant::now();
     // fl-web2's serf dies (its app keeps serving the open request)
     nodes[1].serf.kill();
@@ -64,7 +86,7 @@ fn a_member_heard_failed_then_left_keeps_draining_while_its_session_is_open() {
             other => Err(format!("{other:?}")),
         }
     });
-    let failed_at = Instant::now();
+    let failed_at = t0.elapsed().as_secs_f64();
     // ... and then left
     let (ok, out, err) = nodes[0].serf.cli("force-leave", &["fl-web2"]);
     assert!(ok, "serf force-leave: {out}{err}");
@@ -74,25 +96,6 @@ fn a_member_heard_failed_then_left_keeps_draining_while_its_session_is_open() {
             other => Err(format!("{other:?}")),
         }
     });
-    // past the failed grace (3 s) the slot is still draining while the session is open
-    while failed_at.elapsed() < Duration::from_secs(4) && scur(&h) > 0 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let open = scur(&h);
-    let states = watch.admin_states(&slot);
-    assert_eq!(
-        states,
-        vec!["ready", "drain"],
-        "the slot must stay in drain while a session is open: {:?}\n{}",
-        watch.history(&slot),
-        agent.decisions()
-    );
-    assert!(
-        open > 0,
-        "the slow request ended too early for this test ({:?} after the kill)",
-        killed_at.elapsed()
-    );
-    // the session ends by itself (well before --drain-timeout): then maint, freed
     for t in slow {
         let r = t.join().unwrap();
         assert!(
@@ -100,12 +103,27 @@ fn a_member_heard_failed_then_left_keeps_draining_while_its_session_is_open() {
             "a request in flight failed: {r:?}"
         );
     }
-    watch.wait_admin(&slot, "maint", Duration::from_secs(5));
+    tracker.join().unwrap();
+    let ended = ended.lock().unwrap().expect("the session on fl-web2 ended");
     assert!(
-        killed_at.elapsed() < Duration::from_secs(25),
-        "freed when the session ended, not at the drain deadline"
+        ended > failed_at + 4.0,
+        "the session ended {ended:.1}s, too soon after `failed` ({failed_at:.1}s) to tell"
     );
-    assert_eq!(watch.admin_states(&slot), vec!["ready", "drain", "maint"]);
+    watch.wait_admin(&slot, "maint", Duration::from_secs(5));
+    let history = watch.history(&slot);
+    let states = watch.admin_states(&slot);
+    assert_eq!(states, vec!["ready", "drain", "maint"], "{history:?}");
+    // maint only once the session ended (not at failed + the 3 s grace), and soon after
+    let maint_at = history.iter().find(|o| o.admin == "maint").unwrap().at;
+    assert!(
+        maint_at >= ended - 0.2 && maint_at < ended + 3.0,
+        "the slot went maint at {maint_at:.2}s; failed heard at {failed_at:.2}s, the session \
+         ended at {ended:.2}s: {history:?}\n{}",
+        agent.decisions()
+    );
     agent.wait_serving(&["fl-web1", "fl-web3"], T);
-    eprintln!("drained {drained_after:?} after the kill");
+    eprintln!(
+        "drained {drained_after:?} after the kill; failed at {failed_at:.1}s, session ended \
+         {ended:.1}s, maint {maint_at:.1}s"
+    );
 }
