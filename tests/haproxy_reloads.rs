@@ -465,3 +465,24 @@ fn the_agent_with_server_state_file_lets_a_reloaded_and_a_restarted_haproxy_serv
     let slots: BTreeMap<String, String> = serving.into_iter().collect();
     assert_never_walked(&watcher, &slots);
 }
+
+#[test]
+fn a_state_file_that_cannot_be_written_is_reported_and_the_slots_are_still_filled() {
+    let h = Haproxy::start(state_config("web", 3, ""));
+    let node = HttpBackend::start("sf-err1");
+    let rt = runtime();
+    let _g = rt.enter();
+    let mut c = ReconcilerConfig::new(h.admin_socket().display().to_string(), vec!["web".into()]);
+    c.server_state_file = Some(h.dir().join("missing-dir").join("server-state"));
+    let r = spawn_reconciler(c);
+    r.set_desired("web", vec![member(&node)]);
+    wait_up(&r, "web", 1);
+    let err = wait_until(Duration::from_secs(5), "the write error reported", || {
+        let s = r.status();
+        s.server_state_error.clone().ok_or(s.server_state_writes)
+    });
+    assert!(err.contains("missing-dir"), "{err}");
+    assert_eq!(r.status().server_state_writes, 0);
+    assert!(!h.dir().join("missing-dir").exists());
+    rt.block_on(r.shutdown());
+}

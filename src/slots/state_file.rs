@@ -27,6 +27,9 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// Longest a pending write waits while changes keep coming.
 pub const MAX_DELAY: Duration = Duration::from_secs(1);
 
+/// After a failed write (directory missing, disk full, HAProxy unreachable), the next try.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// The managed backends' lines of a `show servers state` reply, as HAProxy prints them:
 /// the version line, the header, then the servers of `backends` (in HAProxy's order).
 /// Errors when the reply does not parse (nothing is written then).
@@ -102,6 +105,11 @@ impl Debounce {
         self.due = Some(now);
     }
 
+    /// Schedules a write at `at` unless one is due sooner (a retry).
+    pub fn retry_at(&mut self, at: Instant) {
+        self.due = Some(self.due.map_or(at, |d| d.min(at)));
+    }
+
     /// When the pending write is due, if one is.
     pub fn deadline(&self) -> Option<Instant> {
         self.due
@@ -164,8 +172,8 @@ impl StateFile {
     }
 
     /// Writes the file if a write is due: fetches `show servers state` from `client`, keeps
-    /// `backends`, writes atomically. A failure is logged, kept in `last_error` and retried
-    /// after the debounce.
+    /// `backends`, writes atomically. A failure is logged (once per distinct error), kept
+    /// in `last_error` and retried after [`RETRY_AFTER`] (sooner if a change comes).
     pub async fn flush(&mut self, client: &Client, backends: &[String]) {
         let now = Instant::now();
         if !self.debounce.take_due(now) {
@@ -183,7 +191,7 @@ impl StateFile {
                     tracing::warn!(path = %self.path.display(), error = %e, "server-state file not written; retrying");
                 }
                 self.last_error = Some(e);
-                self.debounce.changed(now);
+                self.debounce.retry_at(now + RETRY_AFTER);
             }
         }
     }
@@ -280,6 +288,19 @@ mod tests {
             d.changed(t0 + Duration::from_millis(i * 100));
         }
         assert_eq!(d.deadline(), Some(t0 + MAX_DELAY));
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_later_or_with_the_next_change() {
+        let t0 = Instant::now();
+        let mut d = Debounce::default();
+        d.retry_at(t0 + RETRY_AFTER);
+        assert!(!d.take_due(t0 + Duration::from_secs(1)));
+        d.changed(t0 + Duration::from_secs(1));
+        assert_eq!(d.deadline(), Some(t0 + Duration::from_secs(1) + DEBOUNCE));
+        let mut d = Debounce::default();
+        d.retry_at(t0 + RETRY_AFTER);
+        assert!(d.take_due(t0 + RETRY_AFTER));
     }
 
     #[test]
