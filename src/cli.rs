@@ -151,9 +151,27 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics over HTTP (GET /metrics) on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_bind: Option<String>,
-    /// JSON config file: Serf agent keys where they mean the same thing, plus haserf's own.
+    /// JSON config file (or directory of *.json): Serf agent keys, plus haserf's own;
+    /// repeatable, merged in order as serf merges -config-file.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
+    /// Directory of *.json config files (lexical order), merged after --config; repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Vec<PathBuf>,
+    /// Run SCRIPT for events (serf's handler contract); FILTER: member-join, member-leave,
+    /// member-failed, member-update, member-reap, user[:NAME], query[:NAME], comma-separated;
+    /// repeatable.
+    #[arg(long = "event-handler", value_name = "[FILTER=]SCRIPT")]
+    pub event_handlers: Vec<String>,
+    /// Serf snapshot file: membership and clocks kept across restarts.
+    #[arg(long, value_name = "PATH")]
+    pub snapshot: Option<PathBuf>,
+    /// Rejoin from the snapshot even after a graceful leave (serf's -rejoin).
+    #[arg(long)]
+    pub rejoin: bool,
+    /// Serf tags file: tags read at start and kept there.
+    #[arg(long, value_name = "PATH")]
+    pub tags_file: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -210,6 +228,11 @@ impl From<AgentArgs> for AgentOptions {
             spoe_bind,
             metrics_bind,
             config,
+            config_dir,
+            event_handlers,
+            snapshot,
+            rejoin,
+            tags_file,
             log_level,
             log_format,
             profile,
@@ -239,6 +262,13 @@ impl From<AgentArgs> for AgentOptions {
             spoe_bind,
             metrics_bind,
             config,
+            config_dir,
+            serf: config::serf_compat::SerfFlags {
+                event_handlers,
+                snapshot,
+                rejoin,
+                tags_file,
+            },
             log_level,
             log_format: log_format.map(Into::into),
             profile,
@@ -511,7 +541,7 @@ mod tests {
                 Ok(cli) => {
                     if let Command::Agent(args) = cli.command {
                         let o = AgentOptions::from(*args);
-                        if o.config.is_none() {
+                        if o.config.is_empty() && o.config_dir.is_empty() {
                             if let Err(e) = AgentConfig::merge(&o, config::FileConfig::default()) {
                                 failures.push(format!("{}: `{}`: {e}", c.at, c.text));
                             }
@@ -560,6 +590,13 @@ mod tests {
             "--spoe-bind=sp",
             "--metrics-bind=mb",
             "--config=c",
+            "--config=c2",
+            "--config-dir=d",
+            "--event-handler=member-join=j.sh",
+            "--event-handler=q.sh",
+            "--snapshot=snap",
+            "--rejoin",
+            "--tags-file=tf",
             "--log-level=debug",
             "--log-format=json",
             "--profile=local",
@@ -588,7 +625,12 @@ mod tests {
         assert_eq!(o.status_socket_group, some("g"));
         assert_eq!(o.spoe_bind, some("sp"));
         assert_eq!(o.metrics_bind, some("mb"));
-        assert_eq!(o.config, Some(PathBuf::from("c")));
+        assert_eq!(o.config, [PathBuf::from("c"), PathBuf::from("c2")]);
+        assert_eq!(o.config_dir, [PathBuf::from("d")]);
+        assert_eq!(o.serf.event_handlers, ["member-join=j.sh", "q.sh"]);
+        assert_eq!(o.serf.snapshot, Some(PathBuf::from("snap")));
+        assert!(o.serf.rejoin);
+        assert_eq!(o.serf.tags_file, Some(PathBuf::from("tf")));
         assert_eq!(o.log_level, some("debug"));
         assert_eq!(o.log_format, Some(config::LogFormat::Json));
         assert_eq!(o.profile, some("local"));
