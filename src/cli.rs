@@ -358,6 +358,10 @@ pub struct AgentArgs {
     /// passing health check (default 20s: ten times HAProxy's default `inter 2s`).
     #[arg(long, value_name = "DURATION")]
     pub first_check_alert: Option<String>,
+    /// Keep HAProxy's server-state file here (haproxy.cfg: `server-state-file PATH` and
+    /// `load-server-state-from-file global`), so a reloaded HAProxy starts with its slots.
+    #[arg(long, value_name = "PATH")]
+    pub server_state_file: Option<PathBuf>,
     /// Do not drain a member as soon as the failure detector suspects it.
     #[arg(long)]
     pub no_suspicion_drain: bool,
@@ -406,6 +410,7 @@ impl From<AgentArgs> for AgentOptions {
             profile,
             drain_timeout,
             first_check_alert,
+            server_state_file,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,
@@ -443,6 +448,7 @@ impl From<AgentArgs> for AgentOptions {
             profile,
             drain_timeout,
             first_check_alert,
+            server_state_file,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,

@@ -85,6 +85,8 @@ pub struct AgentOptions {
     pub drain_timeout: Option<String>,
     /// `--first-check-alert`: duration string.
     pub first_check_alert: Option<String>,
+    /// `--server-state-file`: HAProxy server-state file to keep.
+    pub server_state_file: Option<PathBuf>,
     /// `--no-suspicion-drain`.
     pub no_suspicion_drain: bool,
     /// `--partition-guard-share`.
@@ -162,6 +164,8 @@ pub struct FileConfig {
     /// haserf: a filled slot waiting longer than this for its first passing check raises a
     /// `first_check` alert (e.g. "20s").
     pub first_check_alert: Option<String>,
+    /// haserf: HAProxy server-state file to keep (as `--server-state-file`).
+    pub server_state_file: Option<PathBuf>,
     /// haserf: partition guard.
     pub partition_guard: Option<FileGuard>,
 }
@@ -237,6 +241,8 @@ pub struct AgentConfig {
     /// A filled slot waiting longer than this for its first passing health check raises a
     /// `first_check` alert (default [`crate::manager::first_check::FIRST_CHECK_ALERT`]).
     pub first_check_alert: Duration,
+    /// HAProxy's server-state file, kept after every applied change (`--server-state-file`).
+    pub server_state_file: Option<PathBuf>,
     /// Partition guard.
     pub guard: GuardConfig,
 }
@@ -574,6 +580,7 @@ impl AgentConfig {
             suspicion_drain,
             drain_timeout,
             first_check_alert,
+            server_state_file: args.server_state_file.clone().or(file.server_state_file),
             guard: GuardConfig {
                 share,
                 window,
