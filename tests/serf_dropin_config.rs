@@ -16,7 +16,6 @@ use support::{alloc_ip, wait_until, HaserfAgent, HaserfOptions, SerfOptions, Ser
 const IGNORED: &[&str] = &[
     "enable_syslog",
     "replay_on_join",
-    "disable_coordinates",
     "interface",
     "discover",
     "protocol",

@@ -56,17 +56,13 @@ pub const SERF_KEYS: &[(&str, KeyUse)] = &[
     ("query_size_limit", KeyUse::Implemented),
     ("user_event_size_limit", KeyUse::Implemented),
     ("enable_compression", KeyUse::Implemented),
-    (
-        "rpc_addr",
-        KeyUse::Ignored("this haserf build serves no Serf RPC; use the status socket and the haserf client commands"),
-    ),
-    (
-        "rpc_auth",
-        KeyUse::Ignored("this haserf build serves no Serf RPC; the status socket is protected by its file mode"),
-    ),
+    ("rpc_addr", KeyUse::Native),
+    ("rpc_auth", KeyUse::Native),
     (
         "protocol",
-        KeyUse::Ignored("haserf speaks serf protocol 5 (memberlist 2..5) and negotiates down like serf"),
+        KeyUse::Ignored(
+            "haserf speaks serf protocol 5 (memberlist 2..5) and negotiates down like serf",
+        ),
     ),
     (
         "replay_on_join",
@@ -74,23 +70,26 @@ pub const SERF_KEYS: &[(&str, KeyUse)] = &[
     ),
     (
         "discover",
-        KeyUse::Ignored("mDNS discovery is not implemented; list seeds in start_join or retry_join"),
+        KeyUse::Ignored(
+            "mDNS discovery is not implemented; list seeds in start_join or retry_join",
+        ),
     ),
     (
         "interface",
         KeyUse::Ignored("give the address to bind to with bind (IP:PORT) instead"),
     ),
-    (
-        "disable_coordinates",
-        KeyUse::Ignored("haserf computes no network coordinates"),
-    ),
+    ("disable_coordinates", KeyUse::Native),
     (
         "disable_name_resolution",
-        KeyUse::Ignored("haserf keeps the first holder of a name, as serf with resolution disabled"),
+        KeyUse::Ignored(
+            "haserf keeps the first holder of a name, as serf with resolution disabled",
+        ),
     ),
     (
         "enable_syslog",
-        KeyUse::Ignored("haserf logs to stderr (journald under systemd); --log-format json for shippers"),
+        KeyUse::Ignored(
+            "haserf logs to stderr (journald under systemd); --log-format json for shippers",
+        ),
     ),
     (
         "syslog_facility",
