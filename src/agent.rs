@@ -454,10 +454,8 @@ fn on_event(g: &Gossip, manager: Option<&Manager>, ev: GossipEvent) {
             tracing::info!(name = %u.name, ltime = u.ltime, "user event");
         }
         member_event => {
+            // the manager waits on the member table itself (`Gossip::watch_members`)
             tracing::debug!(event = ?member_event, "member event");
-            if let Some(m) = manager {
-                m.membership_changed();
-            }
         }
     }
 }

@@ -178,6 +178,14 @@ pub struct AgentArgs {
     /// Partition guard: how long the last good set is held (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub partition_guard_hold: Option<String>,
+    /// When a placed member goes in rotation: check (after a passed health check, default)
+    /// or gossip (at once); MODE for every backend or BACKEND=MODE; repeatable.
+    #[arg(long = "admit", value_name = "[BACKEND=]check|gossip")]
+    pub admit: Vec<String>,
+    /// The agent's own check of a new member in `check` mode, as the backend's check line:
+    /// tcp (default) or http:/PATH; repeatable per backend.
+    #[arg(long = "admit-probe", value_name = "[BACKEND=]tcp|http:/PATH")]
+    pub admit_probe: Vec<String>,
 }
 
 impl From<AgentArgs> for AgentOptions {
@@ -210,6 +218,8 @@ impl From<AgentArgs> for AgentOptions {
             partition_guard_share,
             partition_guard_window,
             partition_guard_hold,
+            admit,
+            admit_probe,
         } = args;
         AgentOptions {
             node,
@@ -237,6 +247,8 @@ impl From<AgentArgs> for AgentOptions {
             partition_guard_share,
             partition_guard_window,
             partition_guard_hold,
+            admit,
+            admit_probe,
         }
     }
 }

@@ -157,7 +157,8 @@ fn arb_target() -> impl Strategy<Value = Target> {
                 addr,
                 port,
                 weight,
-                drain
+                drain,
+                admitted: false,
             }),
         Just(Target::Empty),
         (arb_addr(), prop_oneof![Just(9u16), Just(8080u16)]).prop_map(|(addr, port)| {
@@ -217,7 +218,7 @@ proptest! {
                 o.admin = AdminState::Ready;
                 o.status = ServerStatus::Stable(Health::Up);
                 o.check_status = Some("L7OK".into());
-                Target::Serve { addr, port: 8080, weight: 1, drain: false }
+                Target::Serve { addr, port: 8080, weight: 1, drain: false, admitted: false }
             } else {
                 Target::Empty
             };
@@ -230,6 +231,7 @@ proptest! {
                 port: 8080,
                 weight: 1,
                 drain: false,
+                admitted: false,
             };
             format!("web{}", change + 1)
         });
@@ -250,6 +252,7 @@ fn filling_a_checked_slot_sets_the_address_then_drains_until_the_first_check_pas
         port: 8080,
         weight: 1,
         drain: false,
+        admitted: false,
     };
     let (cmds, _) = plan_slot("web", &t, &o, &ctx());
     let lines: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();
@@ -283,6 +286,7 @@ fn a_tagged_weight_goes_after_the_address_and_before_ready() {
         port: 80,
         weight: 50,
         drain: false,
+        admitted: false,
     };
     let lines: Vec<String> = plan_slot("web", &t, &o, &ctx())
         .0

@@ -3,17 +3,21 @@
 //! - [`discovery`]: backends and their template slots, read from HAProxy itself.
 //! - [`rendezvous`]: the stable slot choice for a member (rendezvous hashing).
 //! - [`book`]: the assignment book (member ↔ slot, queue, leave deadlines with timer tokens).
+//! - [`admission`]: when a placed member goes in rotation (`--admit check|gossip`), and the
+//!   agent's own probe of a member.
 //! - [`planner`]: where a slot command is **planned** — a pure function (target, observed)
 //!   → runtime commands.
 //! - [`reconciler`]: where it is **sent** — the reconcile loop reads HAProxy, plans, sends the
 //!   commands in one batched round trip and reads back to verify.
 
+pub mod admission;
 pub mod book;
 pub mod discovery;
 pub mod planner;
 pub mod reconciler;
 pub mod rendezvous;
 
+pub use admission::{Admission, Admit, Probe};
 pub use book::{Book, DesiredMember, Want};
 pub use discovery::{discover, Observed, ObservedSlot};
 pub use planner::{plan, plan_slot, PlanContext, Target};

@@ -5,7 +5,7 @@
 //! retries an unreachable socket with backoff while nothing else stops.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::control::model::SlotView;
 use crate::haproxy::{Client, Command};
+use crate::metrics::latency::Latency;
 
+use super::admission::{Admission, Admit, PROBE_RETRY};
 use super::book::{Book, DesiredMember, TimerRequest};
 use super::discovery::{discover, slot_state, template_port, Observed};
 use super::planner::{plan_slot, PlanContext, Reason, Target};
@@ -42,6 +44,11 @@ pub struct ReconcilerConfig {
     pub max_backoff: Duration,
     /// Address of a free slot (the `server-template` placeholder).
     pub placeholder: IpAddr,
+    /// Where "member change → runtime command" and "command → confirm" are recorded
+    /// (`None`: not measured).
+    pub latency: Option<Latency>,
+    /// Admission of each backend (absent: `check` with a TCP probe).
+    pub admission: HashMap<String, Admission>,
 }
 
 impl ReconcilerConfig {
@@ -57,6 +64,8 @@ impl ReconcilerConfig {
             timeout: Duration::from_secs(3),
             max_backoff: Duration::from_secs(1),
             placeholder: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            latency: None,
+            admission: HashMap::new(),
         }
     }
 }
@@ -95,8 +104,19 @@ pub struct ReconcilerStatus {
     pub check_gate_max_ms: Option<u64>,
 }
 
+/// The agent's probe of a member address.
+#[derive(Debug, Default)]
+struct ProbeState {
+    /// The last probe passed.
+    ok: bool,
+    /// A probe runs now.
+    running: bool,
+    /// When the last probe ended.
+    ended: Option<Instant>,
+}
+
 enum Msg {
-    Desired(String, Vec<DesiredMember>),
+    Desired(String, Vec<DesiredMember>, Option<SystemTime>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -130,7 +150,18 @@ impl ReconcilerHandle {
     /// Replaces the desired members of `backend`. Cheap; bursts coalesce; applied within
     /// milliseconds.
     pub fn set_desired(&self, backend: &str, members: Vec<DesiredMember>) {
-        let _ = self.tx.send(Msg::Desired(backend.to_string(), members));
+        let _ = self
+            .tx
+            .send(Msg::Desired(backend.to_string(), members, None));
+    }
+
+    /// [`ReconcilerHandle::set_desired`] for a membership change published at `changed`:
+    /// the first pass that sends `backend` commands after it records `answered − changed`
+    /// as the change's "member change → runtime command" latency.
+    pub fn set_desired_at(&self, backend: &str, members: Vec<DesiredMember>, changed: SystemTime) {
+        let _ = self
+            .tx
+            .send(Msg::Desired(backend.to_string(), members, Some(changed)));
     }
 
     /// The latest status.
@@ -169,6 +200,11 @@ struct State {
     timers: Vec<Timer>,
     converged: HashMap<(String, String), Target>,
     gate: HashMap<(String, String), Instant>,
+    /// Per backend, the earliest membership change not yet turned into commands.
+    changes: HashMap<String, SystemTime>,
+    /// The agent's probes (`--admit check`), by member address.
+    probes: HashMap<SocketAddr, ProbeState>,
+    probe_tx: mpsc::UnboundedSender<(SocketAddr, Result<(), String>)>,
     waiting_since: HashMap<(String, String), Instant>,
     proc_id: Option<(u32, Option<u64>)>,
     status: ReconcilerStatus,
@@ -182,6 +218,7 @@ async fn run(
     stx: watch::Sender<ReconcilerStatus>,
 ) {
     let client = Client::new(&cfg.socket).with_timeout(cfg.timeout);
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let mut st = State {
         books: cfg
             .backends
@@ -196,6 +233,9 @@ async fn run(
         timers: Vec::new(),
         converged: HashMap::new(),
         gate: HashMap::new(),
+        changes: HashMap::new(),
+        probes: HashMap::new(),
+        probe_tx,
         waiting_since: HashMap::new(),
         proc_id: None,
         status: ReconcilerStatus::default(),
@@ -219,10 +259,14 @@ async fn run(
                             let _ = done.send(());
                             return;
                         }
-                        Some(Msg::Desired(b, m)) => {
+                        Some(Msg::Desired(b, m, changed)) => {
                             if !st.books.contains_key(&b) {
                                 st.books.insert(b.clone(), Book::new());
                                 st.cfg.backends.push(b.clone());
+                            }
+                            if let Some(t) = changed {
+                                let e = st.changes.entry(b.clone()).or_insert(t);
+                                *e = (*e).min(t);
                             }
                             st.desired.insert(b, m);
                         }
@@ -231,6 +275,18 @@ async fn run(
                         Ok(m) => msg = Some(m),
                         Err(_) => break,
                     }
+                }
+                st.pass().await;
+                let _ = stx.send(st.status.clone());
+            }
+            Some((addr, result)) = probe_rx.recv() => {
+                let p = st.probes.entry(addr).or_default();
+                p.running = false;
+                p.ended = Some(Instant::now());
+                p.ok = result.is_ok();
+                match result {
+                    Ok(()) => tracing::debug!(%addr, "admission probe passed"),
+                    Err(e) => tracing::info!(%addr, error = %e, "admission probe failed; the slot stays out of rotation"),
                 }
                 st.pass().await;
                 let _ = stx.send(st.status.clone());
@@ -323,6 +379,9 @@ impl State {
         let mut pending = false;
         let mut errors: Vec<String> = Vec::new();
         let mut waiting_for_desired = false;
+        // backends planned this pass, and those of them that got commands
+        let mut planned: Vec<String> = Vec::new();
+        let mut commanded: std::collections::BTreeSet<String> = Default::default();
         for b in self.cfg.backends.clone() {
             let Some(slots) = obs.backends.get(&b) else {
                 errors.push(format!("backend {b:?} has no servers in HAProxy"));
@@ -367,13 +426,15 @@ impl State {
                 ));
             }
             let Some(tport) = tport else { continue };
+            planned.push(b.clone());
             let ctx = PlanContext {
                 placeholder,
                 template_port: tport,
             };
+            let targets = self.admit(&b, self.books[&b].targets(slots), slots, now);
             let book = &self.books[&b];
             // targets come in the order of `slots`
-            for ((slot, target), o) in book.targets(slots).into_iter().zip(slots.iter()) {
+            for ((slot, target), o) in targets.into_iter().zip(slots.iter()) {
                 let (c, reason) = plan_slot(&b, &target, o, &ctx);
                 let key = (b.clone(), slot.clone());
                 if c.is_empty() {
@@ -395,6 +456,7 @@ impl State {
                     continue;
                 }
                 pending = true;
+                commanded.insert(b.clone());
                 if !matches!(target, Target::Leave { .. })
                     && self.converged.get(&key) == Some(&target)
                 {
@@ -448,8 +510,10 @@ impl State {
         if !cmds.is_empty() {
             match self.client.run(&cmds).await {
                 Ok(results) => {
+                    let answered = SystemTime::now();
                     self.status.applies += 1;
-                    self.status.last_apply = Some(SystemTime::now());
+                    self.status.last_apply = Some(answered);
+                    self.record_change_latency(&commanded, answered);
                     for (c, r) in cmds.iter().zip(results) {
                         if let Err(e) = r {
                             refused = true;
@@ -475,9 +539,8 @@ impl State {
                         placeholder,
                         template_port: *tport,
                     };
-                    for ((slot, target), s) in
-                        self.books[b].targets(slots).into_iter().zip(slots.iter())
-                    {
+                    let targets = self.admitted(b, self.books[b].targets(slots));
+                    for ((slot, target), s) in targets.into_iter().zip(slots.iter()) {
                         let (c, r) = plan_slot(b, &target, s, &ctx);
                         if super::planner::satisfied(&target, s, &ctx) {
                             self.converged
@@ -493,11 +556,24 @@ impl State {
                 }
                 if off > 0 {
                     errors.push(format!("{off} slot(s) differ after apply; retrying"));
+                } else if let (Some(l), Some(answered)) =
+                    (&self.cfg.latency, self.status.last_apply)
+                {
+                    let d = SystemTime::now()
+                        .duration_since(answered)
+                        .unwrap_or_default();
+                    for b in &commanded {
+                        l.observe_command_to_confirm(b, d);
+                    }
                 }
                 final_obs = o;
             } else {
                 return;
             }
+        }
+        // a change that needed no command in its backend is not measured
+        for b in &planned {
+            self.changes.remove(b);
         }
         self.status.last_error = if errors.is_empty() {
             None
@@ -508,6 +584,7 @@ impl State {
         if !waiting_for_desired {
             self.status.ready = true;
         }
+        self.prune_probes(&final_obs);
         self.refresh_views(&final_obs);
         let delay = if refused {
             // refused commands (e.g. a socket without admin level): retry with backoff
@@ -524,6 +601,116 @@ impl State {
             }
         };
         self.next_pass = Instant::now() + delay;
+    }
+
+    /// `targets` with `admitted` set where the backend's admission allows `ready` before
+    /// HAProxy's first check: always in `gossip` mode; in `check` mode once the agent's probe
+    /// of the address passed.
+    fn admitted(&self, backend: &str, mut targets: Vec<(String, Target)>) -> Vec<(String, Target)> {
+        let mode = self.admission(backend).mode;
+        for (_, t) in &mut targets {
+            if let Target::Serve {
+                addr,
+                port,
+                drain: false,
+                admitted,
+                ..
+            } = t
+            {
+                *admitted = match mode {
+                    Admit::Gossip => true,
+                    Admit::Check => self
+                        .probes
+                        .get(&SocketAddr::new(*addr, *port))
+                        .is_some_and(|p| p.ok),
+                };
+            }
+        }
+        targets
+    }
+
+    /// [`State::admitted`], and in `check` mode starts a probe of every member that waits
+    /// out of rotation (none running, the last failed more than [`PROBE_RETRY`] ago).
+    fn admit(
+        &mut self,
+        backend: &str,
+        targets: Vec<(String, Target)>,
+        slots: &[super::discovery::ObservedSlot],
+        now: Instant,
+    ) -> Vec<(String, Target)> {
+        let targets = self.admitted(backend, targets);
+        let admission = self.admission(backend).clone();
+        if admission.mode != Admit::Check {
+            return targets;
+        }
+        for ((_, t), o) in targets.iter().zip(slots) {
+            let Target::Serve {
+                addr,
+                port,
+                drain: false,
+                admitted: false,
+                ..
+            } = t
+            else {
+                continue;
+            };
+            if o.admin == crate::haproxy::AdminState::Ready && o.addr == Some(*addr) {
+                continue;
+            }
+            let a = SocketAddr::new(*addr, *port);
+            let p = self.probes.entry(a).or_default();
+            if p.running || p.ended.is_some_and(|e| now.duration_since(e) < PROBE_RETRY) {
+                continue;
+            }
+            p.running = true;
+            let (tx, probe) = (self.probe_tx.clone(), admission.probe.clone());
+            tokio::spawn(async move {
+                let _ = tx.send((a, super::admission::probe(a, &probe).await));
+            });
+        }
+        targets
+    }
+
+    fn admission(&self, backend: &str) -> &Admission {
+        static DEFAULT: std::sync::OnceLock<Admission> = std::sync::OnceLock::new();
+        self.cfg
+            .admission
+            .get(backend)
+            .unwrap_or_else(|| DEFAULT.get_or_init(Admission::default))
+    }
+
+    /// Forgets the probes of addresses no slot serves any more.
+    fn prune_probes(&mut self, obs: &Observed) {
+        let mut live = std::collections::HashSet::new();
+        for b in &self.cfg.backends {
+            if let Some(slots) = obs.backends.get(b) {
+                for (_, t) in self.books[b].targets(slots) {
+                    if let Target::Serve { addr, port, .. } = t {
+                        live.insert(SocketAddr::new(addr, port));
+                    }
+                }
+            }
+        }
+        self.probes.retain(|a, p| p.running || live.contains(a));
+    }
+
+    /// The commands of `commanded` backends were answered at `answered`: each backend's
+    /// pending membership change is measured once.
+    fn record_change_latency(
+        &mut self,
+        commanded: &std::collections::BTreeSet<String>,
+        answered: SystemTime,
+    ) {
+        for b in commanded {
+            if let Some(changed) = self.changes.remove(b) {
+                if let Some(l) = &self.cfg.latency {
+                    l.observe_change_to_command(
+                        b,
+                        answered.duration_since(changed).unwrap_or_default(),
+                    );
+                }
+            }
+        }
     }
 
     fn refresh_views(&mut self, obs: &Observed) {
