@@ -183,8 +183,9 @@ pub struct AgentArgs {
     #[arg(long = "admit", value_name = "[BACKEND=]check|gossip")]
     pub admit: Vec<String>,
     /// The agent's own check of a new member in `check` mode, as the backend's check line:
-    /// tcp (default) or http:/PATH; repeatable per backend.
-    #[arg(long = "admit-probe", value_name = "[BACKEND=]tcp|http:/PATH")]
+    /// tcp (default), http:/PATH, or haproxy (no probe: wait for HAProxy's first check);
+    /// repeatable per backend.
+    #[arg(long = "admit-probe", value_name = "[BACKEND=]tcp|http:/PATH|haproxy")]
     pub admit_probe: Vec<String>,
 }
 

@@ -71,13 +71,17 @@ pub enum Probe {
         /// Request path, starting with `/`.
         path: String,
     },
+    /// No probe: wait for HAProxy's own first check (a check the agent cannot mirror, e.g.
+    /// `http-check expect string`, or TLS).
+    Haproxy,
 }
 
 impl Probe {
-    /// `tcp` or `http:/PATH`.
+    /// `tcp`, `http:/PATH` or `haproxy`.
     pub fn parse(s: &str) -> Result<Probe, String> {
         match s.split_once(':') {
             None if s == "tcp" => Ok(Probe::Tcp),
+            None if s == "haproxy" => Ok(Probe::Haproxy),
             Some(("http", path))
                 if path.starts_with('/') && !path.bytes().any(|b| b.is_ascii_whitespace()) =>
             {
@@ -85,7 +89,7 @@ impl Probe {
                     path: path.to_string(),
                 })
             }
-            _ => Err(format!("{s:?}: expected tcp or http:/PATH")),
+            _ => Err(format!("{s:?}: expected tcp, http:/PATH or haproxy")),
         }
     }
 }
@@ -95,6 +99,7 @@ impl fmt::Display for Probe {
         match self {
             Probe::Tcp => f.write_str("tcp"),
             Probe::Http { path } => write!(f, "http:{path}"),
+            Probe::Haproxy => f.write_str("haproxy"),
         }
     }
 }
@@ -139,8 +144,10 @@ async fn run_probe(addr: SocketAddr, probe: &Probe) -> Result<(), String> {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let Probe::Http { path } = probe else {
-        return Ok(());
+    let path = match probe {
+        Probe::Http { path } => path,
+        Probe::Tcp => return Ok(()),
+        Probe::Haproxy => return Err("no agent probe (--admit-probe haproxy)".into()),
     };
     let req =
         format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: haserf-admission\r\n\r\n");
@@ -183,6 +190,7 @@ mod tests {
         let v: Vec<String> = ["web=http:/healthz", "tcp"].map(String::from).into();
         let (d, per) = parse_per_backend(&v, Probe::parse).unwrap();
         assert_eq!(d, Some(Probe::Tcp));
+        assert_eq!(Probe::parse("haproxy"), Ok(Probe::Haproxy));
         assert_eq!(per["web"].to_string(), "http:/healthz");
         assert!(Admit::parse("later").is_err());
         assert!(Probe::parse("http:healthz").is_err());

@@ -640,7 +640,7 @@ impl State {
     ) -> Vec<(String, Target)> {
         let targets = self.admitted(backend, targets);
         let admission = self.admission(backend).clone();
-        if admission.mode != Admit::Check {
+        if admission.mode != Admit::Check || admission.probe == super::admission::Probe::Haproxy {
             return targets;
         }
         for ((_, t), o) in targets.iter().zip(slots) {

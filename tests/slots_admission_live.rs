@@ -1,0 +1,226 @@
+//! Admission (`--admit check|gossip`) against a real HAProxy: in `check` mode a member whose
+//! app does not answer never goes in rotation and a live one goes in on the agent's probe,
+//! long before HAProxy's first check; in `gossip` mode a member goes in at once and HAProxy's
+//! active checks take a dead one out within their configured limits.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use haserf::control::model::SlotState;
+use haserf::slots::{
+    spawn_reconciler, Admission, Admit, DesiredMember, Probe, ReconcilerConfig, ReconcilerHandle,
+    Want,
+};
+use support::{alloc_ip, free_port_on, wait_until, Haproxy, HaproxyConfig, HttpBackend};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The slot setup with checks every `inter` (`fall 2`, `rise 1`, `timeout check 1s`).
+fn haproxy(inter: &str) -> Haproxy {
+    let ip = alloc_ip();
+    let fe = SocketAddr::from((ip, free_port_on(ip)));
+    let st = SocketAddr::from((ip, free_port_on(ip)));
+    let cfg = HaproxyConfig::slots("web", 4, fe, st);
+    let body = cfg.body.replace(
+        "default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2",
+        &format!("default-server inter {inter} fastinter {inter} downinter {inter} rise 1 fall 2"),
+    );
+    Haproxy::start(HaproxyConfig::new(&body))
+}
+
+fn reconciler(h: &Haproxy, mode: Admit, probe: Probe) -> ReconcilerHandle {
+    let mut c = ReconcilerConfig::new(h.admin_socket().display().to_string(), vec!["web".into()]);
+    c.resync_interval = Duration::from_millis(300);
+    c.admission.insert("web".into(), Admission { mode, probe });
+    spawn_reconciler(c)
+}
+
+fn member(name: &str, addr: SocketAddr) -> DesiredMember {
+    DesiredMember {
+        name: name.into(),
+        addr: addr.ip(),
+        port: Some(addr.port()),
+        weight: None,
+        want: Want::Ready,
+    }
+}
+
+/// An address nothing listens on.
+fn dead_addr() -> SocketAddr {
+    let ip = alloc_ip();
+    SocketAddr::from((ip, free_port_on(ip)))
+}
+
+/// HAProxy's row of the slot holding `addr`, if any.
+fn row_of(h: &Haproxy, addr: SocketAddr) -> Option<support::StatRow> {
+    h.slots("web")
+        .into_iter()
+        .find(|r| r.addr() == addr.to_string())
+}
+
+/// True when HAProxy would send new requests to `addr`: its slot is UP (settled, or `UP x/y`
+/// while checks run) and not in drain (which HAProxy shows as `DRAIN`).
+fn in_rotation(h: &Haproxy, addr: SocketAddr) -> bool {
+    row_of(h, addr).is_some_and(|r| r.status().starts_with("UP"))
+}
+
+#[test]
+fn check_mode_never_puts_a_member_whose_app_does_not_answer_in_rotation() {
+    let h = haproxy("300ms");
+    let rt = runtime();
+    let _g = rt.enter();
+    for probe in [
+        Probe::Tcp,
+        Probe::Http {
+            path: "/healthz".into(),
+        },
+    ] {
+        let r = reconciler(&h, Admit::Check, probe.clone());
+        let dead = dead_addr();
+        let live = HttpBackend::start("live");
+        r.set_desired(
+            "web",
+            vec![member("dead", dead), member("live", live.addr())],
+        );
+        // the live member proves the pipeline runs; the dead one is watched for 10 check
+        // intervals and must never be UP without drain
+        wait_until(
+            Duration::from_secs(10),
+            "the live member in rotation",
+            || {
+                if in_rotation(&h, live.addr()) {
+                    Ok(())
+                } else {
+                    Err(row_of(&h, live.addr()))
+                }
+            },
+        );
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut placed = false;
+        while Instant::now() < until {
+            let row = row_of(&h, dead);
+            placed |= row.is_some();
+            assert!(
+                !in_rotation(&h, dead),
+                "{probe}: dead member in rotation: {row:?}"
+            );
+            let slot = r
+                .status()
+                .slots
+                .into_iter()
+                .find(|s| s.member.as_deref() == Some("dead"));
+            assert_ne!(
+                slot.map(|s| s.state),
+                Some(SlotState::Ready),
+                "{probe}: slot set ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            placed,
+            "{probe}: the dead member was given a slot (in drain)"
+        );
+        r.set_desired("web", vec![]);
+        wait_until(Duration::from_secs(10), "slots emptied", || {
+            let used = h
+                .slots("web")
+                .iter()
+                .filter(|r| r.status() != "MAINT")
+                .count();
+            if used == 0 {
+                Ok(())
+            } else {
+                Err(used)
+            }
+        });
+        rt.block_on(r.shutdown());
+    }
+}
+
+#[test]
+fn check_mode_admits_a_live_member_on_the_agents_probe_before_haproxys_first_check() {
+    // HAProxy would check a new slot only up to 20 s after it leaves maintenance
+    let h = haproxy("20s");
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = reconciler(
+        &h,
+        Admit::Check,
+        Probe::Http {
+            path: "/healthz".into(),
+        },
+    );
+    let live = HttpBackend::start("live");
+    let t0 = Instant::now();
+    r.set_desired("web", vec![member("live", live.addr())]);
+    wait_until(
+        Duration::from_secs(5),
+        "the live member in rotation",
+        || {
+            if in_rotation(&h, live.addr()) {
+                Ok(())
+            } else {
+                Err(row_of(&h, live.addr()))
+            }
+        },
+    );
+    let took = t0.elapsed();
+    eprintln!("admitted on the probe in {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn gossip_mode_admits_at_once_and_haproxy_takes_a_dead_member_out_within_its_check_limits() {
+    let inter = Duration::from_millis(300);
+    let h = haproxy("300ms");
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = reconciler(&h, Admit::Gossip, Probe::Tcp);
+    let live = HttpBackend::start("live");
+    let dead = dead_addr();
+    let t0 = Instant::now();
+    r.set_desired(
+        "web",
+        vec![member("live", live.addr()), member("dead", dead)],
+    );
+    wait_until(Duration::from_secs(2), "both slots set ready", || {
+        let st = r.status();
+        let ready = st
+            .slots
+            .iter()
+            .filter(|s| s.member.is_some() && s.state == SlotState::Ready)
+            .count();
+        if ready == 2 {
+            Ok(())
+        } else {
+            Err(st.slots)
+        }
+    });
+    let ready_after = t0.elapsed();
+    assert!(in_rotation(&h, live.addr()) || row_of(&h, live.addr()).is_some());
+    // fall 2 checks every inter, each failing within `timeout check 1s` (a refused connect
+    // fails at once): out after at most one inter to the first check, then fall × inter
+    let limit = inter * 3 + Duration::from_secs(1);
+    let out = wait_until(limit * 2, "the dead member marked DOWN", || {
+        let row = row_of(&h, dead);
+        match row.as_ref().map(|r| r.status().to_string()) {
+            Some(s) if s.starts_with("DOWN") => Ok(t0.elapsed()),
+            _ => Err(row),
+        }
+    });
+    eprintln!("gossip mode: ready after {ready_after:?}, dead member DOWN after {out:?}");
+    assert!(
+        out <= ready_after + limit,
+        "DOWN after {out:?}, limit {limit:?}"
+    );
+    assert!(in_rotation(&h, live.addr()), "the live member stays in");
+    rt.block_on(r.shutdown());
+}
