@@ -56,8 +56,7 @@ def runtime(lines):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(5)
     s.connect(sock_path)
-    s.sendall(("; ".join(lines) + "
-").encode())
+    s.sendall(("; ".join(lines) + "\n").encode())
     while s.recv(65536):
         pass
     s.close()
