@@ -265,9 +265,11 @@ fn print_rows(name: &str, sides: &[Side], results: &[Result<Vec<scenario::Figure
         let i = sides.iter().position(|s| *s == side)?;
         results[i].as_ref().ok()
     };
+    // the longest list: the haserf sides add the agent's own latency figures
     let figures = results
         .iter()
-        .find_map(|r| r.as_ref().ok())
+        .filter_map(|r| r.as_ref().ok())
+        .max_by_key(|v| v.len())
         .cloned()
         .unwrap_or_default();
     let pairs = ratio_pairs(sides);

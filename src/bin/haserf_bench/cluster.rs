@@ -587,6 +587,56 @@ impl Cluster {
         haproxy::addr_in_rotation(&self.admin_socket(), "web", &web.app_addr()).unwrap_or(false)
     }
 
+    /// The haserf agent's "member change → runtime command" histogram for backend `web`:
+    /// (bucket upper bound in seconds, cumulative count) pairs; `None` on the other sides or
+    /// when the agent does not answer.
+    pub fn change_to_command_buckets(&self) -> Option<Vec<(f64, u64)>> {
+        if !matches!(self.side, Side::Haserf | Side::HaserfGossip) {
+            return None;
+        }
+        let out = std::process::Command::new(haserf_bin())
+            .args(["metrics", "--status-socket"])
+            .arg(self.status_socket())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut buckets = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("haserf_member_change_to_command_seconds_bucket{")
+            else {
+                continue;
+            };
+            let (labels, value) = rest.split_once("} ")?;
+            let le = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("le=\""))?
+                .trim_end_matches('"');
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            buckets.push((le, value.trim().parse::<f64>().ok()? as u64));
+        }
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(buckets)
+    }
+
+    /// Runtime-API batches the haserf agent applied so far (`haproxy.applies` of
+    /// `haserf status`); `None` on the other sides.
+    pub fn applies(&self) -> Option<u64> {
+        if !matches!(self.side, Side::Haserf | Side::HaserfGossip) {
+            return None;
+        }
+        let out = std::process::Command::new(haserf_bin())
+            .args(["status", "--format", "json", "--status-socket"])
+            .arg(self.status_socket())
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["haproxy"]["applies"].as_u64()
+    }
+
     /// The web host for `name`.
     pub fn web(&self, name: &str) -> Option<&Web> {
         self.webs.get(name)
