@@ -199,9 +199,11 @@ fn removal(
     let (mut c, load) = setup(side, base, base, o, 16)?;
     let from = now_us();
     let mut out = Vec::new();
+    let mut last_new = Vec::new();
     for i in 0..o.repeat {
         let h = format!("web{}", base - i);
         let t = Instant::now();
+        let t_us = now_us();
         remove(&mut c, &h)?;
         wait_for(
             Duration::from_secs(60),
@@ -210,7 +212,12 @@ fn removal(
         )?;
         out.push(t.elapsed().as_micros() as u64);
         std::thread::sleep(settle);
+        // the removal started at t_us; the node's last new request says when the load
+        // balancer stopped sending to it (the wait above also includes `serf leave` itself)
+        let last = load.with(|s| s.last_sent_to(&h, t_us)).unwrap_or(t_us);
+        last_new.push(last.saturating_sub(t_us));
     }
+    last_new.sort_unstable();
     c.check_haproxy_pid()?;
     let agent = agent_latency(&c);
     let stats = load.stop();
@@ -221,6 +228,11 @@ fn removal(
             fig(
                 &format!("{what} → out of rotation, median"),
                 ms(percentile(&out, 50.0)),
+                "ms",
+            ),
+            fig(
+                &format!("{what} → last new request to the node, median"),
+                ms(percentile(&last_new, 50.0)),
                 "ms",
             ),
             fig(
