@@ -224,3 +224,51 @@ fn gossip_mode_admits_at_once_and_haproxy_takes_a_dead_member_out_within_its_che
     assert!(in_rotation(&h, live.addr()), "the live member stays in");
     rt.block_on(r.shutdown());
 }
+
+#[test]
+fn a_member_change_is_measured_once_from_its_publication_to_haproxys_answer() {
+    use haserf::metrics::latency::Latency;
+    use haserf::metrics::MetricsRegistry;
+    let h = haproxy("300ms");
+    let rt = runtime();
+    let _g = rt.enter();
+    let registry = MetricsRegistry::new();
+    let mut c = ReconcilerConfig::new(h.admin_socket().display().to_string(), vec!["web".into()]);
+    c.latency = Some(Latency::register(&registry));
+    c.admission.insert(
+        "web".into(),
+        Admission {
+            mode: Admit::Gossip,
+            probe: Probe::Tcp,
+        },
+    );
+    let r = spawn_reconciler(c);
+    let live = HttpBackend::start("live");
+    // published 200 ms ago: the measure starts there, not when the reconciler got it
+    let changed = std::time::SystemTime::now() - Duration::from_millis(200);
+    r.set_desired_at("web", vec![member("live", live.addr())], changed);
+    wait_until(Duration::from_secs(5), "the member in rotation", || {
+        if in_rotation(&h, live.addr()) {
+            Ok(())
+        } else {
+            Err(row_of(&h, live.addr()))
+        }
+    });
+    // passes without a change (resync) add nothing
+    std::thread::sleep(Duration::from_millis(800));
+    let text = registry.encode();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert_eq!(
+        line("haserf_member_change_to_command_seconds_count{backend=\"web\"}"),
+        1.0
+    );
+    let sum = line("haserf_member_change_to_command_seconds_sum{backend=\"web\"}");
+    assert!((0.2..2.0).contains(&sum), "{sum}");
+    rt.block_on(r.shutdown());
+}
