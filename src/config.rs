@@ -476,20 +476,13 @@ impl AgentConfig {
             .map(|d| parse_duration(&d).map_err(|m| invalid("--partition-guard-hold", m)))
             .transpose()?
             .unwrap_or(default_guard.hold);
+        // the file's items first, then the flags (the last one for a backend wins)
+        let then =
+            |f: Option<Vec<String>>, a: &[String]| [f.unwrap_or_default(), a.to_vec()].concat();
         let admission = admission(
             &backends,
-            &file
-                .admit
-                .unwrap_or_default()
-                .into_iter()
-                .chain(args.admit.clone())
-                .collect::<Vec<_>>(),
-            &file
-                .admit_probe
-                .unwrap_or_default()
-                .into_iter()
-                .chain(args.admit_probe.clone())
-                .collect::<Vec<_>>(),
+            &then(file.admit, &args.admit),
+            &then(file.admit_probe, &args.admit_probe),
         )?;
         Ok(AgentConfig {
             node_name,

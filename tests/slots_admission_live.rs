@@ -36,11 +36,15 @@ fn haproxy(inter: &str) -> Haproxy {
     Haproxy::start(HaproxyConfig::new(&body))
 }
 
-fn reconciler(h: &Haproxy, mode: Admit, probe: Probe) -> ReconcilerHandle {
+fn config(h: &Haproxy, mode: Admit, probe: Probe) -> ReconcilerConfig {
     let mut c = ReconcilerConfig::new(h.admin_socket().display().to_string(), vec!["web".into()]);
     c.resync_interval = Duration::from_millis(300);
     c.admission.insert("web".into(), Admission { mode, probe });
-    spawn_reconciler(c)
+    c
+}
+
+fn reconciler(h: &Haproxy, mode: Admit, probe: Probe) -> ReconcilerHandle {
+    spawn_reconciler(config(h, mode, probe))
 }
 
 fn member(name: &str, addr: SocketAddr) -> DesiredMember {
@@ -72,6 +76,17 @@ fn in_rotation(h: &Haproxy, addr: SocketAddr) -> bool {
     row_of(h, addr).is_some_and(|r| r.status().starts_with("UP"))
 }
 
+/// Waits until `addr` is in rotation.
+fn wait_in_rotation(h: &Haproxy, addr: SocketAddr, timeout: Duration) {
+    wait_until(timeout, &format!("{addr} in rotation"), || {
+        if in_rotation(h, addr) {
+            Ok(())
+        } else {
+            Err(row_of(h, addr))
+        }
+    });
+}
+
 #[test]
 fn check_mode_never_puts_a_member_whose_app_does_not_answer_in_rotation() {
     let h = haproxy("300ms");
@@ -92,17 +107,7 @@ fn check_mode_never_puts_a_member_whose_app_does_not_answer_in_rotation() {
         );
         // the live member proves the pipeline runs; the dead one is watched for 10 check
         // intervals and must never be UP without drain
-        wait_until(
-            Duration::from_secs(10),
-            "the live member in rotation",
-            || {
-                if in_rotation(&h, live.addr()) {
-                    Ok(())
-                } else {
-                    Err(row_of(&h, live.addr()))
-                }
-            },
-        );
+        wait_in_rotation(&h, live.addr(), Duration::from_secs(10));
         let until = Instant::now() + Duration::from_secs(3);
         let mut placed = false;
         while Instant::now() < until {
@@ -161,17 +166,7 @@ fn check_mode_admits_a_live_member_on_the_agents_probe_before_haproxys_first_che
     let live = HttpBackend::start("live");
     let t0 = Instant::now();
     r.set_desired("web", vec![member("live", live.addr())]);
-    wait_until(
-        Duration::from_secs(5),
-        "the live member in rotation",
-        || {
-            if in_rotation(&h, live.addr()) {
-                Ok(())
-            } else {
-                Err(row_of(&h, live.addr()))
-            }
-        },
-    );
+    wait_in_rotation(&h, live.addr(), Duration::from_secs(5));
     let took = t0.elapsed();
     eprintln!("admitted on the probe in {took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
@@ -233,27 +228,14 @@ fn a_member_change_is_measured_once_from_its_publication_to_haproxys_answer() {
     let rt = runtime();
     let _g = rt.enter();
     let registry = MetricsRegistry::new();
-    let mut c = ReconcilerConfig::new(h.admin_socket().display().to_string(), vec!["web".into()]);
+    let mut c = config(&h, Admit::Gossip, Probe::Tcp);
     c.latency = Some(Latency::register(&registry));
-    c.admission.insert(
-        "web".into(),
-        Admission {
-            mode: Admit::Gossip,
-            probe: Probe::Tcp,
-        },
-    );
     let r = spawn_reconciler(c);
     let live = HttpBackend::start("live");
     // published 200 ms ago: the measure starts there, not when the reconciler got it
     let changed = std::time::SystemTime::now() - Duration::from_millis(200);
     r.set_desired_at("web", vec![member("live", live.addr())], changed);
-    wait_until(Duration::from_secs(5), "the member in rotation", || {
-        if in_rotation(&h, live.addr()) {
-            Ok(())
-        } else {
-            Err(row_of(&h, live.addr()))
-        }
-    });
+    wait_in_rotation(&h, live.addr(), Duration::from_secs(5));
     // passes without a change (resync) add nothing
     std::thread::sleep(Duration::from_millis(800));
     let text = registry.encode();
