@@ -25,10 +25,15 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// The slot setup with checks every `inter` (`fall 2`, `rise 1`, `timeout check 1s`).
 fn haproxy(inter: &str) -> Haproxy {
+    haproxy_with(inter, 4)
+}
+
+/// [`haproxy`] with `slots` slots.
+fn haproxy_with(inter: &str, slots: u32) -> Haproxy {
     let ip = alloc_ip();
     let fe = SocketAddr::from((ip, free_port_on(ip)));
     let st = SocketAddr::from((ip, free_port_on(ip)));
-    let cfg = HaproxyConfig::slots("web", 4, fe, st);
+    let cfg = HaproxyConfig::slots("web", slots, fe, st);
     let body = cfg.body.replace(
         "default-server inter 500ms fastinter 200ms downinter 500ms rise 1 fall 2",
         &format!("default-server inter {inter} fastinter {inter} downinter {inter} rise 1 fall 2"),
@@ -252,5 +257,44 @@ fn a_member_change_is_measured_once_from_its_publication_to_haproxys_answer() {
     );
     let sum = line("haserf_member_change_to_command_seconds_sum{backend=\"web\"}");
     assert!((0.2..2.0).contains(&sum), "{sum}");
+    rt.block_on(r.shutdown());
+}
+
+#[test]
+fn two_hundred_members_at_once_are_put_in_rotation_in_one_runtime_api_batch() {
+    let h = haproxy_with("1s", 200);
+    let rt = runtime();
+    let _g = rt.enter();
+    let r = reconciler(&h, Admit::Gossip, Probe::Tcp);
+    let backends: Vec<HttpBackend> = (0..200)
+        .map(|i| HttpBackend::start(&format!("node-{i}")))
+        .collect();
+    r.set_desired(
+        "web",
+        backends
+            .iter()
+            .map(|b| member(b.name(), b.addr()))
+            .collect(),
+    );
+    wait_until(Duration::from_secs(20), "200 slots set ready", || {
+        let st = r.status();
+        let ready = st
+            .slots
+            .iter()
+            .filter(|s| s.member.is_some() && s.state == SlotState::Ready)
+            .count();
+        if ready == 200 {
+            Ok(())
+        } else {
+            Err(ready)
+        }
+    });
+    let up = h
+        .slots("web")
+        .iter()
+        .filter(|r| r.status().starts_with("UP"))
+        .count();
+    assert_eq!(up, 200, "HAProxy shows every member in rotation");
+    assert_eq!(r.status().applies, 1, "one batch");
     rt.block_on(r.shutdown());
 }

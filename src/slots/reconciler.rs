@@ -276,7 +276,7 @@ async fn run(
                         Err(_) => break,
                     }
                 }
-                st.pass().await;
+                st.pass(&|| !rx.is_empty() || !probe_rx.is_empty()).await;
                 let _ = stx.send(st.status.clone());
             }
             Some((addr, result)) = probe_rx.recv() => {
@@ -288,14 +288,21 @@ async fn run(
                     Ok(()) => tracing::debug!(%addr, "admission probe passed"),
                     Err(e) => tracing::info!(%addr, error = %e, "admission probe failed; the slot stays out of rotation"),
                 }
-                st.pass().await;
+                // the probes of a burst finish together: one pass for all that are in
+                while let Ok((addr, result)) = probe_rx.try_recv() {
+                    let p = st.probes.entry(addr).or_default();
+                    p.running = false;
+                    p.ended = Some(Instant::now());
+                    p.ok = result.is_ok();
+                }
+                st.pass(&|| !rx.is_empty() || !probe_rx.is_empty()).await;
                 let _ = stx.send(st.status.clone());
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 st.fire_timers();
                 // (before set_desired, a pass only reads HAProxy: every backend without
                 // desired members is skipped in `pass`, so nothing is drained)
-                st.pass().await;
+                st.pass(&|| !rx.is_empty() || !probe_rx.is_empty()).await;
                 let _ = stx.send(st.status.clone());
             }
         }
@@ -368,7 +375,11 @@ impl State {
         Some(obs)
     }
 
-    async fn pass(&mut self) {
+    /// One reconcile pass: read HAProxy, plan, apply in one batch, read back. `more` says
+    /// whether other changes wait already (desired members, probe results): then the
+    /// read-back is left to the next pass, which reads HAProxy first anyway, so a burst
+    /// costs two runtime-API exchanges per batch instead of three.
+    async fn pass(&mut self, more: &(dyn Fn() -> bool + Sync)) {
         self.status.passes += 1;
         let Some(obs) = self.observe().await else {
             return;
@@ -528,7 +539,15 @@ impl State {
                     return;
                 }
             }
-            // read back and verify every slot
+            // read back and verify every slot (unless the next pass follows at once)
+            if more() {
+                self.next_pass = Instant::now();
+                self.refresh_views(&final_obs);
+                for b in &planned {
+                    self.changes.remove(b);
+                }
+                return;
+            }
             if let Some(o) = self.observe().await {
                 let mut off = 0;
                 for b in &self.cfg.backends {
