@@ -21,14 +21,16 @@
 --   HASERF_STATUS_SOCKET  the agent's status socket (default /run/haserf/haserf.sock)
 --   HASERF_REFRESH_MS     how often the background task refreshes its table (default 1000)
 --   HASERF_TIMEOUT_MS     socket timeout for one exchange with the agent (default 1000)
---   HASERF_PAGE_BYTES     largest reply line asked of the agent (default 8000): lists come
---                         in pages so that every line fits one tune.bufsize buffer
+--   HASERF_PAGE_BYTES     largest list page asked of the agent (default 8000): lists come
+--                         in pages, so that no reply grows with the cluster
 --   HASERF_PAGE_REFRESH_S how often the HTML status page reloads itself (default 2; 0: never)
 --
 -- Status socket protocol (JSON lines, docs/agent.md): `{"cmd":"members"}`,
 -- `{"cmd":"slots","used":true}`, `{"cmd":"status"}`, each with `"offset"`/`"max_bytes"`
 -- for one page (`"next"` in the reply names the following page); errors are
--- `{"error":"..."}`.
+-- `{"error":"..."}`. Every request adds `"framed":true,"chunk":4096`: the agent then
+-- prefixes each reply with a line `#<byte length>` and sends it in pieces of 4096 bytes,
+-- each after an empty line from the script, far below tune.bufsize.
 
 local SOCKET = os.getenv("HASERF_STATUS_SOCKET")
 if SOCKET == nil or SOCKET == "" then SOCKET = "/run/haserf/haserf.sock" end
@@ -43,6 +45,10 @@ if PAGE_REFRESH_S < 0 then PAGE_REFRESH_S = 0 end
 -- Bounds on one listing: the agent must make progress and stop.
 local MAX_PAGES = 10000
 local MAX_ENTRIES = 1000000
+-- Largest reply read (a page asks for PAGE_BYTES; the status summary may exceed it), and
+-- the piece size the agent sends it in: well below any tune.bufsize.
+local MAX_REPLY_BYTES = 16 * 1024 * 1024
+local READ_CHUNK = 4096
 
 -- core.tcp() wants "unix@/path" (a bare absolute path also works in 2.6).
 local CONNECT_ADDR = SOCKET
@@ -254,12 +260,22 @@ local function note_ok(what)
 end
 
 -- One connection to the agent for a series of requests. Every reply is read completely
--- before the next request is sent, and lists are asked for in pages of at most
--- PAGE_BYTES: a Lua socket reads a line into one tune.bufsize buffer and cannot read a
--- longer one (2.6 waits for the timeout, 3.0/3.2 hang, 3.4 cuts it).
+-- before the next request is sent. Every request asks for a framed reply in pieces
+-- (`"framed":true,"chunk":READ_CHUNK`): the agent answers a header line `#<N>`, then the
+-- N-byte JSON reply and a newline READ_CHUNK bytes at a time, each piece but the first
+-- after an empty line from us. So no more than READ_CHUNK bytes are ever pending, far
+-- below one tune.bufsize buffer: a Lua socket cannot read a line longer than its buffer
+-- (2.6 waits for the timeout, 3.0/3.2 hang, 3.4 cuts it), and 2.6/3.0 stop reading a
+-- socket once its buffer was full. An unframed reply (an older agent) is refused at its
+-- first byte instead of being read as a line.
 -- Only usable where core.tcp() is allowed (tasks, services, actions). Never raises.
 local Session = {}
 Session.__index = Session
+
+local function now_ms()
+  local t = core.now()
+  return t.sec * 1000 + t.usec // 1000
+end
 
 local function open_session()
   local s = core.tcp()
@@ -279,23 +295,90 @@ function Session:close()
   pcall(self.sock.close, self.sock)
 end
 
--- Sends one request line and returns the decoded reply object, or nil and a reason.
+-- Reads one socket pattern (a byte count, or "*l" for the short frame header); returns the
+-- data, or nil and the socket's reason.
+function Session:read(pattern)
+  local ok, data, err = pcall(self.sock.receive, self.sock, pattern)
+  if not ok then return nil, tostring(data) end
+  if data == nil then return nil, tostring(err) end
+  return data
+end
+
+-- Reads one framed reply (`#<N>\n`, N bytes, `\n`) and returns its JSON text, or nil and a
+-- reason. Bounded by TIMEOUT_MS per read and for the whole reply, and by MAX_REPLY_BYTES.
+function Session:read_frame(what)
+  local deadline = now_ms() + TIMEOUT_MS
+  local first, err = self:read(1)
+  if not first then
+    return nil, "no reply from the haserf agent at " .. SOCKET .. " to " .. what .. " within " ..
+      TIMEOUT_MS .. " ms: " .. err
+  end
+  if first ~= "#" then
+    return nil, "the haserf agent at " .. SOCKET .. " answered " .. what .. " without a length " ..
+      "frame: it is older than this script (upgrade the agent; the script and the agent ship " ..
+      "together). Such a reply is one line, and a line longer than tune.bufsize cannot be read"
+  end
+  local header
+  header, err = self:read("*l")
+  if not header then
+    return nil, "no frame header from the haserf agent at " .. SOCKET .. " to " .. what ..
+      " within " .. TIMEOUT_MS .. " ms: " .. err
+  end
+  local n = string.match(header, "^(%d+)\r?$")
+  n = n and #n <= 12 and math.tointeger(tonumber(n)) or nil
+  if not n then
+    return nil, "bad frame header from the haserf agent to " .. what .. ": #" ..
+      string.sub(header, 1, 40)
+  end
+  if n > MAX_REPLY_BYTES then
+    return nil, "reply to " .. what .. " is " .. n .. " bytes, more than the " ..
+      MAX_REPLY_BYTES .. " this script reads"
+  end
+  -- the body and its newline, READ_CHUNK bytes at a time; an empty line asks for the next
+  local parts, got, want = {}, 0, n + 1
+  while got < want do
+    if got > 0 then
+      if now_ms() > deadline then
+        return nil, "reply from the haserf agent to " .. what .. " not complete within " ..
+          TIMEOUT_MS .. " ms (" .. got .. " of " .. n .. " bytes)"
+      end
+      local oks, sent, serr = pcall(self.sock.send, self.sock, "\n")
+      if not oks or not sent then
+        return nil, "cannot send to the haserf agent at " .. SOCKET .. ": " ..
+          tostring(oks and serr or sent)
+      end
+    end
+    local piece
+    piece, err = self:read(math.min(READ_CHUNK, want - got))
+    if not piece then
+      return nil, "reply from the haserf agent to " .. what .. " cut short after " .. got ..
+        " of " .. n .. " bytes: " .. err
+    end
+    parts[#parts + 1] = piece
+    got = got + #piece
+  end
+  local body = table.concat(parts)
+  if string.sub(body, -1) ~= "\n" then
+    return nil, "reply from the haserf agent to " .. what .. " is longer than its frame (" ..
+      n .. " bytes)"
+  end
+  return string.sub(body, 1, -2)
+end
+
+-- Sends one request (a JSON object's text; the framing fields are added to it) and returns the
+-- decoded reply object, or nil and a reason.
 function Session:request(line, what)
+  line = string.gsub(line, "}$", ',"framed":true,"chunk":' .. READ_CHUNK .. '}')
   local ok, sent, serr = pcall(self.sock.send, self.sock, line .. "\n")
   if not ok or not sent then
     return nil, "cannot send to the haserf agent at " .. SOCKET .. ": " .. tostring(ok and serr or sent)
   end
-  local okr, reply, rerr = pcall(self.sock.receive, self.sock, "*l")
-  if not okr or not reply then
-    return nil, "no reply from the haserf agent at " .. SOCKET .. " to " .. what .. " within " ..
-      TIMEOUT_MS .. " ms: " .. tostring(okr and rerr or reply) ..
-      " (a hung agent, or a reply line longer than tune.bufsize: is the agent older than this script?)"
-  end
+  local reply, err = self:read_frame(what)
+  if not reply then return nil, err end
   local okd, obj = pcall(json.decode, reply)
   if not okd then
-    -- HAProxy 3.4 hands out a line cut at one buffer (tune.bufsize) instead of waiting
     return nil, "unreadable reply from the haserf agent to " .. what .. " (" .. #reply ..
-      " bytes; cut at tune.bufsize if that is about its size): " .. tostring(obj)
+      " bytes): " .. tostring(obj)
   end
   if getmetatable(obj) ~= OBJECT_MT then
     return nil, "reply to " .. what .. " is not a JSON object"

@@ -19,12 +19,15 @@ use crate::control::model::{MemberView, MembersReply, Query, Request, SlotView, 
 use crate::control::page;
 use crate::control::server::{error_value, Handler, SocketOptions, StatusServer};
 use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
+use crate::handlers::EventHandlers;
 use crate::manager::Manager;
 use crate::metrics::MetricsRegistry;
+use crate::snapshot::writer::SnapshotWriter;
 use crate::spoe::{ClusterView, SpoeConfig};
 
 mod collector;
 mod notify;
+mod scripts;
 
 /// Without `--join`, the longest the agent waits for another member to appear before it
 /// manages HAProxy with the membership it has (see `run_agent`).
@@ -98,6 +101,31 @@ pub fn gossip_config(cfg: &AgentConfig) -> Result<GossipConfig, String> {
         g.keyring = Some(Keyring::from_base64(&cfg.keys).map_err(|e| e.to_string())?);
     }
     g.keyring_file = cfg.keyring_file.clone();
+    let serf = &cfg.serf;
+    if let Some(v) = serf.reconnect_interval {
+        g.reconnect_interval = v;
+    }
+    if let Some(v) = serf.reconnect_timeout {
+        g.reconnect_timeout = v;
+    }
+    if let Some(v) = serf.tombstone_timeout {
+        g.tombstone_timeout = v;
+    }
+    if let Some(v) = serf.broadcast_timeout {
+        g.broadcast_timeout = v;
+    }
+    if let Some(v) = serf.query_response_size_limit {
+        g.query_response_size_limit = v;
+    }
+    if let Some(v) = serf.query_size_limit {
+        g.query_size_limit = v;
+    }
+    if let Some(v) = serf.user_event_size_limit {
+        g.user_event_size_limit = v;
+    }
+    if let Some(v) = serf.enable_compression {
+        g.compress = v;
+    }
     g.timing = match cfg.profile {
         Profile::Lan => Timing::lan(),
         Profile::Local => Timing::local(),
@@ -224,6 +252,19 @@ pub fn status_json(g: &Gossip) -> Value {
 }
 
 async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
+    for w in &cfg.serf.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(path) = &cfg.serf.tags_file {
+        // serf keeps the tags in effect in the file (0600)
+        let text = serde_json::to_string_pretty(&cfg.tags).map_err(|e| e.to_string())?;
+        std::fs::write(path, text)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            })
+            .map_err(|e| format!("tags_file {}: {e}", path.display()))?;
+    }
     // The status socket first: a second agent on the same socket fails before it gossips.
     let server = StatusServer::bind(&SocketOptions {
         path: cfg.status_socket.clone(),
@@ -244,13 +285,50 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         Some(addr) => Some(crate::metrics::http::bind(addr).await?),
         None => None,
     };
-    let gcfg = gossip_config(&cfg)?;
+    let mut gcfg = gossip_config(&cfg)?;
+    let local_addr = gcfg.advertise_addr().ip();
+    let opened = match &cfg.serf.snapshot_path {
+        Some(path) => Some(
+            crate::snapshot::writer::open(path, cfg.serf.rejoin_after_leave)
+                .map_err(|e| format!("snapshot_path {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut previous = Vec::new();
+    if let Some(o) = &opened {
+        let p = &o.previous;
+        for line in &p.unrecognized {
+            tracing::warn!(%line, "unrecognized snapshot line");
+        }
+        gcfg.restored_clocks = Some((p.clock, p.event_clock, p.query_clock));
+        previous = p
+            .alive
+            .iter()
+            .filter(|(name, _)| **name != cfg.node_name)
+            .map(|(name, addr)| (name.clone(), addr.clone()))
+            .collect();
+        tracing::info!(
+            members = previous.len(),
+            clock = p.clock,
+            event_clock = p.event_clock,
+            query_clock = p.query_clock,
+            "snapshot replayed"
+        );
+    }
     let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
+    let snapshot = opened.map(|o| {
+        let g = gossip.clone();
+        SnapshotWriter::start(o, move || g.stats().member_time)
+    });
+    if !previous.is_empty() {
+        tokio::spawn(rejoin(gossip.clone(), previous));
+    }
     // The keys are known from the configuration; the gossip stats snapshot may not have
     // caught up with the keyring yet.
     let encrypted = !cfg.keys.is_empty();
     tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted, "agent started");
     let metrics = MetricsRegistry::new();
+    let handlers = scripts::start(&cfg, &gossip, local_addr);
     let manager = Manager::start(&cfg, gossip.clone(), &metrics);
     match &manager {
         Some(m) => {
@@ -294,6 +372,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         manager: manager.clone(),
         spoe: spoe_metrics,
         encrypted,
+        handlers: handlers.as_ref().map(|h| h.counters()),
     }));
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -318,6 +397,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     let srv = server.clone();
     let serve = tokio::spawn(async move { srv.serve(handler).await });
 
+    let (join_failed_tx, mut join_failed_rx) = mpsc::unbounded_channel::<()>();
     if cfg.join.is_empty() {
         // No seeds: this agent is a seed itself. After a restart at the same address the
         // cluster does not even notice (the new process answers the probes), so nobody
@@ -361,29 +441,53 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         let seeds = cfg.join.clone();
         let g = gossip.clone();
         let m = manager.clone();
+        let retry = JoinRetry {
+            interval: cfg.serf.retry_interval,
+            max_attempts: cfg.serf.retry_max_attempts,
+        };
+        let gave_up = join_failed_tx.clone();
         tokio::spawn(async move {
-            if join_with_backoff(g, seeds).await {
+            if join_with_backoff(g, seeds, retry).await {
                 if let Some(m) = m {
                     m.membership_synced();
                 }
+            } else {
+                let _ = gave_up.send(());
             }
         });
     }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
+    // serf's skip_leave_on_interrupt / leave_on_terminate; haserf leaves on SIGTERM unless
+    // leave_on_terminate is false (systemd stops services with SIGTERM)
+    let mut leave = true;
+    let mut join_failed = false;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => on_event(&gossip, manager.as_ref(), ev),
+                Some(ev) => {
+                    if let Some(w) = &snapshot {
+                        record(w, &ev);
+                    }
+                    on_event(&gossip, manager.as_ref(), handlers.as_ref(), ev)
+                }
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupt: leaving gracefully");
+                leave = !cfg.serf.skip_leave_on_interrupt;
+                tracing::info!(leave, "interrupt: {}", if leave { "leaving gracefully" } else { "stopping without leaving (skip_leave_on_interrupt)" });
                 break;
             }
             _ = sigterm.recv() => {
-                tracing::info!("terminate: leaving gracefully");
+                leave = cfg.serf.leave_on_terminate.unwrap_or(true);
+                tracing::info!(leave, "terminate: {}", if leave { "leaving gracefully" } else { "stopping without leaving (leave_on_terminate is false)" });
+                break;
+            }
+            Some(()) = join_failed_rx.recv() => {
+                tracing::error!(attempts = cfg.serf.retry_max_attempts, "could not join the cluster: giving up (retry_max_attempts)");
+                leave = false;
+                join_failed = true;
                 break;
             }
             _ = leave_rx.recv() => {
@@ -396,6 +500,19 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     notify::stopping();
     if let Some(m) = &manager {
         m.shutdown().await;
+    }
+    if !leave {
+        gossip.shutdown().await;
+        serve.abort();
+        drop(server);
+        return if join_failed {
+            Err("could not join the cluster (retry_max_attempts reached)".into())
+        } else {
+            Ok(())
+        };
+    }
+    if let Some(w) = &snapshot {
+        w.leave().await;
     }
     let r = gossip.leave().await;
     let outcome = match &r {
@@ -414,11 +531,62 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     r.map_err(|e| e.to_string())
 }
 
-/// Joins through `seeds`, retrying with backoff; true once joined, false if the member
-/// stopped first.
-async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
-    let mut delay = Duration::from_secs(1);
+/// What the snapshot records of an event (serf's snapshotter sees the same stream).
+fn record(w: &SnapshotWriter, ev: &GossipEvent) {
+    use crate::snapshot::writer::Record;
+    match ev {
+        GossipEvent::MemberJoin(m) => w.record(Record::Alive {
+            name: m.name.clone(),
+            addr: std::net::SocketAddr::new(m.addr, m.port),
+        }),
+        GossipEvent::MemberLeave(m) | GossipEvent::MemberFailed(m) => {
+            w.record(Record::NotAlive(m.name.clone()))
+        }
+        GossipEvent::User(u) => w.record(Record::UserEvent(u.ltime)),
+        GossipEvent::Query(q) => w.record(Record::Query(q.ltime)),
+        _ => {}
+    }
+}
+
+/// Serf's `handleRejoin`: tries the members the snapshot knew, in random order, one at a
+/// time, until one answers.
+async fn rejoin(g: Gossip, mut previous: Vec<(String, String)>) {
+    use rand::seq::SliceRandom as _;
+    previous.shuffle(&mut rand::thread_rng());
+    for (name, addr) in previous {
+        let Ok(sa) = parse_gossip_addr("snapshot", &addr) else {
+            tracing::warn!(%name, %addr, "snapshot member with a bad address");
+            continue;
+        };
+        tracing::info!(%name, %addr, "attempting re-join to previously known node");
+        match g.join(&[sa]).await {
+            Ok(_) => {
+                tracing::info!(%name, %addr, "re-joined to previously known node");
+                return;
+            }
+            Err(crate::gossip::GossipError::Stopped) => return,
+            Err(e) => tracing::debug!(%name, error = %e, "re-join failed"),
+        }
+    }
+    tracing::warn!("failed to re-join any previously known node");
+}
+
+/// How joins are retried: serf's `retry_interval` (fixed) and `retry_max_attempts`.
+#[derive(Debug, Clone, Copy)]
+struct JoinRetry {
+    /// Fixed interval; `None`: haserf's backoff, 1 s doubling to 30 s.
+    interval: Option<Duration>,
+    /// Attempts before giving up; 0: forever.
+    max_attempts: u32,
+}
+
+/// Joins through `seeds`, retrying; true once joined, false if the member stopped first or
+/// the attempts ran out.
+async fn join_with_backoff(g: Gossip, seeds: Vec<String>, retry: JoinRetry) -> bool {
+    let mut delay = retry.interval.unwrap_or(Duration::from_secs(1));
+    let mut attempts = 0u32;
     loop {
+        attempts += 1;
         let addrs: Vec<_> = seeds
             .iter()
             .filter_map(|s| parse_gossip_addr("--join", s).ok())
@@ -430,15 +598,29 @@ async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
             }
             Err(crate::gossip::GossipError::Stopped) => return false,
             Err(e) => {
+                if retry.max_attempts > 0 && attempts >= retry.max_attempts {
+                    tracing::warn!(error = %e, attempts, "join failed");
+                    return false;
+                }
                 tracing::warn!(error = %e, retry_in = ?delay, "join failed");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                if retry.interval.is_none() {
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
             }
         }
     }
 }
 
-fn on_event(g: &Gossip, manager: Option<&Manager>, ev: GossipEvent) {
+fn on_event(
+    g: &Gossip,
+    manager: Option<&Manager>,
+    handlers: Option<&EventHandlers>,
+    ev: GossipEvent,
+) {
+    if let (Some(h), Some(e)) = (handlers, scripts::handler_event(&ev)) {
+        h.dispatch(e);
+    }
     match ev {
         GossipEvent::Query(mut q) => {
             if q.name == STATUS_QUERY {
@@ -446,6 +628,8 @@ fn on_event(g: &Gossip, manager: Option<&Manager>, ev: GossipEvent) {
                 if let Err(e) = q.respond(payload.as_bytes()) {
                     tracing::warn!(error = %e, "cannot answer {STATUS_QUERY}");
                 }
+            } else if let Some(h) = handlers.filter(|h| h.takes_query(&q.name)) {
+                h.dispatch(scripts::query_event(q));
             } else {
                 tracing::debug!(query = %q.name, from = %q.source_node, "query (not answered)");
             }

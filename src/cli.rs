@@ -151,9 +151,27 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics over HTTP (GET /metrics) on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_bind: Option<String>,
-    /// JSON config file: Serf agent keys where they mean the same thing, plus haserf's own.
+    /// JSON config file (or directory of *.json): Serf agent keys, plus haserf's own;
+    /// repeatable, merged in order as serf merges -config-file.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
+    /// Directory of *.json config files (lexical order), merged after --config; repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Vec<PathBuf>,
+    /// Run SCRIPT for events (serf's handler contract); FILTER: member-join, member-leave,
+    /// member-failed, member-update, member-reap, user[:NAME], query[:NAME], comma-separated;
+    /// repeatable.
+    #[arg(long = "event-handler", value_name = "[FILTER=]SCRIPT")]
+    pub event_handlers: Vec<String>,
+    /// Serf snapshot file: membership and clocks kept across restarts.
+    #[arg(long, value_name = "PATH")]
+    pub snapshot: Option<PathBuf>,
+    /// Rejoin from the snapshot even after a graceful leave (serf's -rejoin).
+    #[arg(long)]
+    pub rejoin: bool,
+    /// Serf tags file: tags read at start and kept there.
+    #[arg(long, value_name = "PATH")]
+    pub tags_file: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -166,6 +184,10 @@ pub struct AgentArgs {
     /// Longest a leaving member's slot stays DRAIN before it goes to MAINT (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<String>,
+    /// Raise a `first_check` alert when a filled slot waits longer than this for its first
+    /// passing health check (default 20s: ten times HAProxy's default `inter 2s`).
+    #[arg(long, value_name = "DURATION")]
+    pub first_check_alert: Option<String>,
     /// Do not drain a member as soon as the failure detector suspects it.
     #[arg(long)]
     pub no_suspicion_drain: bool,
@@ -211,10 +233,16 @@ impl From<AgentArgs> for AgentOptions {
             spoe_bind,
             metrics_bind,
             config,
+            config_dir,
+            event_handlers,
+            snapshot,
+            rejoin,
+            tags_file,
             log_level,
             log_format,
             profile,
             drain_timeout,
+            first_check_alert,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,
@@ -240,10 +268,18 @@ impl From<AgentArgs> for AgentOptions {
             spoe_bind,
             metrics_bind,
             config,
+            config_dir,
+            serf: config::serf_compat::SerfFlags {
+                event_handlers,
+                snapshot,
+                rejoin,
+                tags_file,
+            },
             log_level,
             log_format: log_format.map(Into::into),
             profile,
             drain_timeout,
+            first_check_alert,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,
@@ -376,6 +412,9 @@ pub struct VerifyArgs {
     /// HAProxy runtime API: unix socket path or IP:PORT.
     #[arg(long, value_name = "PATH|IP:PORT")]
     pub haproxy_socket: String,
+    /// Only this backend's slots (repeatable); default: every backend with server-template slots.
+    #[arg(long = "backend", value_name = "NAME")]
+    pub backends: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -388,6 +427,12 @@ impl From<VerifyArgs> for VerifyRequest {
     fn from(args: VerifyArgs) -> Self {
         VerifyRequest {
             haproxy_socket: args.haproxy_socket,
+            // `NAME=KEY=VALUE` selectors are accepted as for `plan`; only the name counts
+            backends: args
+                .backends
+                .iter()
+                .map(|b| b.split('=').next().unwrap_or(b).to_string())
+                .collect(),
             format: args.format.into(),
         }
     }
@@ -405,6 +450,9 @@ pub struct PlanArgs {
     /// Backends and selectors, as for `haserf agent`; repeatable.
     #[arg(long = "backend", value_name = "NAME[=KEY=VALUE,...]")]
     pub backends: Vec<String>,
+    /// Members' addresses must be in one of these networks, as for `haserf agent`; repeatable.
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow_cidrs: Vec<String>,
     /// The running agent's status socket (used when --members is not given).
     #[arg(long, value_name = "PATH", env = STATUS_SOCKET_ENV, default_value = DEFAULT_STATUS_SOCKET)]
     pub status_socket: PathBuf,
@@ -422,6 +470,7 @@ impl From<PlanArgs> for PlanRequest {
                 None => MembershipSource::Agent(args.status_socket),
             },
             backends: args.backends,
+            allow_cidrs: args.allow_cidrs,
             format: args.format.into(),
         }
     }
@@ -499,7 +548,7 @@ mod tests {
                 Ok(cli) => {
                     if let Command::Agent(args) = cli.command {
                         let o = AgentOptions::from(*args);
-                        if o.config.is_none() {
+                        if o.config.is_empty() && o.config_dir.is_empty() {
                             if let Err(e) = AgentConfig::merge(&o, config::FileConfig::default()) {
                                 failures.push(format!("{}: `{}`: {e}", c.at, c.text));
                             }
@@ -548,6 +597,13 @@ mod tests {
             "--spoe-bind=sp",
             "--metrics-bind=mb",
             "--config=c",
+            "--config=c2",
+            "--config-dir=d",
+            "--event-handler=member-join=j.sh",
+            "--event-handler=q.sh",
+            "--snapshot=snap",
+            "--rejoin",
+            "--tags-file=tf",
             "--log-level=debug",
             "--log-format=json",
             "--profile=local",
@@ -576,7 +632,12 @@ mod tests {
         assert_eq!(o.status_socket_group, some("g"));
         assert_eq!(o.spoe_bind, some("sp"));
         assert_eq!(o.metrics_bind, some("mb"));
-        assert_eq!(o.config, Some(PathBuf::from("c")));
+        assert_eq!(o.config, [PathBuf::from("c"), PathBuf::from("c2")]);
+        assert_eq!(o.config_dir, [PathBuf::from("d")]);
+        assert_eq!(o.serf.event_handlers, ["member-join=j.sh", "q.sh"]);
+        assert_eq!(o.serf.snapshot, Some(PathBuf::from("snap")));
+        assert!(o.serf.rejoin);
+        assert_eq!(o.serf.tags_file, Some(PathBuf::from("tf")));
         assert_eq!(o.log_level, some("debug"));
         assert_eq!(o.log_format, Some(config::LogFormat::Json));
         assert_eq!(o.profile, some("local"));

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod serf_compat;
+
 use crate::control::DEFAULT_STATUS_SOCKET;
 use crate::policy::{BackendSelector, Cidr, GuardConfig};
 
@@ -59,8 +61,13 @@ pub struct AgentOptions {
     pub spoe_bind: Option<String>,
     /// `--metrics-bind`: HTTP `/metrics` listen address.
     pub metrics_bind: Option<String>,
-    /// `--config`: JSON config file.
-    pub config: Option<PathBuf>,
+    /// `--config` (repeatable): JSON config files or directories, merged in this order as
+    /// serf merges `-config-file`/`-config-dir` ([`serf_compat::read_paths`]).
+    pub config: Vec<PathBuf>,
+    /// `--config-dir` (repeatable): directories of `*.json` files, merged after `--config`.
+    pub config_dir: Vec<PathBuf>,
+    /// Serf's handler, snapshot and tags-file flags.
+    pub serf: serf_compat::SerfFlags,
     /// `--log-level`.
     pub log_level: Option<String>,
     /// `--log-format`.
@@ -69,6 +76,8 @@ pub struct AgentOptions {
     pub profile: Option<String>,
     /// `--drain-timeout`: duration string.
     pub drain_timeout: Option<String>,
+    /// `--first-check-alert`: duration string.
+    pub first_check_alert: Option<String>,
     /// `--no-suspicion-drain`.
     pub no_suspicion_drain: bool,
     /// `--partition-guard-share`.
@@ -141,6 +150,9 @@ pub struct FileConfig {
     pub suspicion_drain: Option<bool>,
     /// haserf: drain deadline for leaving members (e.g. "30s").
     pub drain_timeout: Option<String>,
+    /// haserf: a filled slot waiting longer than this for its first passing check raises a
+    /// `first_check` alert (e.g. "20s").
+    pub first_check_alert: Option<String>,
     /// haserf: partition guard.
     pub partition_guard: Option<FileGuard>,
     /// haserf: admission, `[BACKEND=]check|gossip` items (as `--admit`).
@@ -206,6 +218,11 @@ pub struct AgentConfig {
     pub suspicion_drain: bool,
     /// Drain deadline for leaving members.
     pub drain_timeout: Duration,
+    /// Serf agent settings: handlers, snapshot, retry, leave, timeouts, limits.
+    pub serf: serf_compat::SerfSettings,
+    /// A filled slot waiting longer than this for its first passing health check raises a
+    /// `first_check` alert (default [`crate::manager::first_check::FIRST_CHECK_ALERT`]).
+    pub first_check_alert: Duration,
     /// Partition guard.
     pub guard: GuardConfig,
     /// Admission per managed backend (`--admit`, `--admit-probe`).
@@ -272,14 +289,32 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 impl AgentConfig {
-    /// Builds the configuration from the flags and, when `--config` is given, the file;
-    /// flags win over the file.
+    /// Builds the configuration from the flags and the `--config` files and directories
+    /// (merged as serf merges them); flags win over the files.
     pub fn from_options(args: &AgentOptions) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        Self::merge(args, file)
+        let paths: Vec<PathBuf> = args
+            .config
+            .iter()
+            .chain(&args.config_dir)
+            .cloned()
+            .collect();
+        let merged = serf_compat::read_paths(&paths)?;
+        let serf_compat::Split {
+            rest,
+            serf: serf_file,
+            warnings,
+        } = serf_compat::split(merged)?;
+        let file: FileConfig =
+            serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| {
+                ConfigError::Parse {
+                    path: paths.first().cloned().unwrap_or_default(),
+                    message: e.to_string(),
+                }
+            })?;
+        let mut cfg = Self::merge(args, file)?;
+        cfg.serf = serf_compat::SerfSettings::resolve(serf_file, &args.serf, warnings)?;
+        cfg.serf.apply_tags(&mut cfg.tags)?;
+        Ok(cfg)
     }
 
     /// Merges flags over a parsed file and validates everything.
@@ -450,6 +485,13 @@ impl AgentConfig {
             .map(|d| parse_duration(&d).map_err(|m| invalid("--drain-timeout", m)))
             .transpose()?
             .unwrap_or(Duration::from_secs(30));
+        let first_check_alert = args
+            .first_check_alert
+            .clone()
+            .or(file.first_check_alert)
+            .map(|d| parse_duration(&d).map_err(|m| invalid("--first-check-alert", m)))
+            .transpose()?
+            .unwrap_or(crate::manager::first_check::FIRST_CHECK_ALERT);
         let fg = file.partition_guard.unwrap_or_default();
         let default_guard = GuardConfig::default();
         let share = args
@@ -509,12 +551,14 @@ impl AgentConfig {
             log_format,
             suspicion_drain,
             drain_timeout,
+            first_check_alert,
             guard: GuardConfig {
                 share,
                 window,
                 hold,
             },
             admission,
+            serf: serf_compat::SerfSettings::default(),
         })
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod alerts;
 mod collector;
+pub mod first_check;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -104,8 +105,12 @@ impl Manager {
         });
         let sink = {
             let inner = inner.clone();
-            move |backend: &str, placements: Vec<Placement>, changed: SystemTime| {
+            move |backend: &str,
+                  placements: Vec<Placement>,
+                  refusals: Vec<(String, String)>,
+                  changed: SystemTime| {
                 if let Some(r) = lock(&inner.reconciler).as_ref() {
+                    r.set_refusals(backend, refusals.into_iter().collect());
                     r.set_desired_at(backend, placements, changed);
                 }
             }
@@ -130,6 +135,7 @@ impl Manager {
             sink,
         ));
         *lock(&inner.task) = Some(task);
+        tokio::spawn(first_check_loop(inner.clone(), cfg.first_check_alert));
         let manager = Manager { inner };
         metrics.register_collector(Box::new(collector::ManagerCollector(manager.clone())));
         Some(manager)
@@ -203,8 +209,11 @@ impl Manager {
             "apply_errors": st.apply_errors,
             "drift_repairs": st.drift_repairs,
             "last_error": st.last_error,
+            "backend_errors": st.backend_errors,
+            "refused_commands": st.refused_commands,
             "check_gate_last_ms": st.check_gate_last_ms,
             "check_gate_max_ms": st.check_gate_max_ms,
+            "awaiting_first_check": st.awaiting_first_check,
             "evaluations": shared.evaluations,
             "suspicion_drains": shared.suspicion_drains,
             "refused": shared.refusals,
@@ -256,6 +265,37 @@ pub fn facts(m: &Member) -> MemberFacts {
     }
 }
 
+/// Raises and resolves `first_check` alerts from the reconciler's waits: on every status
+/// update, and once a second (a wait grows without one).
+async fn first_check_loop(inner: Arc<Inner>, limit: Duration) {
+    let mut rx = inner.status.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let waits = rx.borrow_and_update().awaiting_first_check.clone();
+        let changes = first_check::evaluate(
+            &mut lock(&inner.shared).alerts,
+            &waits,
+            limit,
+            SystemTime::now(),
+        );
+        for c in changes {
+            match c {
+                first_check::Change::Raised(w) => tracing::warn!(
+                    member = %w.member, backend = %w.backend, slot = %w.slot, waited_ms = w.waited_ms,
+                    "slot still waits for its first passing health check (kept in drain)"
+                ),
+                first_check::Change::Resolved(backend, slot) => tracing::info!(
+                    %backend, %slot, "slot no longer waits for its first health check"
+                ),
+            }
+        }
+    }
+}
+
 /// The evaluation state one task owns: the policy and what each backend was last given.
 struct Evaluator {
     policy: Policy,
@@ -275,7 +315,7 @@ async fn evaluate_loop<C, S>(
     sink: S,
 ) where
     C: Fn() + Send + 'static,
-    S: Fn(&str, Vec<Placement>, SystemTime) + Send + 'static,
+    S: Fn(&str, Vec<Placement>, Vec<(String, String)>, SystemTime) + Send + 'static,
 {
     if synced.wait_for(|s| *s).await.is_err() {
         return;
@@ -310,7 +350,7 @@ async fn evaluate_loop<C, S>(
 impl Evaluator {
     fn evaluate<S>(&mut self, members: &[Member], changed_at: SystemTime, sink: &S)
     where
-        S: Fn(&str, Vec<Placement>, SystemTime),
+        S: Fn(&str, Vec<Placement>, Vec<(String, String)>, SystemTime),
     {
         let policy = &mut self.policy;
         let facts: Vec<MemberFacts> = members.iter().map(facts).collect();
@@ -355,7 +395,13 @@ impl Evaluator {
         drop(shared);
         for (backend, placements) in eval.placements {
             if self.sent.get(&backend) != Some(&placements) {
-                sink(&backend, placements.clone(), changed_at);
+                // the log line of a member losing its slot names the refusal
+                let refusals = policy
+                    .refusals()
+                    .filter(|r| r.backend == backend)
+                    .map(|r| (r.member.clone(), r.reason.clone()))
+                    .collect();
+                sink(&backend, placements.clone(), refusals, changed_at);
                 self.sent.insert(backend, placements);
             }
         }
@@ -435,7 +481,10 @@ mod tests {
                 move || {
                     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 },
-                move |b: &str, p: Vec<Placement>, at: SystemTime| {
+                move |b: &str,
+                      p: Vec<Placement>,
+                      _refusals: Vec<(String, String)>,
+                      at: SystemTime| {
                     let _ = tx.send((b.to_string(), p, at, Instant::now()));
                 },
             ));

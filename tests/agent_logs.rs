@@ -161,3 +161,138 @@ fn half_of_a_backend_leaving_gracefully_raises_no_partition_guard_alert() {
         agent.decisions()
     );
 }
+
+/// The first log line containing every needle, waited for.
+fn wait_line(agent: &HaserfAgent, needles: &[&str]) -> String {
+    wait_until(T, &format!("a log line with {needles:?}"), || {
+        let log = agent.log();
+        match log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            Some(l) => Ok(l.to_string()),
+            None => Err(agent.decisions()),
+        }
+    })
+}
+
+#[test]
+fn slot_log_lines_name_the_member_and_the_exact_reason_for_a_refusal_a_leave_and_a_crash() {
+    let h = Haproxy::start_slots("web", 4);
+    let mut nodes = web_nodes(3, "web");
+    let agent = HaserfAgent::start(
+        HaserfOptions::manager("lb1", &h.admin_socket(), "web").join(nodes[0].serf.bind_addr()),
+    );
+    agent.wait_serving(&["web1", "web2", "web3"], T);
+
+    // a crash (first, while two others serve, so the partition guard does not hold it):
+    // the slot is emptied as a crash, naming the member
+    nodes[2].serf.kill();
+    wait_line(&agent, &["slot change", "member=\"web3\"", "reason=crash"]);
+
+    // a tag the policy refuses: drained with the refusal's words, then released
+    let (ok, _, err) = nodes[0].serf.cli("tags", &["-set", "port=http"]);
+    assert!(ok, "serf tags: {err}");
+    wait_line(
+        &agent,
+        &[
+            "slot change",
+            "member=\"web1\"",
+            "reason=refused: invalid port tag",
+        ],
+    );
+    // a graceful leave: drained as a leave, then the slot is freed as released
+    nodes[1].serf.leave();
+    wait_line(&agent, &["slot change", "member=\"web2\"", "reason=leave"]);
+    wait_line(
+        &agent,
+        &[
+            "slot freed",
+            "member=\"web2\"",
+            "reason=released",
+            "after=leave",
+        ],
+    );
+
+    let log = agent.log();
+    assert!(
+        !log.contains("member=\"-\""),
+        "every slot line names its member:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("member=\"web3\"") && l.contains("released")),
+        "a crash is not logged as a release:\n{log}"
+    );
+}
+
+#[test]
+fn a_slot_stuck_on_its_first_check_raises_a_first_check_alert_and_metric_until_the_member_leaves() {
+    let h = Haproxy::start_slots("web", 2);
+    // a member whose app is not there: HAProxy's check never passes
+    let ip = alloc_ip();
+    let mut o = SerfOptions::new("noapp1")
+        .tag("role", "web")
+        .tag("port", "1");
+    o.ip = Some(ip);
+    let mut node = SerfPeer::start(o);
+    let agent = HaserfAgent::start(
+        HaserfOptions::manager("lb1", &h.admin_socket(), "web")
+            .join(node.bind_addr())
+            .args(&["--first-check-alert", "1s"]),
+    );
+    let alert = wait_until(T, "a first_check alert", || {
+        let st = agent.status();
+        st["haproxy"]["alerts"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|a| a["kind"] == "first_check" && a["active"] == true)
+                    .cloned()
+            })
+            .ok_or(st)
+    });
+    assert!(
+        alert["message"].as_str().unwrap().contains("noapp1"),
+        "{alert}"
+    );
+    wait_line(&agent, &["first passing health check", "member=noapp1"]);
+    assert!(
+        agent
+            .metrics()
+            .contains("haserf_alerts_active{kind=\"first_check\"} 1"),
+        "{}",
+        agent.metrics()
+    );
+    node.leave();
+    wait_until(T, "the first_check alert resolved", || {
+        let st = agent.status();
+        let active = st["haproxy"]["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a["kind"] == "first_check" && a["active"] == true)
+        });
+        if active {
+            Err(st)
+        } else {
+            Ok(())
+        }
+    });
+}
+
+#[test]
+fn an_unreachable_haproxy_socket_is_logged_once_not_once_per_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-haproxy.sock");
+    let agent = HaserfAgent::start(HaserfOptions::manager("lb1", &missing, "web"));
+    // about one retry a second once the backoff is at its cap
+    wait_until(Duration::from_secs(20), "six failed attempts", || {
+        let st = agent.status();
+        match st["haproxy"]["apply_errors"].as_u64() {
+            Some(n) if n >= 6 => Ok(()),
+            _ => Err(st),
+        }
+    });
+    let log = agent.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("HAProxy reconcile failed"))
+        .count();
+    assert_eq!(lines, 1, "the same error logged once:\n{log}");
+}

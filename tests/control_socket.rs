@@ -113,3 +113,75 @@ async fn a_client_without_agent_gets_a_connect_error_naming_the_path() {
     assert!(matches!(err, ClientError::Connect { .. }));
     assert!(err.to_string().contains("absent.sock"));
 }
+
+/// Answers `members` with one long list (about 3 KB).
+struct Long;
+
+impl Handler for Long {
+    fn handle(&self, _: Request) -> Value {
+        json!({"members": vec!["x".repeat(100); 30]})
+    }
+}
+
+#[tokio::test]
+async fn a_framed_chunked_reply_comes_in_pieces_each_asked_for_with_an_empty_line() {
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haserf.sock");
+    let server = Arc::new(
+        StatusServer::bind(&SocketOptions::new(&path))
+            .await
+            .unwrap(),
+    );
+    let serving = server.clone();
+    tokio::spawn(async move { serving.serve(Arc::new(Long)).await });
+    let stream = UnixStream::connect(&path).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut r = BufReader::new(read);
+    let want = serde_json::to_vec(&Long.handle(Request::Members)).unwrap();
+
+    // framed without chunks: the header line, then the whole reply line
+    write
+        .write_all(b"{\"cmd\":\"members\",\"framed\":true}\n")
+        .await
+        .unwrap();
+    let mut header = String::new();
+    r.read_line(&mut header).await.unwrap();
+    assert_eq!(header, format!("#{}\n", want.len()));
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    assert_eq!(line.trim_end().as_bytes(), want.as_slice());
+
+    // chunked: 256 bytes, nothing more until an empty line asks for the next piece
+    write
+        .write_all(b"{\"cmd\":\"members\",\"framed\":true,\"chunk\":256}\n")
+        .await
+        .unwrap();
+    header.clear();
+    r.read_line(&mut header).await.unwrap();
+    assert_eq!(header, format!("#{}\n", want.len()));
+    let total = want.len() + 1;
+    let mut body = Vec::new();
+    while body.len() < total {
+        let piece = 256.min(total - body.len());
+        let mut buf = vec![0; piece];
+        r.read_exact(&mut buf).await.unwrap();
+        body.extend_from_slice(&buf);
+        if body.len() < total {
+            let mut extra = [0u8; 1];
+            let early =
+                tokio::time::timeout(std::time::Duration::from_millis(100), r.read(&mut extra))
+                    .await;
+            assert!(early.is_err(), "a piece came before it was asked for");
+            write.write_all(b"\n").await.unwrap();
+        }
+    }
+    assert_eq!(&body[..want.len()], want.as_slice());
+    assert_eq!(body[want.len()], b'\n');
+
+    // the connection keeps serving plain lines
+    write.write_all(b"{\"cmd\":\"members\"}\n").await.unwrap();
+    line.clear();
+    r.read_line(&mut line).await.unwrap();
+    assert_eq!(line.trim_end().as_bytes(), want.as_slice());
+}

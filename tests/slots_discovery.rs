@@ -99,6 +99,19 @@ fn every_versions_initial_capture_shows_every_slot_free_and_the_resolution_slots
                 .all(|s| s.admin == AdminState::Maint && s.addr.is_none()),
             "{v}"
         );
-        assert!(obs.backends["static"].iter().all(|s| !s.has_check), "{v}");
+        // static servers are never slots: their backends are reported, not managed
+        assert!(!obs.backends.contains_key("static"), "{v}");
+        assert_eq!(obs.static_servers["static"], ["st1"], "{v}");
+        assert_eq!(obs.static_servers["web404"], ["s404"], "{v}");
+        assert!(obs.backend_problem("web").is_none(), "{v}");
+        let p = obs.backend_problem("static").unwrap();
+        assert!(
+            p.contains("no server-template") && p.contains("st1"),
+            "{v}: {p}"
+        );
+        let p = obs.backend_problem("api").unwrap();
+        assert!(p.contains("FQDN placeholder"), "{v}: {p}");
+        let p = obs.backend_problem("nope").unwrap();
+        assert!(p.contains("does not exist"), "{v}: {p}");
     }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use haserf::haproxy::{AdminState, Command, Health, ServerStatus};
-use haserf::slots::book::{Book, DesiredMember, Want};
+use haserf::slots::book::{Book, Cause, DesiredMember, Want};
 use haserf::slots::planner::{plan, plan_slot, satisfied, PlanContext, Target};
 use haserf::slots::ObservedSlot;
 use proptest::prelude::*;
@@ -32,6 +32,10 @@ fn empty_slot(i: usize, has_check: bool) -> ObservedSlot {
         scur: 0,
         has_check,
         check_status: None,
+        agent: false,
+        declared_disabled: true,
+        fqdn: None,
+        signature: String::new(),
     }
 }
 
@@ -141,6 +145,10 @@ fn arb_obs() -> impl Strategy<Value = ObservedSlot> {
                 iweight: 1,
                 scur,
                 has_check,
+                agent: false,
+                declared_disabled: true,
+                fqdn: None,
+                signature: String::new(),
             }
         })
 }
@@ -455,4 +463,297 @@ fn two_load_balancers_place_the_same_members_in_the_same_slots() {
     for m in &ms {
         assert_eq!(a.slot_of(&m.name), b.slot_of(&m.name));
     }
+}
+
+/// The status strings of tests/fixtures/haproxy/status-strings.txt: (status, opens the
+/// first-check gate).
+fn status_table() -> Vec<(String, bool)> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/haproxy/status-strings.txt"
+    ))
+    .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1] == "yes")
+        })
+        .collect()
+}
+
+#[test]
+fn every_status_string_of_the_captures_is_in_the_planner_table() {
+    let known: Vec<String> = status_table().into_iter().map(|(s, _)| s).collect();
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/haproxy");
+    let mut dirs = vec![top.clone()];
+    for v in ["3.0", "3.2"] {
+        dirs.push(top.join(v));
+    }
+    let mut seen = 0;
+    for d in dirs {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("csv") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let table = haserf::haproxy::StatTable::parse(&text).unwrap();
+            for row in table.servers() {
+                seen += 1;
+                let s = row.status_str().to_string();
+                assert!(
+                    known.contains(&s),
+                    "{}: status {s:?} not in the table",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(seen > 100, "only {seen} server rows read");
+}
+
+fn serving_slot(status: &str, admin: AdminState, check_status: Option<&str>) -> ObservedSlot {
+    let mut o = empty_slot(1, status != "no check");
+    o.addr = Some("10.0.0.1".parse().unwrap());
+    o.port = Some(8080);
+    o.admin = admin;
+    o.status = ServerStatus::parse(status);
+    o.check_status = check_status.map(str::to_string);
+    o.agent = status.contains("(agent)");
+    o
+}
+
+#[test]
+fn every_status_string_gets_the_right_step_from_the_planner() {
+    let target = Target::Serve {
+        addr: "10.0.0.1".parse().unwrap(),
+        port: 8080,
+        weight: 1,
+        drain: false,
+        admitted: false,
+    };
+    for (status, opens) in status_table() {
+        let parsed = ServerStatus::parse(&status);
+        assert!(
+            !matches!(parsed, ServerStatus::Other(_)),
+            "{status} is not modelled"
+        );
+        assert_eq!(parsed.to_string(), status);
+        let ready = |c: &[Command]| {
+            c.iter().any(|c| {
+                matches!(
+                    c,
+                    Command::SetState {
+                        state: AdminState::Ready,
+                        ..
+                    }
+                )
+            })
+        };
+        // waiting in drain for the first check, the check passed: ready only on a settled
+        // up-ish status (a transition, DOWN or a maintenance form keeps waiting)
+        if status != "no check" && !status.starts_with("MAINT") {
+            let o = serving_slot(&status, AdminState::Drain, Some("L7OK"));
+            let (c, _) = plan_slot("web", &target, &o, &ctx());
+            assert_eq!(ready(&c), opens, "{status}: {c:?}");
+            assert!(c.len() <= 1, "{status}: {c:?}");
+            // a failed last check never opens the gate
+            let o = serving_slot(&status, AdminState::Drain, Some("L4CON"));
+            assert!(
+                plan_slot("web", &target, &o, &ctx()).0.is_empty(),
+                "{status}"
+            );
+        }
+        // in service at its member: whatever the health (checks, agent, tracked server),
+        // haserf sends nothing
+        let o = serving_slot(&status, AdminState::Ready, Some("L7OK"));
+        let (c, _) = plan_slot("web", &target, &o, &ctx());
+        assert!(c.is_empty(), "{status}: in service, planned {c:?}");
+        // a free slot stays untouched whatever its status
+        let mut o = serving_slot(&status, AdminState::Maint, None);
+        o.addr = Some(PH);
+        o.port = Some(9);
+        assert!(
+            plan_slot("web", &Target::Empty, &o, &ctx()).0.is_empty(),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn an_agent_check_slot_never_gets_a_weight_and_its_drain_is_the_agents() {
+    let target = Target::Serve {
+        addr: "10.0.0.1".parse().unwrap(),
+        port: 8080,
+        weight: 100,
+        drain: false,
+        admitted: false,
+    };
+    // the agent answered 50%: uweight 50, configured 100
+    let mut o = serving_slot("UP", AdminState::Ready, Some("L7OK"));
+    o.agent = true;
+    o.weight = 50;
+    o.iweight = 100;
+    assert!(plan_slot("web", &target, &o, &ctx()).0.is_empty());
+    // the agent answered drain: the slot is the agent's (held once settled)
+    let mut o = serving_slot("DRAIN (agent)", AdminState::Drain, Some("L7OK"));
+    o.agent = true;
+    assert!(haserf::slots::planner::agent_holds(&target, &o));
+    o.agent = false;
+    assert!(!haserf::slots::planner::agent_holds(&target, &o));
+}
+
+#[test]
+fn a_port_less_template_gets_the_address_without_a_port() {
+    let c = PlanContext {
+        placeholder: PH,
+        template_port: 0,
+    };
+    let mut o = empty_slot(3, true);
+    o.port = Some(0);
+    let target = Target::Serve {
+        addr: "10.0.0.7".parse().unwrap(),
+        port: 0,
+        weight: 1,
+        drain: false,
+        admitted: false,
+    };
+    let (cmds, _) = plan_slot("web", &target, &o, &c);
+    let lines: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "set server web/web3 addr 10.0.0.7",
+            "set server web/web3 state drain"
+        ]
+    );
+    // once there (HAProxy keeps port 0), nothing more than the check gate
+    o.addr = Some("10.0.0.7".parse().unwrap());
+    o.admin = AdminState::Drain;
+    o.status = ServerStatus::Stable(Health::Up);
+    o.check_status = Some("L7OK".into());
+    let lines: Vec<String> = plan_slot("web", &target, &o, &c)
+        .0
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(lines, ["set server web/web3 state ready"]);
+    // released: back to the placeholder, still without a port
+    let leave = Target::Leave {
+        addr: "10.0.0.7".parse().unwrap(),
+        port: 0,
+        deadline_passed: true,
+    };
+    let lines: Vec<String> = plan_slot("web", &leave, &o, &c)
+        .0
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "set server web/web3 state maint",
+            "set server web/web3 addr 127.0.0.1"
+        ]
+    );
+}
+
+fn server(name: &str, id: u32, addr: &str, port: u16, disabled: bool, sig: &str) -> ObservedSlot {
+    let mut o = empty_slot(id as usize, true);
+    o.name = name.into();
+    o.addr = Some(addr.parse().unwrap());
+    o.port = Some(port);
+    o.declared_disabled = disabled;
+    o.signature = sig.into();
+    o
+}
+
+#[test]
+fn only_servers_a_template_line_made_are_slots() {
+    use haserf::slots::discovery::find_templates;
+    let names = |v: &[ObservedSlot], idx: &[usize]| -> Vec<String> {
+        idx.iter().map(|i| v[*i].name.clone()).collect()
+    };
+    // the static-only backend: nothing is a slot
+    let v = [
+        server("s1", 1, "10.0.0.1", 8080, false, "a"),
+        server("static2", 2, "10.0.0.2", 8080, false, "check"),
+        server("static3", 3, "10.0.0.3", 8080, false, "a"),
+    ];
+    let (t, idx) = find_templates(&v);
+    assert!(t.is_empty() && idx.is_empty(), "{t:?}");
+    // static servers with identical settings but their own addresses: still not slots
+    let v = [
+        server("app1", 1, "10.0.0.1", 80, false, "a"),
+        server("app2", 2, "10.0.0.2", 80, false, "a"),
+    ];
+    assert!(find_templates(&v).1.is_empty());
+    // a `disabled` template (filled or not) next to static servers
+    let v = [
+        server("web1", 1, "10.1.0.1", 8080, true, "a"),
+        server("web2", 2, "127.0.0.1", 9, true, "a"),
+        server("web3", 3, "127.0.0.1", 9, true, "a"),
+        server("web4", 4, "10.0.0.9", 80, false, "a"),
+        server("backup1", 5, "10.0.0.8", 80, false, "a"),
+    ];
+    let (t, idx) = find_templates(&v);
+    assert_eq!(names(&v, &idx), ["web1", "web2", "web3"]);
+    assert_eq!((t[0].prefix.as_str(), t[0].numbers), ("web", (1, 3)));
+    // a template without `disabled`: its free slots share the placeholder
+    let v = [
+        server("api1", 1, "127.0.0.1", 9, false, "a"),
+        server("api2", 2, "127.0.0.1", 9, false, "a"),
+        server("api3", 3, "10.0.0.5", 80, false, "a"),
+    ];
+    assert_eq!(names(&v, &find_templates(&v).1), ["api1", "api2", "api3"]);
+    // two templates in one backend, numbering from 5
+    let v = [
+        server("a5", 1, "127.0.0.1", 9, true, "a"),
+        server("a6", 2, "127.0.0.1", 9, true, "a"),
+        server("b1", 3, "127.0.0.1", 9, true, "b"),
+    ];
+    let (t, idx) = find_templates(&v);
+    assert_eq!(idx.len(), 3);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].numbers, (5, 6));
+}
+
+#[test]
+fn the_book_names_why_each_occupant_leaves_its_slot() {
+    let slots: Vec<ObservedSlot> = (1..=4).map(|i| empty_slot(i, true)).collect();
+    let mut book = Book::new();
+    let now = Instant::now();
+    let t = Duration::from_secs(5);
+    let all = ["a", "b", "c", "d"].map(|n| member(n, n.as_bytes()[0] - b'a' + 1, Want::Ready));
+    book.update(&all, &slots, PH, Some(9), now, t);
+    let slot = |b: &Book, m: &str| b.slot_of(m).unwrap().to_string();
+    let (sa, sb, sc, sd) = (
+        slot(&book, "a"),
+        slot(&book, "b"),
+        slot(&book, "c"),
+        slot(&book, "d"),
+    );
+    book.set_refusals([("b".to_string(), "invalid port tag".to_string())].into());
+    let next = vec![
+        member("a", 1, Want::Leave),
+        member("c", 3, Want::Failed),
+        member("d", 4, Want::Ready),
+    ];
+    book.update(&next, &slots, PH, Some(9), now, t);
+    assert_eq!(book.cause(&sa), Some(&Cause::Leave));
+    assert_eq!(
+        book.cause(&sb),
+        Some(&Cause::Refused("invalid port tag".into()))
+    );
+    assert_eq!(book.cause(&sd), None, "a member that stays has no cause");
+    // a failed member's slot is emptied at once and remembered as a crash
+    assert_eq!(book.member_of(&sc), None);
+    assert_eq!(book.former(&sc), Some((Some("c"), &Cause::Crash)));
+    assert_eq!(Cause::Refused("x".into()).to_string(), "refused: x");
+    // once the slot is given again, the former occupant is forgotten
+    let back = vec![member("c", 3, Want::Ready), member("d", 4, Want::Ready)];
+    book.update(&back, &slots, PH, Some(9), now, t);
+    assert_eq!(book.slot_of("c"), Some(sc.as_str()));
+    assert_eq!(book.former(&sc), None);
 }

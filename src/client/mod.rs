@@ -31,6 +31,7 @@ pub mod render;
 pub mod socket;
 pub mod status;
 pub mod status_text;
+pub mod table;
 pub mod verify;
 
 pub use filter::{ListRequest, MemberFilter, SlotFilter};

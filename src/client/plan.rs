@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::control::model::{MembersReply, Request};
 use crate::policy::{BackendSelector, MemberFacts, Policy, PolicyConfig};
 use crate::slots::book::Book;
-use crate::slots::discovery::template_port;
+use crate::slots::discovery::{template_placeholder, template_port};
 use crate::slots::planner::{plan, PlanContext};
 
 use super::verify::observe;
@@ -27,6 +27,8 @@ pub struct PlanRequest {
     pub members: MembershipSource,
     /// Backends and selectors (`NAME[=KEY=VALUE,...]`), as for `haserf agent --backend`.
     pub backends: Vec<String>,
+    /// Networks members must be in, as for `haserf agent --allow-cidr` (empty: any).
+    pub allow_cidrs: Vec<String>,
     /// Output format.
     pub format: Format,
 }
@@ -66,6 +68,9 @@ pub fn run(req: &PlanRequest) -> i32 {
                 Format::Text => {
                     for c in &reply.commands {
                         out!("{c}");
+                    }
+                    if reply.commands.is_empty() {
+                        out!("no changes");
                     }
                     for (b, q) in &reply.queue {
                         if !q.is_empty() {
@@ -126,16 +131,31 @@ async fn plan_inner(req: &PlanRequest) -> Result<PlanReply, String> {
             suspect: m.suspect,
         });
     }
+    let allow_cidrs = req
+        .allow_cidrs
+        .iter()
+        .map(|c| {
+            c.parse::<crate::policy::Cidr>()
+                .map_err(|e| format!("--allow-cidr {c}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut policy = Policy::new(PolicyConfig {
         backends: selectors,
-        allow_cidrs: Vec::new(),
+        allow_cidrs,
         suspicion_drain: true,
         guard: crate::policy::GuardConfig {
             share: 1.0,
             ..Default::default()
         },
     });
-    let eval = policy.evaluate(Instant::now(), &facts);
+    // the running agent has seen a `failed` member for longer than the grace time in which
+    // it still drains: evaluate once more after it, so a failed member gets no slot
+    let now = Instant::now();
+    policy.evaluate(now, &facts);
+    let eval = policy.evaluate(
+        now + crate::policy::desired::FAILED_GRACE + Duration::from_millis(1),
+        &facts,
+    );
     let obs = observe(&req.haproxy_socket).await?;
     let mut reply = PlanReply {
         commands: Vec::new(),
@@ -143,23 +163,27 @@ async fn plan_inner(req: &PlanRequest) -> Result<PlanReply, String> {
         refused: policy.refusals().cloned().collect(),
     };
     for (backend, placements) in &eval.placements {
+        if let Some(p) = obs.backend_problem(backend) {
+            return Err(p);
+        }
         let slots = obs
             .backends
             .get(backend)
-            .ok_or_else(|| format!("backend {backend:?} has no servers in HAProxy"))?;
-        let tport = template_port(slots, PLACEHOLDER);
+            .ok_or_else(|| format!("backend {backend:?} has no server-template slots"))?;
+        let placeholder = template_placeholder(slots, PLACEHOLDER);
+        let tport = template_port(slots, placeholder);
         let mut book = Book::new();
         book.update(
             placements,
             slots,
-            PLACEHOLDER,
+            placeholder,
             tport,
             Instant::now(),
             Duration::from_secs(30),
         );
         let tport = tport.ok_or_else(|| format!("backend {backend}: no template port"))?;
         let ctx = PlanContext {
-            placeholder: PLACEHOLDER,
+            placeholder,
             template_port: tport,
         };
         let cmds = plan(backend, &book.targets(slots), slots, &ctx);

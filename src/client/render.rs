@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use crate::control::model::{MembersReply, Request, SlotsReply};
 
+use super::table::table;
+
 /// Output format of the client commands (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -88,36 +90,6 @@ pub fn slots_table(reply: &SlotsReply) -> String {
         &["BACKEND", "SLOT", "MEMBER", "ADDR", "STATE", "HAPROXY"],
         &rows,
     )
-}
-
-/// Left-aligned columns separated by two spaces.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<width$}  ", width = widths[i]);
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-    out
 }
 
 /// Nested objects flattened to `a.b.c: value` lines, in key order.

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::render::table;
+use super::table::table;
 
 /// `1d 2h`, `2h 5m`, `5m 3s`, `42s` (the two largest units).
 pub fn human_duration(d: Duration) -> String {
@@ -49,6 +49,10 @@ fn count(v: &Value, key: &str) -> u64 {
 
 /// Why a load balancer is not ready yet, from its `haproxy` object.
 fn waiting_for(h: &Value) -> String {
+    if let Some(errors) = h["backend_errors"].as_object().filter(|e| !e.is_empty()) {
+        let names: Vec<&str> = errors.keys().map(String::as_str).collect();
+        return format!("backends that cannot be managed: {}", names.join(", "));
+    }
     if h["membership_synced"] == false {
         return "waiting for the cluster (joining the --join seeds)".into();
     }
@@ -180,6 +184,28 @@ pub fn status_text(v: &Value, now: SystemTime) -> String {
         }
     }
 
+    if let Some(errors) = h["backend_errors"].as_object().filter(|e| !e.is_empty()) {
+        out.push_str("\nBackends that cannot be managed\n");
+        for (b, e) in errors {
+            let _ = writeln!(out, "  {b}: {}", str_of(e));
+        }
+    }
+
+    if let Some(refused) = h["refused_commands"].as_array().filter(|r| !r.is_empty()) {
+        out.push_str("\nCommands HAProxy refused (not retried)\n");
+        for r in refused {
+            let _ = writeln!(
+                out,
+                "  {}/{} ({}): `{}`: {}",
+                str_of(&r["backend"]),
+                str_of(&r["slot"]),
+                str_of(&r["member"]),
+                str_of(&r["command"]),
+                str_of(&r["reply"]).trim()
+            );
+        }
+    }
+
     if let Some(refused) = h["refused"].as_array().filter(|r| !r.is_empty()) {
         out.push_str("\nRefused members\n");
         for r in refused {
@@ -277,5 +303,26 @@ mod tests {
         ));
         let v = json!({"ready": false, "haproxy": {"membership_synced": false}});
         assert!(status_text(&v, now).starts_with("ready: false (waiting for the cluster"));
+    }
+
+    #[test]
+    fn backend_errors_and_refused_commands_are_shown_with_their_reasons() {
+        let now = SystemTime::now();
+        let v = json!({"ready": false, "haproxy": {"membership_synced": true,
+            "backend_errors": {"nope": "backend \"nope\" does not exist in HAProxy (backends: web)"},
+            "refused_commands": [{"backend": "web", "slot": "web2", "member": "n1",
+                "command": "set weight web/web2 5",
+                "reply": "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n"}]}});
+        let text = status_text(&v, now);
+        assert!(
+            text.starts_with("ready: false (backends that cannot be managed: nope)\n"),
+            "{text}"
+        );
+        for part in [
+            "\nBackends that cannot be managed\n  nope: backend \"nope\" does not exist in HAProxy (backends: web)\n",
+            "\nCommands HAProxy refused (not retried)\n  web/web2 (n1): `set weight web/web2 5`: Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.\n",
+        ] {
+            assert!(text.contains(part), "{part:?} not in\n{text}");
+        }
     }
 }

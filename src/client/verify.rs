@@ -1,5 +1,7 @@
 //! `haserf verify`: read HAProxy's slots once (the same nom parsers and discovery as the
-//! agent) and print every backend's slot table; exit status 1 on any error.
+//! agent) and print the slot table of every backend with `server-template` slots (or of the
+//! `--backend`s given); only template slots are listed, static servers never; exit status 1
+//! on any error, including a `--backend` that is missing or has no template.
 
 use crate::control::model::{SlotState, SlotsReply};
 use crate::haproxy::Client;
@@ -12,6 +14,8 @@ use super::{Format, PLACEHOLDER};
 pub struct VerifyRequest {
     /// HAProxy runtime API: unix socket path or `IP:PORT`.
     pub haproxy_socket: String,
+    /// Only these backends (empty: every backend with `server-template` slots).
+    pub backends: Vec<String>,
     /// Output format.
     pub format: Format,
 }
@@ -44,8 +48,14 @@ pub fn run(req: &VerifyRequest) -> i32 {
             return 1;
         }
     };
+    for b in &req.backends {
+        if let Some(p) = obs.backend_problem(b) {
+            eprintln!("haserf verify: {p}");
+            return 1;
+        }
+    }
     let reply = SlotsReply {
-        slots: slot_views(&obs, &[], PLACEHOLDER),
+        slots: slot_views(&obs, &req.backends, PLACEHOLDER),
     };
     match req.format {
         Format::Json => out!(
@@ -57,7 +67,12 @@ pub fn run(req: &VerifyRequest) -> i32 {
                 "HAProxy pid {} up {}s, {} backend(s), {} slot(s)",
                 obs.pid,
                 obs.uptime_sec,
-                obs.backends.len(),
+                reply
+                    .slots
+                    .iter()
+                    .map(|s| &s.backend)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
                 reply.slots.len()
             );
             out!(

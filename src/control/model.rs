@@ -135,6 +135,13 @@ pub enum Request {
 ///   Lua sockets read one line into one `tune.bufsize` buffer) page through large lists.
 /// - `"max_bytes":B` (`status`): the largest fields are left out until the reply fits, and
 ///   listed in `"omitted"`.
+/// - `"framed":true` (any command): the reply line is preceded by a header line `#N`, N
+///   being the reply's length in bytes without its newline (`#14\n{"members":[]}\n`).
+/// - `"chunk":C` (with `"framed":true`): the N+1 bytes after the header are sent C bytes at
+///   a time (C at least 256); after each piece but the last the client sends an empty
+///   line to get the next. A reader that cannot hold more than one buffer (HAProxy's Lua
+///   sockets: one `tune.bufsize`, and 2.6/3.0 stop reading once it was full) then never
+///   has more than C bytes pending.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestOptions {
     /// `slots`: only the slots holding a member; free ones counted in `"free"`.
@@ -146,6 +153,12 @@ pub struct RequestOptions {
     /// Largest reply line wanted, in bytes (without the newline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<usize>,
+    /// Precede the reply with a `#<length>` header line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub framed: bool,
+    /// With `framed`: send the reply in acknowledged pieces of this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<usize>,
 }
 
 /// A whole request line: the command and its optional fields.

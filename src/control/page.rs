@@ -164,6 +164,8 @@ mod tests {
             used,
             offset,
             max_bytes,
+            framed: false,
+            chunk: None,
         }
     }
 

@@ -1,6 +1,9 @@
 //! Status socket server: a unix socket speaking JSON lines. One request object per line in,
 //! one reply object per line out. A bad line gets `{"error":"…"}` and the connection stays
-//! open; nothing a client sends can stop the agent. The one exception to "one line out":
+//! open; nothing a client sends can stop the agent. A request with `"framed":true` gets its
+//! reply behind a `#<length>` header line, with `"chunk":C` also cut into pieces of C bytes
+//! that the client asks for one by one ([`super::model::RequestOptions::framed`]). The
+//! one exception to "one line out":
 //! `leave` gets `{"leaving":true}` at once and, when the agent provides it
 //! ([`Handler::leave_outcome`]), `{"left":…}` once the leave is done; then the connection
 //! closes.
@@ -201,6 +204,7 @@ async fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Resu
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
+    let plain = Framing::default();
     loop {
         line.clear();
         let n = tokio::time::timeout(
@@ -216,42 +220,130 @@ async fn serve_connection(stream: UnixStream, handler: &dyn Handler) -> io::Resu
         }
         if line.len() > MAX_LINE {
             let reply = error_value(format!("request line longer than {MAX_LINE} bytes"));
-            write_reply(&mut write, &reply).await?;
+            write_reply(&mut write, &mut reader, &reply, plain).await?;
             return Ok(());
         }
-        let reply = match std::str::from_utf8(&line) {
-            Err(_) => error_value("request is not UTF-8"),
+        let text = match std::str::from_utf8(&line) {
+            Err(_) => {
+                let reply = error_value("request is not UTF-8");
+                write_reply(&mut write, &mut reader, &reply, plain).await?;
+                continue;
+            }
             Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => match parse_query(text) {
-                Ok(query) if query.request == Request::Leave => {
-                    write_reply(&mut write, &handler.handle_query(query)).await?;
-                    if let Some(mut outcome) = handler.leave_outcome() {
-                        let done =
-                            tokio::time::timeout(LEAVE_WAIT, outcome.wait_for(Option::is_some))
-                                .await
-                                .ok()
-                                .and_then(|r| r.ok().and_then(|v| v.clone()));
-                        if let Some(done) = done {
-                            write_reply(&mut write, &done).await?;
-                        }
-                    }
-                    return Ok(());
-                }
-                Ok(query) => handler.handle_query(query),
-                Err(reply) => reply,
-            },
+            Ok(text) => text,
         };
-        write_reply(&mut write, &reply).await?;
+        let framing = Framing::asked_in(text);
+        let reply = match parse_query(text) {
+            Ok(query) if query.request == Request::Leave => {
+                let reply = handler.handle_query(query);
+                write_reply(&mut write, &mut reader, &reply, framing).await?;
+                if let Some(mut outcome) = handler.leave_outcome() {
+                    let done = tokio::time::timeout(LEAVE_WAIT, outcome.wait_for(Option::is_some))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok().and_then(|v| v.clone()));
+                    if let Some(done) = done {
+                        write_reply(&mut write, &mut reader, &done, framing).await?;
+                    }
+                }
+                return Ok(());
+            }
+            Ok(query) => handler.handle_query(query),
+            Err(reply) => reply,
+        };
+        write_reply(&mut write, &mut reader, &reply, framing).await?;
     }
+}
+
+/// Smallest piece a chunked reply is cut into (a smaller `"chunk"` is raised to this).
+pub const MIN_CHUNK: usize = 256;
+/// Longest the server waits for the empty line that asks for the next piece of a chunked
+/// reply; then the connection is closed.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How one reply is written ([`super::model::RequestOptions::framed`] and `chunk`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Framing {
+    /// A `#<length>` header line before the reply.
+    pub framed: bool,
+    /// With `framed`: the reply after the header goes out this many bytes at a time, each
+    /// piece but the first after an empty line from the client.
+    pub chunk: Option<usize>,
+}
+
+impl Framing {
+    /// The framing a request line asks for, read leniently so that the error reply to an
+    /// otherwise bad request is framed too.
+    pub fn asked_in(text: &str) -> Framing {
+        let Ok(v) = serde_json::from_str::<Value>(text.trim()) else {
+            return Framing::default();
+        };
+        let framed = v.get("framed").and_then(Value::as_bool).unwrap_or(false);
+        let chunk = v
+            .get("chunk")
+            .and_then(Value::as_u64)
+            .map(|c| usize::try_from(c).unwrap_or(usize::MAX).max(MIN_CHUNK));
+        Framing {
+            framed,
+            chunk: chunk.filter(|_| framed),
+        }
+    }
+}
+
+/// One reply as written on the socket: the JSON line, behind a `#<length>` header line when
+/// `framed` (the length counts the JSON bytes, not the newline that ends them).
+pub fn reply_bytes(reply: &Value, framed: bool) -> Vec<u8> {
+    let json = serde_json::to_vec(reply).unwrap_or_else(|_| b"null".to_vec());
+    let mut bytes = Vec::with_capacity(json.len() + 24);
+    if framed {
+        bytes.extend_from_slice(format!("#{}\n", json.len()).as_bytes());
+    }
+    bytes.extend_from_slice(&json);
+    bytes.push(b'\n');
+    bytes
 }
 
 async fn write_reply(
     write: &mut tokio::net::unix::OwnedWriteHalf,
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
     reply: &Value,
+    framing: Framing,
 ) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec(reply)?;
-    bytes.push(b'\n');
-    write.write_all(&bytes).await
+    let bytes = reply_bytes(reply, framing.framed);
+    let Some(chunk) = framing.chunk else {
+        return write.write_all(&bytes).await;
+    };
+    let header_end = bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let (header, body) = bytes.split_at(header_end);
+    write.write_all(header).await?;
+    for (i, piece) in body.chunks(chunk).enumerate() {
+        if i > 0 {
+            wait_for_ack(reader).await?;
+        }
+        write.write_all(piece).await?;
+    }
+    Ok(())
+}
+
+/// Reads the empty line that asks for the next piece of a chunked reply.
+async fn wait_for_ack(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> io::Result<()> {
+    let mut ack = Vec::new();
+    let n = tokio::time::timeout(
+        ACK_TIMEOUT,
+        reader.take(MAX_LINE as u64).read_until(b'\n', &mut ack),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no acknowledgement of a piece"))??;
+    if n == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    if !ack.iter().all(u8::is_ascii_whitespace) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a chunked reply's piece acknowledged with something else than an empty line",
+        ));
+    }
+    Ok(())
 }
 
 fn resolve_group(group: &str) -> Option<u32> {
@@ -290,6 +382,26 @@ mod tests {
             err["error"].as_str().unwrap().starts_with("bad fields"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_framed_request_gets_a_length_header_before_its_reply_line() {
+        let q = parse_query(r#"{"cmd":"members","framed":true}"#).unwrap();
+        assert!(q.options.framed);
+        let framed = |t| Framing::asked_in(t).framed;
+        assert!(framed(r#"{"cmd":"members","framed":true}"#));
+        assert!(framed(r#"{"cmd":"nope","framed":true}"#));
+        assert!(!framed(r#"{"cmd":"members"}"#));
+        assert!(!framed("{nope"));
+        let f = Framing::asked_in(r#"{"cmd":"members","framed":true,"chunk":4096}"#);
+        assert_eq!(f.chunk, Some(4096));
+        let f = Framing::asked_in(r#"{"cmd":"members","framed":true,"chunk":1}"#);
+        assert_eq!(f.chunk, Some(MIN_CHUNK));
+        let f = Framing::asked_in(r#"{"cmd":"members","chunk":4096}"#);
+        assert_eq!(f, Framing::default(), "chunks only within a frame");
+        let reply = serde_json::json!({"members":[]});
+        assert_eq!(reply_bytes(&reply, true), b"#14\n{\"members\":[]}\n");
+        assert_eq!(reply_bytes(&reply, false), b"{\"members\":[]}\n");
     }
 
     #[test]

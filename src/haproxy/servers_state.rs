@@ -74,6 +74,17 @@ impl ServerState<'_> {
     }
 }
 
+impl ServersState<'_> {
+    /// The value of column `name` in `row` (`None` when the column is absent or `-`).
+    pub fn field<'r>(&self, row: &'r ServerState<'_>, name: &str) -> Option<&'r str> {
+        let c = self.columns.iter().position(|c| *c == name)?;
+        row.fields
+            .get(c)
+            .copied()
+            .filter(|v| *v != "-" && !v.is_empty())
+    }
+}
+
 /// A parsed `show servers state` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServersState<'a> {

@@ -123,6 +123,15 @@ impl AlertBook {
         })
     }
 
+    /// `(backend, subject)` of every active alert of `kind`.
+    pub fn active_subjects(&self, kind: AlertKind) -> Vec<(String, String)> {
+        self.alerts
+            .iter()
+            .filter(|a| a.resolved.is_none() && a.kind == kind)
+            .map(|a| (a.backend.clone(), a.subject.clone()))
+            .collect()
+    }
+
     /// Drops the alerts resolved more than [`RESOLVED_TTL`] before `now`.
     pub fn expire(&mut self, now: SystemTime) {
         self.alerts.retain(|a| match &a.resolved {

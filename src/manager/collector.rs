@@ -47,6 +47,20 @@ impl Collector for ManagerCollector {
         let one = |v: u64| -> [(Labels, u64); 1] { [(Vec::new(), v)] };
         encode_counter(&mut e, &names::APPLIES, &one(st.applies))?;
         encode_counter(&mut e, &names::APPLY_ERRORS, &one(st.apply_errors))?;
+        let mut backend_errors = Vec::new();
+        let mut refused = Vec::new();
+        for b in &inner.backends {
+            let n = i64::from(st.backend_errors.contains_key(b));
+            backend_errors.push((labels(&names::BACKEND_ERRORS, &[b]), n));
+            let r = st
+                .refused_commands
+                .iter()
+                .filter(|r| &r.backend == b)
+                .count();
+            refused.push((labels(&names::REFUSED_COMMANDS, &[b]), r as i64));
+        }
+        encode_gauge(&mut e, &names::BACKEND_ERRORS, &backend_errors)?;
+        encode_gauge(&mut e, &names::REFUSED_COMMANDS, &refused)?;
         encode_counter(&mut e, &names::DRIFT_REPAIRS, &one(st.drift_repairs))?;
         encode_counter(&mut e, &names::HAPROXY_RESTARTS, &one(st.haproxy_restarts))?;
         let shared = lock(&inner.shared);

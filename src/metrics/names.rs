@@ -154,6 +154,19 @@ pub const APPLY_ERRORS: Family = counter(
     "Runtime commands refused or failed exchanges.",
     &[],
 );
+/// Managed backends that cannot be managed: missing in HAProxy, without a
+/// `server-template`, or with a template haserf refuses (FQDN placeholder).
+pub const BACKEND_ERRORS: Family = gauge(
+    "haserf_backend_errors",
+    "Managed backends that cannot be managed (missing, no server-template, refused template).",
+    &["backend"],
+);
+/// Runtime commands HAProxy refused for a slot's current target (not retried).
+pub const REFUSED_COMMANDS: Family = gauge(
+    "haserf_refused_commands",
+    "Runtime commands HAProxy refused for a slot's current target, not retried.",
+    &["backend"],
+);
 /// Slots changed behind the agent's back and put back.
 pub const DRIFT_REPAIRS: Family = counter(
     "haserf_drift_repairs",
@@ -266,6 +279,29 @@ pub const SPOE_REJECTED: Family = counter(
     &[],
 );
 
+// ---- event handler scripts (`--event-handler`) ----------------------------------------
+
+/// Handler script runs by result: `ok` (exit 0), `failed` (non-zero exit, signal, could not
+/// start), `timeout` (killed at the handler timeout).
+pub const EVENT_HANDLER_RUNS: Family = counter(
+    "haserf_event_handler_runs",
+    "Event handler script runs, by result (ok, failed, timeout).",
+    &["result"],
+);
+/// Events not handed to a script because its queue was full.
+pub const EVENT_HANDLER_DROPPED: Family = counter(
+    "haserf_event_handler_dropped",
+    "Events dropped because an event handler's queue was full.",
+    &[],
+);
+/// Query handler outputs that could not be sent as the response (over
+/// `query_response_size_limit`, or after the query's deadline).
+pub const EVENT_HANDLER_RESPONSES_REFUSED: Family = counter(
+    "haserf_event_handler_responses_refused",
+    "Query handler outputs not sent as the response (too large or too late).",
+    &[],
+);
+
 // ---- the metrics endpoint itself ---------------------------------------------------------
 
 /// Connections to `--metrics-bind` refused or cut (over a limit, too slow, bad request).
@@ -291,6 +327,8 @@ pub const ALL: &[Family] = &[
     QUEUE_LENGTH,
     APPLIES,
     APPLY_ERRORS,
+    BACKEND_ERRORS,
+    REFUSED_COMMANDS,
     DRIFT_REPAIRS,
     HAPROXY_RESTARTS,
     SUSPICION_DRAINS,
@@ -308,6 +346,9 @@ pub const ALL: &[Family] = &[
     SPOE_NOTIFIES,
     SPOE_TRUNCATED,
     SPOE_REJECTED,
+    EVENT_HANDLER_RUNS,
+    EVENT_HANDLER_DROPPED,
+    EVENT_HANDLER_RESPONSES_REFUSED,
     METRICS_HTTP_REFUSED,
 ];
 

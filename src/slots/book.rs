@@ -51,15 +51,60 @@ enum Phase {
     },
 }
 
+/// Why a slot's occupant leaves it, in the words of the log line (`reason=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// The member sent a leave intent (Serf status `leaving`/`left`): drained, then released.
+    Leave,
+    /// The policy refused the member (bad tag, address outside `--allow-cidr`…): drained,
+    /// then released. Holds the policy's reason.
+    Refused(String),
+    /// The member is no longer in the cluster's list for this backend (reaped, or its tags
+    /// no longer select the backend): drained, then released.
+    Gone,
+    /// The member failed (crash or partition): its slot is emptied at once.
+    Crash,
+    /// A graceful departure finished (sessions ended or the drain deadline passed).
+    Released,
+    /// An address found in HAProxy that matches no member.
+    Unowned,
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::Leave => f.write_str("leave"),
+            Cause::Refused(why) => write!(f, "refused: {why}"),
+            Cause::Gone => f.write_str("gone"),
+            Cause::Crash => f.write_str("crash"),
+            Cause::Released => f.write_str("released"),
+            Cause::Unowned => f.write_str("unowned"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Occupant {
     /// `None`: an address found in HAProxy that matches no member (released gracefully).
     member: Option<String>,
+    /// Why it is leaving (set with [`Phase::Leaving`]).
+    cause: Option<Cause>,
     addr: IpAddr,
     port: u16,
     weight: Option<u16>,
     drain: bool,
     phase: Phase,
+}
+
+/// A slot whose graceful departure finished, from [`Book::release_done`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The slot, empty again.
+    pub slot: String,
+    /// Who held it (`None`: an unowned address).
+    pub member: Option<String>,
+    /// Why it left.
+    pub cause: Cause,
 }
 
 /// A drain deadline to schedule: when it fires, call [`Book::on_deadline`] with the token.
@@ -82,6 +127,11 @@ pub struct Book {
     rebuilt: bool,
     next_token: u64,
     unplaceable: Vec<String>,
+    /// The last occupant of a slot emptied since, and why (for the clearing's log line);
+    /// forgotten when the slot is given to someone.
+    former: HashMap<String, (Option<String>, Cause)>,
+    /// Why policy refused members (member → reason), from the manager.
+    refusals: HashMap<String, String>,
 }
 
 impl Book {
@@ -114,9 +164,27 @@ impl Book {
         &self.unplaceable
     }
 
+    /// The member a slot was last emptied of and why, until the slot is given again.
+    pub fn former(&self, slot: &str) -> Option<(Option<&str>, &Cause)> {
+        self.former.get(slot).map(|(m, c)| (m.as_deref(), c))
+    }
+
+    /// Why `slot`'s occupant is leaving, while it drains.
+    pub fn cause(&self, slot: &str) -> Option<&Cause> {
+        self.occupants.get(slot).and_then(|o| o.cause.as_ref())
+    }
+
+    /// The policy's refusals for this backend (member → reason): a member that loses its
+    /// slot because of one is logged as `refused: <reason>`.
+    pub fn set_refusals(&mut self, refusals: HashMap<String, String>) {
+        self.refusals = refusals;
+    }
+
     /// Forgets the rebuild so the next update matches members to HAProxy's slots again.
     pub fn forget(&mut self) {
+        let refusals = std::mem::take(&mut self.refusals);
         *self = Book::default();
+        self.refusals = refusals;
     }
 
     /// Feeds the desired members and the observed slots; returns new drain deadlines.
@@ -154,6 +222,7 @@ impl Book {
                 });
                 let occ = Occupant {
                     member: m.map(|d| d.name.clone()),
+                    cause: None,
                     addr,
                     port,
                     weight: m.and_then(|d| d.weight),
@@ -181,9 +250,18 @@ impl Book {
                     occ.weight = d.weight;
                     occ.drain = d.want == Want::Drain;
                     occ.phase = Phase::Serving;
+                    occ.cause = None;
                 }
-                _ => {
+                (want, _) => {
                     if occ.phase == Phase::Serving {
+                        occ.cause = Some(match (&occ.member, want) {
+                            (None, _) => Cause::Unowned,
+                            (Some(_), Some(Want::Leave)) => Cause::Leave,
+                            (Some(m), _) => match self.refusals.get(m) {
+                                Some(why) => Cause::Refused(why.clone()),
+                                None => Cause::Gone,
+                            },
+                        });
                         self.next_token += 1;
                         let deadline = now + drain_timeout;
                         occ.phase = Phase::Leaving {
@@ -205,6 +283,8 @@ impl Book {
                 member: Some(m), ..
             }) = self.occupants.remove(&slot)
             {
+                self.former
+                    .insert(slot.clone(), (Some(m.clone()), Cause::Crash));
                 self.remembered.insert(m, slot);
             }
         }
@@ -252,10 +332,12 @@ impl Book {
                     free.retain(|s| *s != slot);
                     placed.insert(d.name.clone());
                     self.remembered.remove(&d.name);
+                    self.former.remove(&slot);
                     self.occupants.insert(
                         slot,
                         Occupant {
                             member: Some(d.name.clone()),
+                            cause: None,
                             addr: d.addr,
                             port,
                             weight: d.weight,
@@ -289,7 +371,8 @@ impl Book {
     }
 
     /// Frees the slots whose graceful leave has finished (the slot is empty again).
-    pub fn release_done(&mut self, observed: &[ObservedSlot]) -> Vec<String> {
+    /// Returns each freed slot with its former member and why it left.
+    pub fn release_done(&mut self, observed: &[ObservedSlot]) -> Vec<Released> {
         let mut done = Vec::new();
         self.occupants.retain(|slot, occ| {
             let finished = matches!(occ.phase, Phase::Leaving { .. })
@@ -298,10 +381,18 @@ impl Book {
                     .find(|o| &o.name == slot)
                     .is_some_and(|o| o.admin == crate::haproxy::AdminState::Maint);
             if finished {
-                done.push(slot.clone());
+                done.push(Released {
+                    slot: slot.clone(),
+                    member: occ.member.clone(),
+                    cause: occ.cause.clone().unwrap_or(Cause::Gone),
+                });
             }
             !finished
         });
+        for r in &done {
+            self.former
+                .insert(r.slot.clone(), (r.member.clone(), Cause::Released));
+        }
         done
     }
 

@@ -18,7 +18,10 @@ pub mod reconciler;
 pub mod rendezvous;
 
 pub use admission::{Admission, Admit, Probe};
-pub use book::{Book, DesiredMember, Want};
+pub use book::{Book, Cause, DesiredMember, Released, Want};
 pub use discovery::{discover, Observed, ObservedSlot};
 pub use planner::{plan, plan_slot, PlanContext, Target};
-pub use reconciler::{spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus};
+pub use reconciler::{
+    spawn_reconciler, FirstCheckWait, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus,
+    RefusedCommand,
+};

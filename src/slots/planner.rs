@@ -16,7 +16,8 @@ pub enum Target {
     Serve {
         /// Member address.
         addr: IpAddr,
-        /// Member port.
+        /// Member port; 0 on a port-less template without a `port` tag: the address is
+        /// set without a port and HAProxy keeps connecting to the client's port.
         port: u16,
         /// Weight (the configured one when the member has no `weight` tag).
         weight: u32,
@@ -45,8 +46,34 @@ pub enum Target {
 pub struct PlanContext {
     /// Address of a free slot.
     pub placeholder: IpAddr,
-    /// Port of a free slot (the template port).
+    /// Port of a free slot (the template port); 0 for a port-less template.
     pub template_port: u16,
+}
+
+/// `Some(port)`, or `None` for port 0 (a port-less template: HAProxy keeps its port).
+fn port_arg(port: u16) -> Option<u16> {
+    (port != 0).then_some(port)
+}
+
+/// The slot's address is `addr:port` (any port when `port` is 0: port-less template).
+fn at(obs: &ObservedSlot, addr: IpAddr, port: u16) -> bool {
+    obs.addr == Some(addr) && (port == 0 || obs.port == Some(port))
+}
+
+/// True when an agent-check, not haserf, holds the slot's state: the slot has an
+/// `agent-check`, serves the target's member and is in drain or maint while the target
+/// wants it ready. HAProxy's agent sets `drain`, `maint` and weights itself (`DRAIN
+/// (agent)`); once haserf has seen the slot settled on its target, it does not fight that.
+pub fn agent_holds(target: &Target, obs: &ObservedSlot) -> bool {
+    match target {
+        Target::Serve {
+            addr,
+            port,
+            drain: false,
+            ..
+        } => obs.agent && at(obs, *addr, *port) && obs.admin != AdminState::Ready,
+        _ => false,
+    }
 }
 
 /// Why a slot gets commands (for the log line).
@@ -97,10 +124,12 @@ pub fn plan_slot(
     let s = obs.name.as_str();
     let mut cmds = Vec::new();
     let mut reason = None;
-    let mut push = |c: Result<Command, _>| {
-        if let Ok(c) = c {
-            cmds.push(c);
-        }
+    // a command that cannot be built (a bad name) stops the slot's sequence: the later
+    // steps assume the earlier ones were sent
+    let mut broken = false;
+    let mut push = |c: Result<Command, _>| match c {
+        Ok(c) if !broken => cmds.push(c),
+        _ => broken = true,
     };
     match target {
         Target::Serve {
@@ -110,17 +139,18 @@ pub fn plan_slot(
             drain,
             admitted,
         } => {
-            let addr_ok = obs.addr == Some(*addr) && obs.port == Some(*port);
+            let addr_ok = at(obs, *addr, *port);
             let mut admin = obs.admin;
             if !addr_ok {
                 if admin != AdminState::Maint {
                     push(Command::set_state(backend, s, AdminState::Maint));
                     admin = AdminState::Maint;
                 }
-                push(Command::set_addr(backend, s, *addr, Some(*port)));
+                push(Command::set_addr(backend, s, *addr, port_arg(*port)));
                 reason = Some(Reason::Assign);
             }
-            if obs.weight != *weight {
+            // an agent-check owns the weight of its slot
+            if !obs.agent && obs.weight != *weight {
                 push(Command::set_weight(
                     backend,
                     s,
@@ -151,7 +181,7 @@ pub fn plan_slot(
             port,
             deadline_passed,
         } => {
-            let same = obs.addr == Some(*addr) && obs.port == Some(*port);
+            let same = at(obs, *addr, *port);
             if !same || obs.admin == AdminState::Maint {
                 return plan_slot(backend, &Target::Empty, obs, ctx);
             }
@@ -164,7 +194,7 @@ pub fn plan_slot(
                     backend,
                     s,
                     ctx.placeholder,
-                    Some(ctx.template_port),
+                    port_arg(ctx.template_port),
                 ));
                 reason = Some(Reason::Release);
             } else if obs.admin != AdminState::Drain {
@@ -177,17 +207,20 @@ pub fn plan_slot(
             // cleared when it is next used, so it is not touched here
             if obs.admin != AdminState::Maint {
                 push(Command::set_state(backend, s, AdminState::Maint));
-                if obs.addr != Some(ctx.placeholder) || obs.port != Some(ctx.template_port) {
+                if !at(obs, ctx.placeholder, ctx.template_port) {
                     push(Command::set_addr(
                         backend,
                         s,
                         ctx.placeholder,
-                        Some(ctx.template_port),
+                        port_arg(ctx.template_port),
                     ));
                 }
                 reason = Some(Reason::Clear);
             }
         }
+    }
+    if broken {
+        return (Vec::new(), reason);
     }
     (cmds, reason)
 }

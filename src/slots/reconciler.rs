@@ -3,6 +3,12 @@
 //! drift (a slot changed by hand, HAProxy restarted or reloaded and lost its runtime state,
 //! detected through `show info` pid and start time), keeps extra members in a queue, and
 //! retries an unreachable socket with backoff while nothing else stops.
+//!
+//! Convergence is an invariant: a managed backend that is missing or has no template is a
+//! backend error (not ready, nothing touched); a command HAProxy refuses is remembered with
+//! the slot's target and not sent again until the target changes or HAProxy restarts; a
+//! slot whose agent-check drained or disabled it after haserf put it in service is left to
+//! the agent. Once converged, passes only read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,11 +21,13 @@ use tokio::task::JoinHandle;
 use crate::control::model::SlotView;
 use crate::haproxy::{Client, Command};
 use crate::metrics::latency::Latency;
+use crate::repeats::{Repeats, Verdict};
 
 use super::admission::{Admission, Admit, PROBE_RETRY};
+use super::book::Cause;
 use super::book::{Book, DesiredMember, TimerRequest};
-use super::discovery::{discover, slot_state, template_port, Observed};
-use super::planner::{plan_slot, PlanContext, Reason, Target};
+use super::discovery::{discover, slot_state, template_placeholder, template_port, Observed};
+use super::planner::{agent_holds, plan_slot, PlanContext, Reason, Target};
 
 /// How long a slot that waits (for its first check, or for sessions to end) is polled at
 /// the fast-poll rate before falling back to the resync interval.
@@ -98,10 +106,80 @@ pub struct ReconcilerStatus {
     pub passes: u64,
     /// Last error, if the last pass failed.
     pub last_error: Option<String>,
+    /// Managed backends that cannot be managed, with the reason: missing in HAProxy, no
+    /// `server-template`, or a template haserf refuses (FQDN placeholder). The agent is
+    /// not ready while this is not empty.
+    pub backend_errors: BTreeMap<String, String>,
+    /// Commands HAProxy refused for a slot's current target; not retried until the
+    /// target changes (another member, address, port, weight or state) or HAProxy restarts.
+    pub refused_commands: Vec<RefusedCommand>,
     /// Time the last filled slot spent in drain waiting for its first health check (ms).
     pub check_gate_last_ms: Option<u64>,
     /// Longest such wait seen (ms).
     pub check_gate_max_ms: Option<u64>,
+    /// Filled slots still in drain, waiting for their first passing health check.
+    pub awaiting_first_check: Vec<FirstCheckWait>,
+}
+
+/// A filled slot waiting for its first passing health check (HAProxy keeps it in drain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirstCheckWait {
+    /// Backend.
+    pub backend: String,
+    /// Slot (server name).
+    pub slot: String,
+    /// Member put in it.
+    pub member: String,
+    /// How long it has waited (since the agent filled the slot), in milliseconds.
+    pub waited_ms: u64,
+}
+
+/// A runtime command HAProxy refused, as `haserf status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedCommand {
+    /// Backend.
+    pub backend: String,
+    /// Slot (server) name.
+    pub slot: String,
+    /// Member the command was for, if any.
+    pub member: Option<String>,
+    /// The command line.
+    pub command: String,
+    /// HAProxy's reply.
+    pub reply: String,
+}
+
+/// The refused commands of one slot and the target they were for.
+#[derive(Debug, Clone)]
+struct Refusals {
+    target: Target,
+    commands: Vec<RefusedCommand>,
+}
+
+impl Refusals {
+    /// Drops what HAProxy already refused for this target: a refused `set server addr`
+    /// drops the whole sequence (every later step assumes the address), any other refused
+    /// command only itself (a static algorithm refusing `set weight 5` leaves the member
+    /// in at full weight).
+    fn filter(&self, cmds: &mut Vec<Command>) {
+        let refused = |c: &Command| self.commands.iter().any(|r| r.command == c.to_string());
+        if cmds
+            .iter()
+            .any(|c| matches!(c, Command::SetAddr { .. }) && refused(c))
+        {
+            cmds.clear();
+        } else {
+            cmds.retain(|c| !refused(c));
+        }
+    }
+}
+
+/// One slot's planned commands.
+struct SlotBatch {
+    key: (String, String),
+    member: Option<String>,
+    target: Target,
+    cmds: Vec<Command>,
 }
 
 /// The agent's probe of a member address.
@@ -117,6 +195,7 @@ struct ProbeState {
 
 enum Msg {
     Desired(String, Vec<DesiredMember>, Option<SystemTime>),
+    Refusals(String, HashMap<String, String>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -164,6 +243,13 @@ impl ReconcilerHandle {
             .send(Msg::Desired(backend.to_string(), members, Some(changed)));
     }
 
+    /// The policy's refusals in `backend` (member → reason), so that a member losing its
+    /// slot to one is logged as `refused: <reason>`. Send before the matching
+    /// [`ReconcilerHandle::set_desired`].
+    pub fn set_refusals(&self, backend: &str, refusals: HashMap<String, String>) {
+        let _ = self.tx.send(Msg::Refusals(backend.to_string(), refusals));
+    }
+
     /// The latest status.
     pub fn status(&self) -> ReconcilerStatus {
         self.status.borrow().clone()
@@ -197,19 +283,23 @@ struct State {
     desired: HashMap<String, Vec<DesiredMember>>,
     books: HashMap<String, Book>,
     tports: HashMap<String, u16>,
+    placeholders: HashMap<String, IpAddr>,
     timers: Vec<Timer>,
     converged: HashMap<(String, String), Target>,
+    refused: HashMap<(String, String), Refusals>,
     gate: HashMap<(String, String), Instant>,
-    /// Per backend, the earliest membership change not yet turned into commands.
-    changes: HashMap<String, SystemTime>,
-    /// The agent's probes (`--admit check`), by member address.
-    probes: HashMap<SocketAddr, ProbeState>,
-    probe_tx: mpsc::UnboundedSender<(SocketAddr, Result<(), String>)>,
     waiting_since: HashMap<(String, String), Instant>,
     proc_id: Option<(u32, Option<u64>)>,
     status: ReconcilerStatus,
     backoff: Duration,
     next_pass: Instant,
+    /// Rate limit of the "reconcile failed" line.
+    repeats: Repeats,
+    /// Per backend, the earliest membership change not yet turned into commands.
+    changes: HashMap<String, SystemTime>,
+    /// The agent's probes (`--admit check`), by member address.
+    probes: HashMap<SocketAddr, ProbeState>,
+    probe_tx: mpsc::UnboundedSender<(SocketAddr, Result<(), String>)>,
 }
 
 async fn run(
@@ -230,16 +320,19 @@ async fn run(
         client,
         desired: HashMap::new(),
         tports: HashMap::new(),
+        placeholders: HashMap::new(),
         timers: Vec::new(),
         converged: HashMap::new(),
+        refused: HashMap::new(),
         gate: HashMap::new(),
-        changes: HashMap::new(),
-        probes: HashMap::new(),
-        probe_tx,
         waiting_since: HashMap::new(),
         proc_id: None,
         status: ReconcilerStatus::default(),
         next_pass: Instant::now(),
+        repeats: Repeats::default(),
+        changes: HashMap::new(),
+        probes: HashMap::new(),
+        probe_tx,
     };
     loop {
         let wake = st
@@ -260,15 +353,15 @@ async fn run(
                             return;
                         }
                         Some(Msg::Desired(b, m, changed)) => {
-                            if !st.books.contains_key(&b) {
-                                st.books.insert(b.clone(), Book::new());
-                                st.cfg.backends.push(b.clone());
-                            }
+                            st.book(&b);
                             if let Some(t) = changed {
                                 let e = st.changes.entry(b.clone()).or_insert(t);
                                 *e = (*e).min(t);
                             }
                             st.desired.insert(b, m);
+                        }
+                        Some(Msg::Refusals(b, r)) => {
+                            st.book(&b).set_refusals(r);
                         }
                     }
                     match rx.try_recv() {
@@ -310,6 +403,14 @@ async fn run(
 }
 
 impl State {
+    /// The book of `backend`, created (and the backend managed) on first mention.
+    fn book(&mut self, backend: &str) -> &mut Book {
+        if !self.books.contains_key(backend) {
+            self.cfg.backends.push(backend.to_string());
+        }
+        self.books.entry(backend.to_string()).or_default()
+    }
+
     fn fire_timers(&mut self) {
         let now = Instant::now();
         let (due, rest): (Vec<Timer>, Vec<Timer>) =
@@ -329,7 +430,10 @@ impl State {
     }
 
     fn fail(&mut self, what: String) {
-        tracing::warn!(error = %what, retry_ms = self.backoff.as_millis() as u64, "HAProxy reconcile failed");
+        if let Verdict::Log { repeated } = self.repeats.fail(&what, Instant::now()) {
+            tracing::warn!(error = %what, retry_ms = self.backoff.as_millis() as u64,
+                repeated_since_last_line = repeated, "HAProxy reconcile failed (the same error is logged again at most once a minute)");
+        }
         self.status.last_error = Some(what);
         self.status.apply_errors += 1;
         self.next_pass = Instant::now() + self.backoff;
@@ -358,6 +462,10 @@ impl State {
             ));
             return None;
         }
+        let failures = self.repeats.ok();
+        if failures > 0 {
+            tracing::info!(failures, "HAProxy reconcile works again");
+        }
         let id = (obs.pid, obs.start_time_sec);
         if let Some(prev) = self.proc_id {
             if prev != id {
@@ -367,6 +475,8 @@ impl State {
                     "HAProxy restarted or reloaded; re-pushing every slot"
                 );
                 self.status.haproxy_restarts += 1;
+                // a new process may accept what the old one refused (a changed config)
+                self.refused.clear();
             }
         }
         self.proc_id = Some(id);
@@ -378,26 +488,47 @@ impl State {
     /// One reconcile pass: read HAProxy, plan, apply in one batch, read back. `more` says
     /// whether other changes wait already (desired members, probe results): then the
     /// read-back is left to the next pass, which reads HAProxy first anyway, so a burst
-    /// costs two runtime-API exchanges per batch instead of three.
+    /// costs one exchange less per batch.
     async fn pass(&mut self, more: &(dyn Fn() -> bool + Sync)) {
         self.status.passes += 1;
         let Some(obs) = self.observe().await else {
             return;
         };
         let now = Instant::now();
-        let placeholder = self.cfg.placeholder;
-        let mut cmds: Vec<Command> = Vec::new();
         let mut pending = false;
         let mut errors: Vec<String> = Vec::new();
         let mut waiting_for_desired = false;
+        let mut problems = BTreeMap::new();
+        let mut batches: Vec<SlotBatch> = Vec::new();
         // backends planned this pass, and those of them that got commands
         let mut planned: Vec<String> = Vec::new();
         let mut commanded: std::collections::BTreeSet<String> = Default::default();
         for b in self.cfg.backends.clone() {
+            if let Some(p) = obs.backend_problem(&b) {
+                if self.status.backend_errors.get(&b) != Some(&p) {
+                    tracing::error!(backend = %b, error = %p, "backend cannot be managed; its servers are left alone");
+                }
+                errors.push(p.clone());
+                problems.insert(b.clone(), p);
+                continue;
+            }
             let Some(slots) = obs.backends.get(&b) else {
-                errors.push(format!("backend {b:?} has no servers in HAProxy"));
                 continue;
             };
+            if !self.status.backend_errors.contains_key(&b) && !self.tports.contains_key(&b) {
+                tracing::info!(
+                    backend = %b,
+                    slots = slots.len(),
+                    templates = ?obs.templates.get(&b).map(|t| t.iter().map(|t| format!("{}{}-{}", t.prefix, t.numbers.0, t.numbers.1)).collect::<Vec<_>>()),
+                    static_servers = ?obs.static_servers.get(&b).cloned().unwrap_or_default(),
+                    algo = obs.algos.get(&b).map_or("-", String::as_str),
+                    "backend slots discovered (static servers are left alone)"
+                );
+            }
+            let placeholder = *self
+                .placeholders
+                .entry(b.clone())
+                .or_insert_with(|| template_placeholder(slots, self.cfg.placeholder));
             if !self.tports.contains_key(&b) {
                 if let Some(p) = template_port(slots, placeholder) {
                     self.tports.insert(b.clone(), p);
@@ -411,8 +542,15 @@ impl State {
                 continue;
             };
             let book = self.books.entry(b.clone()).or_default();
-            for slot in book.release_done(slots) {
-                tracing::info!(backend = %b, slot = %slot, "slot freed after graceful leave");
+            for r in book.release_done(slots) {
+                tracing::info!(
+                    member = r.member.as_deref().unwrap_or("-"),
+                    backend = %b,
+                    slot = %r.slot,
+                    reason = %Cause::Released,
+                    after = %r.cause,
+                    "slot freed"
+                );
             }
             let timers: Vec<TimerRequest> = book.update(
                 &desired,
@@ -446,8 +584,20 @@ impl State {
             let book = &self.books[&b];
             // targets come in the order of `slots`
             for ((slot, target), o) in targets.into_iter().zip(slots.iter()) {
-                let (c, reason) = plan_slot(&b, &target, o, &ctx);
                 let key = (b.clone(), slot.clone());
+                if agent_holds(&target, o) && self.converged.get(&key) == Some(&target) {
+                    // the slot's agent-check drained or disabled it after haserf had put it
+                    // in rotation: the agent decides, haserf does not fight it
+                    continue;
+                }
+                let (mut c, reason) = plan_slot(&b, &target, o, &ctx);
+                if let Some(r) = self.refused.get(&key) {
+                    if r.target == target {
+                        r.filter(&mut c);
+                    } else {
+                        self.refused.remove(&key);
+                    }
+                }
                 if c.is_empty() {
                     if matches!(target, Target::Leave { .. })
                         || matches!(target, Target::Serve { drain: false, .. }
@@ -504,38 +654,50 @@ impl State {
                     }
                     Target::Empty => "-".into(),
                 };
+                let former = book.former(&slot);
+                let member = book
+                    .member_of(&slot)
+                    .or(former.and_then(|(m, _)| m))
+                    .unwrap_or("-");
+                // the words of the log: why the member goes (or went), where it does
+                let why = match (reason, book.cause(&slot), former) {
+                    (Reason::Drain, Some(c), _) => c.to_string(),
+                    (Reason::Release, _, _) => Cause::Released.to_string(),
+                    (Reason::Clear, None, Some((_, c))) => c.to_string(),
+                    (Reason::Clear, None, None) => Cause::Unowned.to_string(),
+                    _ => reason.as_str().to_string(),
+                };
                 tracing::info!(
-                    member = book.member_of(&slot).unwrap_or("-"),
+                    member,
                     backend = %b,
                     slot = %slot,
                     addr = %addr,
-                    reason = reason.as_str(),
+                    reason = %why,
                     commands = c.len(),
                     "slot change"
                 );
-                cmds.extend(c);
+                batches.push(SlotBatch {
+                    key,
+                    member: book.member_of(&slot).map(str::to_string),
+                    target,
+                    cmds: c,
+                });
             }
         }
+        self.status.backend_errors = problems;
         let mut final_obs = obs;
         let mut refused = false;
-        if !cmds.is_empty() {
-            match self.client.run(&cmds).await {
-                Ok(results) => {
-                    let answered = SystemTime::now();
-                    self.status.applies += 1;
-                    self.status.last_apply = Some(answered);
-                    self.record_change_latency(&commanded, answered);
-                    for (c, r) in cmds.iter().zip(results) {
-                        if let Err(e) = r {
-                            refused = true;
-                            self.status.apply_errors += 1;
-                            tracing::warn!(command = %c, error = %e, "HAProxy refused a command");
-                            errors.push(format!("`{c}`: {e}"));
-                        }
+        if !batches.is_empty() {
+            match self.apply(&batches).await {
+                Ok(new) => {
+                    refused = !new.is_empty();
+                    errors.extend(new);
+                    if let Some(answered) = self.status.last_apply {
+                        self.record_change_latency(&commanded, answered);
                     }
                 }
                 Err(e) => {
-                    self.fail(e.to_string());
+                    self.fail(e);
                     return;
                 }
             }
@@ -555,12 +717,21 @@ impl State {
                         continue;
                     };
                     let ctx = PlanContext {
-                        placeholder,
+                        placeholder: self.placeholder_of(b),
                         template_port: *tport,
                     };
                     let targets = self.admitted(b, self.books[b].targets(slots));
                     for ((slot, target), s) in targets.into_iter().zip(slots.iter()) {
-                        let (c, r) = plan_slot(b, &target, s, &ctx);
+                        let key = (b.clone(), slot.clone());
+                        if agent_holds(&target, s) && self.converged.get(&key) == Some(&target) {
+                            continue;
+                        }
+                        let (mut c, r) = plan_slot(b, &target, s, &ctx);
+                        if let Some(rf) = self.refused.get(&key) {
+                            if rf.target == target {
+                                rf.filter(&mut c);
+                            }
+                        }
                         if super::planner::satisfied(&target, s, &ctx) {
                             self.converged
                                 .insert((b.clone(), slot.clone()), target.clone());
@@ -599,8 +770,19 @@ impl State {
         } else {
             Some(errors.join("; "))
         };
-        // ready once every backend got its desired members and was reconciled once
-        if !waiting_for_desired {
+        self.status.refused_commands = self
+            .refused
+            .values()
+            .flat_map(|r| r.commands.iter().cloned())
+            .collect();
+        self.status
+            .refused_commands
+            .sort_by(|a, b| (&a.backend, &a.slot).cmp(&(&b.backend, &b.slot)));
+        // ready once every backend got its desired members and was reconciled once; a
+        // backend that cannot be managed keeps the agent not ready
+        if !self.status.backend_errors.is_empty() {
+            self.status.ready = false;
+        } else if !waiting_for_desired {
             self.status.ready = true;
         }
         self.prune_probes(&final_obs);
@@ -620,6 +802,83 @@ impl State {
             }
         };
         self.next_pass = Instant::now() + delay;
+    }
+
+    /// Sends the planned commands: first every slot's steps up to and including its
+    /// `set server addr`, then, for the slots whose first part HAProxy accepted, the rest
+    /// (a refused address must not be followed by `ready` at the old one). One round trip
+    /// when no address changes. Refusals are remembered per slot and target and reported
+    /// once. Returns the new refusals (one line each), or the exchange error.
+    async fn apply(&mut self, batches: &[SlotBatch]) -> Result<Vec<String>, String> {
+        let split = |b: &SlotBatch| {
+            b.cmds
+                .iter()
+                .position(|c| matches!(c, Command::SetAddr { .. }))
+                .map_or(b.cmds.len(), |i| i + 1)
+        };
+        let mut refusals = Vec::new();
+        let mut first_ok = vec![true; batches.len()];
+        for phase in 0..2 {
+            let mut cmds: Vec<Command> = Vec::new();
+            let mut owner: Vec<usize> = Vec::new();
+            for (i, b) in batches.iter().enumerate() {
+                let part = if phase == 0 {
+                    &b.cmds[..split(b)]
+                } else if first_ok[i] {
+                    &b.cmds[split(b)..]
+                } else {
+                    &[]
+                };
+                cmds.extend(part.iter().cloned());
+                owner.extend(std::iter::repeat_n(i, part.len()));
+            }
+            if cmds.is_empty() {
+                continue;
+            }
+            let results = self.client.run(&cmds).await.map_err(|e| e.to_string())?;
+            self.status.applies += 1;
+            self.status.last_apply = Some(SystemTime::now());
+            for ((c, r), i) in cmds.iter().zip(results).zip(owner) {
+                let Err(e) = r else { continue };
+                first_ok[i] = false;
+                self.status.apply_errors += 1;
+                let b = &batches[i];
+                refusals.push(format!(
+                    "{}/{}: HAProxy refused `{c}`: {e}",
+                    b.key.0, b.key.1
+                ));
+                tracing::warn!(backend = %b.key.0, slot = %b.key.1, member = b.member.as_deref().unwrap_or("-"),
+                    command = %c, reply = %e, "HAProxy refused a command; not retried for this target");
+                let entry = self
+                    .refused
+                    .entry(b.key.clone())
+                    .or_insert_with(|| Refusals {
+                        target: b.target.clone(),
+                        commands: Vec::new(),
+                    });
+                if entry.target != b.target {
+                    entry.target = b.target.clone();
+                    entry.commands.clear();
+                }
+                entry.commands.push(RefusedCommand {
+                    backend: b.key.0.clone(),
+                    slot: b.key.1.clone(),
+                    member: b.member.clone(),
+                    command: c.to_string(),
+                    reply: e.to_string(),
+                });
+            }
+        }
+        Ok(refusals)
+    }
+
+    /// The placeholder address of `backend`'s free slots (as first seen), else the
+    /// configured default.
+    fn placeholder_of(&self, backend: &str) -> IpAddr {
+        self.placeholders
+            .get(backend)
+            .copied()
+            .unwrap_or(self.cfg.placeholder)
     }
 
     /// `targets` with `admitted` set where the backend's admission allows `ready` before
@@ -731,22 +990,27 @@ impl State {
             }
         }
     }
-
     fn refresh_views(&mut self, obs: &Observed) {
         let mut views = Vec::new();
         let mut queue = BTreeMap::new();
         for b in &self.cfg.backends {
             let book = &self.books[b];
             queue.insert(b.clone(), book.queue().to_vec());
-            let Some(slots) = obs.backends.get(b) else {
+            // a refused backend's servers are not slots haserf manages
+            let Some(slots) = obs
+                .backends
+                .get(b)
+                .filter(|_| !self.status.backend_errors.contains_key(b))
+            else {
                 continue;
             };
+            let placeholder = self.placeholder_of(b);
             for s in slots {
                 views.push(SlotView {
                     backend: b.clone(),
                     slot: s.name.clone(),
                     member: book.member_of(&s.name).map(str::to_string),
-                    addr: if s.is_empty_slot(self.cfg.placeholder) {
+                    addr: if s.is_empty_slot(placeholder) {
                         None
                     } else {
                         s.addr_port()
@@ -758,5 +1022,22 @@ impl State {
         }
         self.status.slots = views;
         self.status.queue = queue;
+        // a slot whose member left (or was replaced) no longer waits
+        let books = &self.books;
+        self.gate
+            .retain(|(b, slot), _| books.get(b).is_some_and(|k| k.member_of(slot).is_some()));
+        let now = Instant::now();
+        let mut waits: Vec<FirstCheckWait> = self
+            .gate
+            .iter()
+            .map(|((b, slot), since)| FirstCheckWait {
+                backend: b.clone(),
+                slot: slot.clone(),
+                member: books[b].member_of(slot).unwrap_or("-").to_string(),
+                waited_ms: now.duration_since(*since).as_millis() as u64,
+            })
+            .collect();
+        waits.sort_by(|a, b| (&a.backend, &a.slot).cmp(&(&b.backend, &b.slot)));
+        self.status.awaiting_first_check = waits;
     }
 }

@@ -28,7 +28,8 @@ use crate::support::*;
 #[derive(Default)]
 pub struct SharedView {
     state: Mutex<(Vec<MemberView>, Vec<SlotView>)>,
-    /// Answer like an agent older than paging (options ignored, whole lists).
+    /// Answer like an agent older than paging (paging options ignored, whole lists; the
+    /// server still frames replies asked `"framed":true`).
     pub no_paging: AtomicBool,
     /// Tells the map task (when one runs) that the view changed.
     changed: Mutex<Option<tokio::sync::watch::Sender<ReconcilerStatus>>>,

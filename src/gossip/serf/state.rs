@@ -55,7 +55,7 @@ pub(crate) struct Serf {
 impl Serf {
     /// The layer of the member configured by `cfg`, advertising `adv`.
     pub fn new(cfg: &GossipConfig, adv: SocketAddr) -> Self {
-        Serf {
+        let mut serf = Serf {
             adv,
             tags: cfg.tags.clone(),
             members: Members::new(&cfg.node_name),
@@ -69,7 +69,13 @@ impl Serf {
             conflict: NameConflict::default(),
             leave: Leave::new(cfg.broadcast_timeout, cfg.leave_propagate_delay),
             cfg: cfg.clone(),
+        };
+        if let Some((member, event, query)) = cfg.restored_clocks {
+            serf.clock.witness(member);
+            serf.events.witness_remote(event + 1, true);
+            serf.queries.witness_remote(query + 1, true);
         }
+        serf
     }
 
     /// The (member, event, query) clocks.
