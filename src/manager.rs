@@ -40,6 +40,11 @@ use alerts::{AlertBook, AlertKind};
 /// The policy's clock (failed grace, guard hold) ticks this often even without membership
 /// changes; also the resync safety net.
 pub const TICK: Duration = Duration::from_secs(1);
+/// Before its first evaluation the manager waits until the member table stayed unchanged
+/// this long (a join's push/pulls arrive one by one)…
+pub const SETTLE_QUIET: Duration = Duration::from_millis(50);
+/// …but no longer than this.
+pub const SETTLE_MAX: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -319,6 +324,17 @@ async fn evaluate_loop<C, S>(
 {
     if synced.wait_for(|s| *s).await.is_err() {
         return;
+    }
+    // the first evaluation waits for the table to settle: the push/pulls of a join (or of a
+    // restarted agent finding its members through the served slots) land one by one, and an
+    // evaluation between them would drain the members not heard of yet
+    let settle = tokio::time::Instant::now();
+    while settle.elapsed() < SETTLE_MAX {
+        match tokio::time::timeout(SETTLE_QUIET, members.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => return,
+            Err(_) => break,
+        }
     }
     tracing::info!("membership known: managing HAProxy slots");
     // the first evaluation covers everything known so far and dates from now
