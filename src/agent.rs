@@ -695,15 +695,13 @@ fn on_event(
             });
         }
         member_event => {
+            // the manager waits on the member table itself (`Gossip::watch_members`)
             tracing::debug!(event = ?member_event, "member event");
             if let Some((event, m)) = serf_member_event(&member_event) {
                 rpc.publish(StreamEvent::Member {
                     event,
                     members: vec![crate::rpc::handler::rpc_member(m)],
                 });
-            }
-            if let Some(m) = manager {
-                m.membership_changed();
             }
         }
     }

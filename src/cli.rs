@@ -374,6 +374,15 @@ pub struct AgentArgs {
     /// Partition guard: how long the last good set is held (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub partition_guard_hold: Option<String>,
+    /// When a placed member goes in rotation: check (after a passed health check, default)
+    /// or gossip (at once); MODE for every backend or BACKEND=MODE; repeatable.
+    #[arg(long = "admit", value_name = "[BACKEND=]check|gossip")]
+    pub admit: Vec<String>,
+    /// The agent's own check of a new member in `check` mode, as the backend's check line:
+    /// tcp (default), http:/PATH, or haproxy (no probe: wait for HAProxy's first check);
+    /// repeatable per backend.
+    #[arg(long = "admit-probe", value_name = "[BACKEND=]tcp|http:/PATH|haproxy")]
+    pub admit_probe: Vec<String>,
 }
 
 impl From<AgentArgs> for AgentOptions {
@@ -415,6 +424,8 @@ impl From<AgentArgs> for AgentOptions {
             partition_guard_share,
             partition_guard_window,
             partition_guard_hold,
+            admit,
+            admit_probe,
         } = args;
         AgentOptions {
             node,
@@ -453,6 +464,8 @@ impl From<AgentArgs> for AgentOptions {
             partition_guard_share,
             partition_guard_window,
             partition_guard_hold,
+            admit,
+            admit_probe,
         }
     }
 }

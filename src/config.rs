@@ -95,6 +95,10 @@ pub struct AgentOptions {
     pub partition_guard_window: Option<String>,
     /// `--partition-guard-hold`: duration string.
     pub partition_guard_hold: Option<String>,
+    /// `--admit [BACKEND=]check|gossip` (repeated).
+    pub admit: Vec<String>,
+    /// `--admit-probe [BACKEND=]tcp|http:/PATH` (repeated).
+    pub admit_probe: Vec<String>,
 }
 
 /// Log line format of the agent (`--log-format`, `log_format`).
@@ -168,6 +172,10 @@ pub struct FileConfig {
     pub server_state_file: Option<PathBuf>,
     /// haserf: partition guard.
     pub partition_guard: Option<FileGuard>,
+    /// haserf: admission, `[BACKEND=]check|gossip` items (as `--admit`).
+    pub admit: Option<Vec<String>>,
+    /// haserf: the agent's admission probe, `[BACKEND=]tcp|http:/PATH` items.
+    pub admit_probe: Option<Vec<String>>,
 }
 
 /// `partition_guard` object of the config file.
@@ -245,6 +253,8 @@ pub struct AgentConfig {
     pub server_state_file: Option<PathBuf>,
     /// Partition guard.
     pub guard: GuardConfig,
+    /// Admission per managed backend (`--admit`, `--admit-probe`).
+    pub admission: BTreeMap<String, crate::slots::Admission>,
 }
 
 /// Gossip timing profile (Serf's names).
@@ -550,6 +560,14 @@ impl AgentConfig {
             .map(|d| parse_duration(&d).map_err(|m| invalid("--partition-guard-hold", m)))
             .transpose()?
             .unwrap_or(default_guard.hold);
+        // the file's items first, then the flags (the last one for a backend wins)
+        let then =
+            |f: Option<Vec<String>>, a: &[String]| [f.unwrap_or_default(), a.to_vec()].concat();
+        let admission = admission(
+            &backends,
+            &then(file.admit, &args.admit),
+            &then(file.admit_probe, &args.admit_probe),
+        )?;
         Ok(AgentConfig {
             node_name,
             bind,
@@ -586,6 +604,7 @@ impl AgentConfig {
                 window,
                 hold,
             },
+            admission,
             serf: serf_compat::SerfSettings::default(),
         })
     }
@@ -707,6 +726,48 @@ fn hostname() -> Result<String, ConfigError> {
         .ok_or_else(|| invalid("--node", "no hostname found; give --node NAME"))
 }
 
+/// Each managed backend's admission from the `--admit` and `--admit-probe` values (the
+/// file's items first, then the flags: a later value for the same backend, or a later
+/// default, wins). A backend named there but not managed is an error.
+fn admission(
+    backends: &[BackendSelector],
+    admit: &[String],
+    probes: &[String],
+) -> Result<BTreeMap<String, crate::slots::Admission>, ConfigError> {
+    use crate::slots::admission::parse_per_backend;
+    use crate::slots::{Admission, Admit, Probe};
+    let (mode, modes) =
+        parse_per_backend(admit, Admit::parse).map_err(|m| invalid("--admit", m))?;
+    let (probe, per_probe) =
+        parse_per_backend(probes, Probe::parse).map_err(|m| invalid("--admit-probe", m))?;
+    for (flag, name) in modes
+        .keys()
+        .map(|n| ("--admit", n))
+        .chain(per_probe.keys().map(|n| ("--admit-probe", n)))
+    {
+        if !backends.iter().any(|b| &b.backend == name) {
+            return Err(invalid(
+                flag,
+                format!("{name:?} is not a managed --backend"),
+            ));
+        }
+    }
+    Ok(backends
+        .iter()
+        .map(|b| {
+            let a = Admission {
+                mode: modes.get(&b.backend).copied().or(mode).unwrap_or_default(),
+                probe: per_probe
+                    .get(&b.backend)
+                    .cloned()
+                    .or_else(|| probe.clone())
+                    .unwrap_or_default(),
+            };
+            (b.backend.clone(), a)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -727,6 +788,32 @@ mod tests {
         assert_eq!(c.status_socket_mode, 0o600);
         assert!(c.suspicion_drain);
         assert!(c.keys.is_empty());
+    }
+
+    #[test]
+    fn admission_is_check_by_default_and_set_per_backend_with_flags_over_the_file() {
+        use crate::slots::{Admit, Probe};
+        let mut a = args();
+        a.backends = vec!["web".into(), "api".into()];
+        a.haproxy_socket = Some("/run/haproxy/admin.sock".into());
+        let c = AgentConfig::merge(&a, FileConfig::default()).unwrap();
+        assert_eq!(c.admission["web"].mode, Admit::Check);
+        assert_eq!(c.admission["web"].probe, Probe::Tcp);
+        a.admit = vec!["api=check".into()];
+        a.admit_probe = vec!["web=http:/healthz".into()];
+        let file = FileConfig {
+            admit: Some(vec!["gossip".into(), "api=gossip".into()]),
+            ..FileConfig::default()
+        };
+        let c = AgentConfig::merge(&a, file).unwrap();
+        assert_eq!(c.admission["web"].mode, Admit::Gossip, "the file's default");
+        assert_eq!(c.admission["api"].mode, Admit::Check, "the flag wins");
+        assert_eq!(c.admission["web"].probe.to_string(), "http:/healthz");
+        a.admit = vec!["db=gossip".into()];
+        let err = AgentConfig::merge(&a, FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("not a managed --backend"), "{err}");
+        a.admit = vec!["soon".into()];
+        assert!(AgentConfig::merge(&a, FileConfig::default()).is_err());
     }
 
     #[test]

@@ -1,31 +1,35 @@
 //! The HAProxy manager: membership → [`Policy`] → reconciler. One task owns the policy; it
-//! wakes on every membership change (and once a second for the partition guard's clock),
-//! coalesces a burst, evaluates, and hands each backend's desired members to the reconciler,
-//! which plans, applies in one batched round trip, and reads back.
+//! waits on the gossip side's versioned member table ([`Gossip::watch_members`]), so it
+//! wakes on every change of any member — status, address, tags, suspicion, refutation,
+//! leave intent — whether or not the change has a Serf event. It evaluates at once and
+//! hands each backend's desired members to the reconciler, which plans, applies in one
+//! batched round trip, and reads back.
 //!
-//! Burst coalescing: after the first change the task waits until [`QUIET`] passes with no
-//! further change (at most [`MAX_COALESCE`]), so a join storm is one evaluation while a
-//! single change reaches HAProxy within milliseconds.
+//! Bursts: no waiting window. Changes published while an evaluation or an apply runs are
+//! folded into the next one (the watch keeps only the latest table; the reconciler drains
+//! its queue before each pass), so a single change costs no added latency and a join storm
+//! delivered in one gossip step is one evaluation and one runtime-API batch.
 //!
-//! Metrics: the manager registers its families ([`collector`]) and feeds the latency
-//! histograms ([`latency`]) in the agent's registry.
+//! The [`TICK`] remains as a safety net and as the clock of the policy's own deadlines
+//! (failed grace, partition guard hold).
+//!
+//! Metrics: the manager registers its families ([`collector`]); the reconciler feeds the
+//! latency histograms, from the snapshot's publication time to HAProxy's answer.
 
 pub mod alerts;
 mod collector;
 pub mod first_check;
-mod latency;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::AgentConfig;
 use crate::control::model::{MemberView, SlotView};
-use crate::gossip::{Gossip, Member};
+use crate::gossip::{Gossip, Member, MemberSnapshot};
 use crate::maps::{spawn_map_sync, MapSyncConfig, MapSyncHandle};
 use crate::metrics::latency::Latency;
 use crate::metrics::MetricsRegistry;
@@ -33,12 +37,14 @@ use crate::policy::{GuardAlert, MemberFacts, Placement, Policy, PolicyConfig, Re
 use crate::slots::{spawn_reconciler, ReconcilerConfig, ReconcilerHandle, ReconcilerStatus};
 use alerts::{AlertBook, AlertKind};
 
-/// A change is applied once no other change arrived for this long.
-pub const QUIET: Duration = Duration::from_millis(3);
-/// Longest a burst is coalesced before it is applied anyway.
-pub const MAX_COALESCE: Duration = Duration::from_millis(30);
-/// The guard's clock ticks this often even without membership changes.
+/// The policy's clock (failed grace, guard hold) ticks this often even without membership
+/// changes; also the resync safety net.
 pub const TICK: Duration = Duration::from_secs(1);
+/// Before its first evaluation the manager waits until the member table stayed unchanged
+/// this long (a join's push/pulls arrive one by one)…
+pub const SETTLE_QUIET: Duration = Duration::from_millis(50);
+/// …but no longer than this.
+pub const SETTLE_MAX: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -58,16 +64,11 @@ pub struct Manager {
 struct Inner {
     socket: String,
     backends: Vec<String>,
-    notify: Notify,
-    shared: Mutex<Shared>,
+    shared: Arc<Mutex<Shared>>,
     reconciler: Mutex<Option<ReconcilerHandle>>,
     status: tokio::sync::watch::Receiver<ReconcilerStatus>,
     task: Mutex<Option<JoinHandle<()>>>,
-    watcher: Mutex<Option<JoinHandle<()>>>,
     synced: tokio::sync::watch::Sender<bool>,
-    /// When the first membership change not evaluated yet arrived.
-    changed_at: Mutex<Option<SystemTime>>,
-    handoffs: latency::Pending,
     maps: Option<MapSyncHandle>,
 }
 
@@ -80,6 +81,8 @@ impl Manager {
         let mut rcfg = ReconcilerConfig::new(socket.clone(), backends.clone());
         rcfg.drain_timeout = cfg.drain_timeout;
         rcfg.server_state_file = cfg.server_state_file.clone();
+        rcfg.latency = Some(Latency::register(metrics));
+        rcfg.admission = cfg.admission.clone().into_iter().collect();
         let reconciler = spawn_reconciler(rcfg);
         let status = reconciler.subscribe();
         let maps = (!cfg.maps.is_empty()).then(|| {
@@ -99,25 +102,45 @@ impl Manager {
         let inner = Arc::new(Inner {
             socket,
             backends,
-            notify: Notify::new(),
-            shared: Mutex::new(Shared::default()),
+            shared: Arc::new(Mutex::new(Shared::default())),
             reconciler: Mutex::new(Some(reconciler)),
             status,
             task: Mutex::new(None),
-            watcher: Mutex::new(None),
             synced: tokio::sync::watch::channel(false).0,
-            changed_at: Mutex::new(None),
-            handoffs: latency::Pending::default(),
             maps,
         });
-        let task = tokio::spawn(evaluate_loop(inner.clone(), policy, gossip));
-        *lock(&inner.task) = Some(task);
-        let watcher = tokio::spawn(latency::watch(
-            inner.status.clone(),
-            inner.handoffs.clone(),
-            Latency::register(metrics),
+        let sink = {
+            let inner = inner.clone();
+            move |backend: &str,
+                  placements: Vec<Placement>,
+                  refusals: Vec<(String, String)>,
+                  changed: SystemTime| {
+                if let Some(r) = lock(&inner.reconciler).as_ref() {
+                    r.set_refusals(backend, refusals.into_iter().collect());
+                    r.set_desired_at(backend, placements, changed);
+                }
+            }
+        };
+        let on_change = {
+            let inner = inner.clone();
+            move || {
+                if let Some(m) = &inner.maps {
+                    m.changed();
+                }
+            }
+        };
+        let task = tokio::spawn(evaluate_loop(
+            Evaluator {
+                policy,
+                shared: inner.shared.clone(),
+                sent: BTreeMap::new(),
+            },
+            inner.synced.subscribe(),
+            gossip.watch_members(),
+            on_change,
+            sink,
         ));
-        *lock(&inner.watcher) = Some(watcher);
+        *lock(&inner.task) = Some(task);
         tokio::spawn(first_check_loop(inner.clone(), cfg.first_check_alert));
         let manager = Manager { inner };
         metrics.register_collector(Box::new(collector::ManagerCollector(manager.clone())));
@@ -130,21 +153,11 @@ impl Manager {
     /// slot it finds filled.
     pub fn membership_synced(&self) {
         self.inner.synced.send_replace(true);
-        self.inner.notify.notify_one();
     }
 
     /// True once [`Manager::membership_synced`] was called.
     pub fn is_synced(&self) -> bool {
         *self.inner.synced.borrow()
-    }
-
-    /// Membership changed: evaluate soon (and update the maps).
-    pub fn membership_changed(&self) {
-        lock(&self.inner.changed_at).get_or_insert_with(SystemTime::now);
-        self.inner.notify.notify_one();
-        if let Some(m) = &self.inner.maps {
-            m.changed();
-        }
     }
 
     /// The reconciler's latest status.
@@ -220,10 +233,8 @@ impl Manager {
     /// Stops the evaluation task, the map task and the reconciler. HAProxy keeps its
     /// slots and maps.
     pub async fn shutdown(&self) {
-        for task in [&self.inner.task, &self.inner.watcher] {
-            if let Some(task) = lock(task).take() {
-                task.abort();
-            }
+        if let Some(task) = lock(&self.inner.task).take() {
+            task.abort();
         }
         if let Some(m) = &self.inner.maps {
             m.shutdown().await;
@@ -293,38 +304,82 @@ async fn first_check_loop(inner: Arc<Inner>, limit: Duration) {
     }
 }
 
-async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
-    let mut sent: BTreeMap<String, Vec<Placement>> = BTreeMap::new();
-    let mut synced = inner.synced.subscribe();
+/// The evaluation state one task owns: the policy and what each backend was last given.
+struct Evaluator {
+    policy: Policy,
+    shared: Arc<Mutex<Shared>>,
+    sent: BTreeMap<String, Vec<Placement>>,
+}
+
+/// Waits for the membership to be known, then evaluates on every new version of the member
+/// table (and on each [`TICK`]), handing changed placements to `sink` with the time of the
+/// first member change they include (the tick's own evaluations: now). `on_change` runs once
+/// per new version seen. Returns when the member table's sender is gone (gossip stopped).
+async fn evaluate_loop<C, S>(
+    mut ev: Evaluator,
+    mut synced: tokio::sync::watch::Receiver<bool>,
+    mut members: tokio::sync::watch::Receiver<MemberSnapshot>,
+    on_change: C,
+    sink: S,
+) where
+    C: Fn() + Send + 'static,
+    S: Fn(&str, Vec<Placement>, Vec<(String, String)>, SystemTime) + Send + 'static,
+{
     if synced.wait_for(|s| *s).await.is_err() {
         return;
     }
-    tracing::info!("membership known: managing HAProxy slots");
-    loop {
-        let changed = tokio::time::timeout(TICK, inner.notify.notified())
-            .await
-            .is_ok();
-        if changed {
-            let start = tokio::time::Instant::now();
-            while start.elapsed() < MAX_COALESCE
-                && tokio::time::timeout(QUIET, inner.notify.notified())
-                    .await
-                    .is_ok()
-            {}
+    // the first evaluation waits for the table to settle: the push/pulls of a join (or of a
+    // restarted agent finding its members through the served slots) land one by one, and an
+    // evaluation between them would drain the members not heard of yet
+    let settle = tokio::time::Instant::now();
+    while settle.elapsed() < SETTLE_MAX {
+        match tokio::time::timeout(SETTLE_QUIET, members.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => return,
+            Err(_) => break,
         }
-        // when the change reached the agent: its gossip event, or now for a change the
-        // manager's own clock makes (failed grace, guard hold) or one whose event is still
-        // queued behind the evaluation
-        let changed_at = lock(&inner.changed_at)
-            .take()
-            .unwrap_or_else(SystemTime::now);
-        let facts: Vec<MemberFacts> = gossip.members().iter().map(facts).collect();
-        let eval = policy.evaluate(Instant::now(), &facts);
+    }
+    tracing::info!("membership known: managing HAProxy slots");
+    // the first evaluation covers everything known so far and dates from now
+    let mut seen = members.borrow().version;
+    loop {
+        let (list, changed_at) = {
+            let snap = members.borrow_and_update();
+            let first = snap.first_change_after(seen);
+            seen = snap.version;
+            (snap.members.clone(), first)
+        };
+        if changed_at.is_some() {
+            on_change();
+        }
+        // a change the policy's own clock makes (failed grace, guard hold) dates from now
+        let changed_at = changed_at.unwrap_or_else(SystemTime::now);
+        ev.evaluate(&list, changed_at, &sink);
+        tokio::select! {
+            r = members.changed() => {
+                if r.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+impl Evaluator {
+    fn evaluate<S>(&mut self, members: &[Member], changed_at: SystemTime, sink: &S)
+    where
+        S: Fn(&str, Vec<Placement>, Vec<(String, String)>, SystemTime),
+    {
+        let policy = &mut self.policy;
+        let facts: Vec<MemberFacts> = members.iter().map(facts).collect();
+        // tokio's clock: simulated time in tests moves the policy's deadlines too
+        let eval = policy.evaluate(tokio::time::Instant::now().into_std(), &facts);
         for r in &eval.new_refusals {
             tracing::warn!(member = %r.member, backend = %r.backend, reason = %r.reason, "member refused a slot");
         }
         let now = SystemTime::now();
-        let mut shared = lock(&inner.shared);
+        let mut shared = lock(&self.shared);
         for (backend, alert) in &eval.alerts {
             let guard = AlertKind::PartitionGuard;
             match alert {
@@ -357,24 +412,239 @@ async fn evaluate_loop(inner: Arc<Inner>, mut policy: Policy, gossip: Gossip) {
         shared.refusals = policy.refusals().cloned().collect();
         shared.holds = policy.guard_holds();
         drop(shared);
-        let reconciler = lock(&inner.reconciler);
-        let Some(reconciler) = reconciler.as_ref() else {
-            return;
-        };
         for (backend, placements) in eval.placements {
-            if sent.get(&backend) != Some(&placements) {
+            if self.sent.get(&backend) != Some(&placements) {
                 // the log line of a member losing its slot names the refusal
                 let refusals = policy
                     .refusals()
                     .filter(|r| r.backend == backend)
                     .map(|r| (r.member.clone(), r.reason.clone()))
                     .collect();
-                reconciler.set_refusals(&backend, refusals);
-                // recorded before the reconciler can apply it
-                inner.handoffs.handed(&backend, changed_at);
-                reconciler.set_desired(&backend, placements.clone());
-                sent.insert(backend, placements);
+                sink(&backend, placements.clone(), refusals, changed_at);
+                self.sent.insert(backend, placements);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The manager's wake-up, with tokio's clock paused: time only moves when every task
+    //! waits, so a handoff that needed the [`TICK`] would arrive a simulated second late.
+    use super::*;
+    use crate::control::model::MemberStatus;
+    use crate::gossip::Vsn;
+    use crate::policy::{BackendSelector, GuardConfig, Want};
+    use tokio::sync::{mpsc, watch};
+    use tokio::time::Instant;
+
+    type Handoff = (String, Vec<Placement>, SystemTime, Instant);
+
+    struct Rig {
+        table: watch::Sender<MemberSnapshot>,
+        handoffs: mpsc::UnboundedReceiver<Handoff>,
+        members: Vec<Member>,
+        map_updates: Arc<std::sync::atomic::AtomicUsize>,
+        _synced: watch::Sender<bool>,
+    }
+
+    fn member(name: &str, ip: &str) -> Member {
+        Member {
+            name: name.into(),
+            addr: ip.parse().unwrap(),
+            port: 7946,
+            tags: BTreeMap::from([("role".to_string(), "web".to_string())]),
+            status: MemberStatus::Alive,
+            suspect: false,
+            vsn: Vsn::SERF,
+        }
+    }
+
+    fn want(h: &Handoff, name: &str) -> Option<Placement> {
+        h.1.iter().find(|p| p.name == name).cloned()
+    }
+
+    impl Rig {
+        /// A manager loop over lb + three web members, synced; returns after the first
+        /// evaluation's handoff.
+        async fn start() -> (Rig, Handoff) {
+            let members = vec![
+                member("web1", "10.0.0.1"),
+                member("web2", "10.0.0.2"),
+                member("web3", "10.0.0.3"),
+            ];
+            let mut snap = MemberSnapshot::default();
+            snap.advance(members.clone(), SystemTime::now());
+            let (table, rx) = watch::channel(snap);
+            let (synced, synced_rx) = watch::channel(true);
+            let (tx, handoffs) = mpsc::unbounded_channel();
+            let map_updates = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counter = map_updates.clone();
+            let ev = Evaluator {
+                policy: Policy::new(PolicyConfig {
+                    backends: vec![BackendSelector::parse("web").unwrap()],
+                    allow_cidrs: vec![],
+                    suspicion_drain: true,
+                    guard: GuardConfig {
+                        share: 1.0,
+                        ..GuardConfig::default()
+                    },
+                }),
+                shared: Arc::default(),
+                sent: BTreeMap::new(),
+            };
+            tokio::spawn(evaluate_loop(
+                ev,
+                synced_rx,
+                rx,
+                move || {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                },
+                move |b: &str,
+                      p: Vec<Placement>,
+                      _refusals: Vec<(String, String)>,
+                      at: SystemTime| {
+                    let _ = tx.send((b.to_string(), p, at, Instant::now()));
+                },
+            ));
+            let mut rig = Rig {
+                table,
+                handoffs,
+                members,
+                map_updates,
+                _synced: synced,
+            };
+            let first = rig.handoffs.recv().await.unwrap();
+            (rig, first)
+        }
+
+        /// Publishes one new version of the table with `f` applied; returns its time.
+        fn publish(&mut self, f: impl FnOnce(&mut Vec<Member>)) -> SystemTime {
+            f(&mut self.members);
+            let at = SystemTime::now();
+            let list = self.members.clone();
+            self.table.send_modify(|s| s.advance(list, at));
+            at
+        }
+
+        /// Publishes the change and returns the handoff it caused, checking that it came
+        /// with no simulated time passing and carries the change's publication time.
+        async fn change(&mut self, f: impl FnOnce(&mut Vec<Member>)) -> Handoff {
+            let published = Instant::now();
+            let at = self.publish(f);
+            let h = tokio::time::timeout(TICK / 2, self.handoffs.recv())
+                .await
+                .expect("the manager did not wake on the change")
+                .unwrap();
+            assert_eq!(h.3, published, "woke without waiting for a tick");
+            assert_eq!(h.2, at, "measured from the change's publication");
+            h
+        }
+
+        fn set(
+            &mut self,
+            name: &str,
+            f: impl FnOnce(&mut Member),
+        ) -> impl FnOnce(&mut Vec<Member>) {
+            let name = name.to_string();
+            move |ms: &mut Vec<Member>| f(ms.iter_mut().find(|m| m.name == name).unwrap())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_evaluation_places_every_selected_member() {
+        let (_rig, first) = Rig::start().await;
+        assert_eq!(first.0, "web");
+        assert_eq!(first.1.len(), 3);
+        assert!(first.1.iter().all(|p| p.want == Want::Ready));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leave_intent_wakes_the_manager_at_once() {
+        let (mut rig, _) = Rig::start().await;
+        let f = rig.set("web2", |m| m.status = MemberStatus::Leaving);
+        let h = rig.change(f).await;
+        assert_eq!(want(&h, "web2").unwrap().want, Want::Leave);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_wakes_the_manager_at_once() {
+        let (mut rig, _) = Rig::start().await;
+        let f = rig.set("web1", |m| m.status = MemberStatus::Failed);
+        let h = rig.change(f).await;
+        assert_eq!(want(&h, "web1").unwrap().want, Want::Drain, "in its grace");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspicion_and_its_refutation_each_wake_the_manager_at_once() {
+        let (mut rig, _) = Rig::start().await;
+        let f = rig.set("web3", |m| m.suspect = true);
+        let h = rig.change(f).await;
+        assert_eq!(want(&h, "web3").unwrap().want, Want::Drain);
+        let f = rig.set("web3", |m| m.suspect = false);
+        let h = rig.change(f).await;
+        assert_eq!(want(&h, "web3").unwrap().want, Want::Ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_address_change_wakes_the_manager_at_once() {
+        let (mut rig, _) = Rig::start().await;
+        let f = rig.set("web1", |m| m.addr = "10.0.0.91".parse().unwrap());
+        let h = rig.change(f).await;
+        assert_eq!(want(&h, "web1").unwrap().addr.to_string(), "10.0.0.91");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tag_change_wakes_the_manager_at_once() {
+        let (mut rig, _) = Rig::start().await;
+        let f = rig.set("web2", |m| {
+            m.tags.insert("weight".into(), "7".into());
+        });
+        let h = rig.change(f).await;
+        assert_eq!(want(&h, "web2").unwrap().weight, Some(7));
+        let f = rig.set("web2", |m| {
+            m.tags.insert("role".into(), "api".into());
+        });
+        let h = rig.change(f).await;
+        assert!(want(&h, "web2").is_none(), "no longer selected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_join_wakes_the_manager_at_once_and_updates_the_maps() {
+        let (mut rig, _) = Rig::start().await;
+        let before = rig.map_updates.load(std::sync::atomic::Ordering::SeqCst);
+        let h = rig.change(|ms| ms.push(member("web4", "10.0.0.4"))).await;
+        assert_eq!(want(&h, "web4").unwrap().want, Want::Ready);
+        let after = rig.map_updates.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(after, before + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_published_together_are_one_handoff_dated_from_the_first() {
+        let (mut rig, _) = Rig::start().await;
+        let first = rig.publish(|ms| ms.push(member("web4", "10.0.0.4")));
+        rig.publish(|ms| ms.push(member("web5", "10.0.0.5")));
+        rig.publish(|ms| ms.push(member("web6", "10.0.0.6")));
+        let h = rig.handoffs.recv().await.unwrap();
+        assert_eq!(h.2, first);
+        assert_eq!(h.1.len(), 6, "the three joins in one handoff");
+        let more = tokio::time::timeout(TICK * 3, rig.handoffs.recv()).await;
+        assert!(more.is_err(), "nothing else to hand off: {more:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tick_still_applies_the_policys_own_deadlines() {
+        let (mut rig, _) = Rig::start().await;
+        let f = rig.set("web1", |m| m.status = MemberStatus::Failed);
+        let failed_at = rig.change(f).await.3;
+        // no further change: only the tick can end the failed grace
+        let h = rig.handoffs.recv().await.unwrap();
+        assert_eq!(want(&h, "web1").unwrap().want, Want::Failed);
+        let waited = h.3 - failed_at;
+        assert!(
+            waited >= crate::policy::desired::FAILED_GRACE
+                && waited <= crate::policy::desired::FAILED_GRACE + TICK,
+            "{waited:?}"
+        );
     }
 }

@@ -407,6 +407,18 @@ fn metrics_are_prometheus_text_with_members_slots_applies_errors_drift_queue_and
         }
     });
     agent.wait_serving(&names(&nodes), T);
+    // the agent gossips on its own schedule (a probe a second): with slots repaired within
+    // milliseconds it may not have sent a datagram yet
+    wait_until(T, "a gossip datagram sent", || {
+        let n = agent.status()["gossip"]["udp_packets_out"]
+            .as_u64()
+            .unwrap_or(0);
+        if n > 0 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    });
     let text = agent.metrics();
     // OpenMetrics text: every sample line is NAME[{labels}] VALUE, after its family's TYPE
     // line (counters' samples end in _total, histograms' in _bucket/_sum/_count); the

@@ -165,7 +165,8 @@ fn arb_target() -> impl Strategy<Value = Target> {
                 addr,
                 port,
                 weight,
-                drain
+                drain,
+                admitted: false,
             }),
         Just(Target::Empty),
         (arb_addr(), prop_oneof![Just(9u16), Just(8080u16)]).prop_map(|(addr, port)| {
@@ -225,7 +226,7 @@ proptest! {
                 o.admin = AdminState::Ready;
                 o.status = ServerStatus::Stable(Health::Up);
                 o.check_status = Some("L7OK".into());
-                Target::Serve { addr, port: 8080, weight: 1, drain: false }
+                Target::Serve { addr, port: 8080, weight: 1, drain: false, admitted: false }
             } else {
                 Target::Empty
             };
@@ -238,6 +239,7 @@ proptest! {
                 port: 8080,
                 weight: 1,
                 drain: false,
+                admitted: false,
             };
             format!("web{}", change + 1)
         });
@@ -258,6 +260,7 @@ fn filling_a_checked_slot_sets_the_address_then_drains_until_the_first_check_pas
         port: 8080,
         weight: 1,
         drain: false,
+        admitted: false,
     };
     let (cmds, _) = plan_slot("web", &t, &o, &ctx());
     let lines: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();
@@ -291,6 +294,7 @@ fn a_tagged_weight_goes_after_the_address_and_before_ready() {
         port: 80,
         weight: 50,
         drain: false,
+        admitted: false,
     };
     let lines: Vec<String> = plan_slot("web", &t, &o, &ctx())
         .0
@@ -527,6 +531,7 @@ fn every_status_string_gets_the_right_step_from_the_planner() {
         port: 8080,
         weight: 1,
         drain: false,
+        admitted: false,
     };
     for (status, opens) in status_table() {
         let parsed = ServerStatus::parse(&status);
@@ -583,6 +588,7 @@ fn an_agent_check_slot_never_gets_a_weight_and_its_drain_is_the_agents() {
         port: 8080,
         weight: 100,
         drain: false,
+        admitted: false,
     };
     // the agent answered 50%: uweight 50, configured 100
     let mut o = serving_slot("UP", AdminState::Ready, Some("L7OK"));
@@ -611,6 +617,7 @@ fn a_port_less_template_gets_the_address_without_a_port() {
         port: 0,
         weight: 1,
         drain: false,
+        admitted: false,
     };
     let (cmds, _) = plan_slot("web", &target, &o, &c);
     let lines: Vec<String> = cmds.iter().map(|c| c.to_string()).collect();

@@ -1,9 +1,10 @@
 //! `haserf-bench`: measures haserf against the reload-based design it replaces (a Serf event
-//! handler that re-renders haproxy.cfg and reloads HAProxy), in the same run, on the same
-//! network-namespace topology, with the same HAProxy settings.
+//! handler that re-renders haproxy.cfg and reloads HAProxy) and against the simplest
+//! no-reload rival (a script polling `serf members` every 100 ms, `--side poll`), in the
+//! same run, on the same network-namespace topology, with the same HAProxy settings.
 //!
 //! ```text
-//! cargo run --release --bin haserf-bench -- all --side both
+//! cargo run --release --bin haserf-bench -- all --side all --admit both
 //! cargo run --release --bin haserf-bench -- join --side baseline --joins 5
 //! ```
 //!
@@ -38,7 +39,18 @@ struct Cli {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum SideArg {
     Baseline,
+    Poll,
     Haserf,
+    /// baseline and haserf.
+    Both,
+    /// baseline, poll and haserf.
+    All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum AdmitArg {
+    Check,
+    Gossip,
     Both,
 }
 
@@ -83,6 +95,9 @@ struct ScenarioArgs {
     /// Which side(s) to measure.
     #[arg(long, value_enum, default_value_t = SideArg::Both)]
     side: SideArg,
+    /// The haserf side's admission mode(s) (`--admit`).
+    #[arg(long, value_enum, default_value_t = AdmitArg::Check)]
+    admit: AdmitArg,
     /// Steady load, requests per second.
     #[arg(long, default_value_t = 200)]
     rate: u32,
@@ -177,14 +192,20 @@ fn run_scenarios(a: &ScenarioArgs) -> i32 {
     } else {
         vec![a.scenario.as_str()]
     };
+    let haserf: Vec<Side> = match a.admit {
+        AdmitArg::Check => vec![Side::Haserf],
+        AdmitArg::Gossip => vec![Side::HaserfGossip],
+        AdmitArg::Both => vec![Side::Haserf, Side::HaserfGossip],
+    };
     let sides: Vec<Side> = match a.side {
         SideArg::Baseline => vec![Side::Baseline],
-        SideArg::Haserf => vec![Side::Haserf],
-        SideArg::Both => vec![Side::Baseline, Side::Haserf],
+        SideArg::Poll => vec![Side::Poll],
+        SideArg::Haserf => haserf,
+        SideArg::Both => [vec![Side::Baseline], haserf].concat(),
+        SideArg::All => [vec![Side::Baseline, Side::Poll], haserf].concat(),
     };
     let mut failed = false;
-    println!("| scenario | figure | baseline | haserf | haserf / baseline |");
-    println!("|---|---|---|---|---|");
+    print_header(&sides);
     for name in names {
         let mut results: Vec<Result<Vec<scenario::Figure>, String>> = Vec::new();
         for side in &sides {
@@ -205,35 +226,76 @@ fn run_scenarios(a: &ScenarioArgs) -> i32 {
     }
 }
 
+/// The ratio columns: every haserf side against each rival that runs.
+fn ratio_pairs(sides: &[Side]) -> Vec<(Side, Side)> {
+    let rivals = [Side::Poll, Side::Baseline];
+    let mut pairs = Vec::new();
+    for h in sides
+        .iter()
+        .filter(|s| matches!(s, Side::Haserf | Side::HaserfGossip))
+    {
+        for r in rivals.iter().filter(|r| sides.contains(r)) {
+            pairs.push((*h, *r));
+        }
+    }
+    pairs
+}
+
+fn short(side: Side) -> &'static str {
+    match side {
+        Side::Baseline => "reload",
+        Side::Poll => "poll",
+        Side::Haserf => "check",
+        Side::HaserfGossip => "gossip",
+    }
+}
+
+fn print_header(sides: &[Side]) {
+    let mut cols: Vec<String> = vec!["scenario".into(), "figure".into()];
+    cols.extend(sides.iter().map(|s| s.name().to_string()));
+    for (h, r) in ratio_pairs(sides) {
+        cols.push(format!("{} / {}", short(h), short(r)));
+    }
+    println!("| {} |", cols.join(" | "));
+    println!("|{}", "---|".repeat(cols.len()));
+}
+
 fn print_rows(name: &str, sides: &[Side], results: &[Result<Vec<scenario::Figure>, String>]) {
     let get = |side: Side| -> Option<&Vec<scenario::Figure>> {
         let i = sides.iter().position(|s| *s == side)?;
         results[i].as_ref().ok()
     };
-    let base = get(Side::Baseline);
-    let has = get(Side::Haserf);
-    let figures = base.or(has).cloned().unwrap_or_default();
+    // the longest list: the haserf sides add the agent's own latency figures
+    let figures = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .max_by_key(|v| v.len())
+        .cloned()
+        .unwrap_or_default();
+    let pairs = ratio_pairs(sides);
     if figures.is_empty() {
-        println!("| {name} | (failed) | | | |");
+        println!(
+            "| {name} | (failed) |{}",
+            " |".repeat(sides.len() + pairs.len())
+        );
     }
     for (i, f) in figures.iter().enumerate() {
-        let b = base.and_then(|v| v.get(i)).map(|f| f.value);
-        let h = has.and_then(|v| v.get(i)).map(|f| f.value);
-        let show = |v: Option<f64>| match v {
-            Some(v) => format!("{} {}", trim(v), f.unit),
-            None => "—".into(),
-        };
-        let ratio = match (h, b) {
-            (Some(h), Some(b)) if b > 0.0 => format!("{:.2}", h / b),
-            (Some(h), Some(b)) if b == 0.0 && h == 0.0 => "= (both 0)".into(),
-            _ => "—".into(),
-        };
-        println!(
-            "| {name} | {} | {} | {} | {ratio} |",
-            f.name,
-            show(b),
-            show(h)
-        );
+        let value = |side: Side| get(side).and_then(|v| v.get(i)).map(|f| f.value);
+        let mut cols = vec![name.to_string(), f.name.clone()];
+        for s in sides {
+            cols.push(match value(*s) {
+                Some(v) => format!("{} {}", trim(v), f.unit),
+                None => "—".into(),
+            });
+        }
+        for (h, r) in &pairs {
+            cols.push(match (value(*h), value(*r)) {
+                (Some(h), Some(r)) if r > 0.0 => format!("{:.2}", h / r),
+                (Some(h), Some(r)) if r == 0.0 && h == 0.0 => "= (both 0)".into(),
+                _ => "—".into(),
+            });
+        }
+        println!("| {} |", cols.join(" | "));
     }
 }
 

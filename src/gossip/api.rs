@@ -12,7 +12,7 @@ use super::command::{Command, DriverLink, QueryResponses};
 use super::config::GossipConfig;
 use super::error::GossipError;
 use super::event::GossipEvent;
-use super::model::{GossipStats, Member, QueryParams};
+use super::model::{GossipStats, Member, MemberSnapshot, QueryParams};
 
 /// A running gossip member. Cheap to clone.
 #[derive(Clone)]
@@ -52,11 +52,14 @@ impl Gossip {
 
     /// Every member known, this node included.
     pub fn members(&self) -> Vec<Member> {
-        self.link
-            .shared
-            .lock()
-            .map(|s| s.members.clone())
-            .unwrap_or_default()
+        self.link.members.borrow().members.as_ref().clone()
+    }
+
+    /// The member table, versioned: the receiver sees a new version after every change of
+    /// any member (status, address, tags, suspicion, refutation, leave intent). The version
+    /// is bumped once per driver step, so a burst handled in one step is one version.
+    pub fn watch_members(&self) -> tokio::sync::watch::Receiver<MemberSnapshot> {
+        self.link.members.clone()
     }
 
     /// This node's name.

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::coordinate::Coordinate;
 use super::error::GossipError;
-use super::model::{GossipStats, Member, QueryAnswer, QueryParams};
+use super::model::{GossipStats, MemberSnapshot, QueryAnswer, QueryParams};
 
 /// Requests from the [`Gossip`](super::api::Gossip) handles (and [`IncomingQuery::respond`](super::event::IncomingQuery::respond)) to the driver task.
 #[derive(Debug)]
@@ -90,10 +90,10 @@ impl QueryResponses {
     }
 }
 
-/// Snapshot the driver publishes after every step (members only when they changed).
+/// Counters the driver publishes after every step (the members go through
+/// [`DriverLink::members`]).
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    pub members: Vec<Member>,
     pub stats: GossipStats,
 }
 
@@ -104,4 +104,6 @@ pub(crate) struct DriverLink {
     pub commands: mpsc::UnboundedSender<Command>,
     /// What the driver publishes.
     pub shared: Arc<Mutex<Shared>>,
+    /// The member table, versioned; a new version on every member change.
+    pub members: tokio::sync::watch::Receiver<MemberSnapshot>,
 }

@@ -33,5 +33,5 @@ pub use command::QueryResponses;
 pub use config::{GossipConfig, Timing};
 pub use error::GossipError;
 pub use event::{GossipEvent, IncomingQuery};
-pub use model::{GossipStats, Member, QueryAnswer, QueryParams, UserEventInfo};
+pub use model::{GossipStats, Member, MemberSnapshot, QueryAnswer, QueryParams, UserEventInfo};
 pub use wire::{Keyring, Vsn};

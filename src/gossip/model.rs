@@ -98,3 +98,48 @@ pub struct GossipStats {
     /// Query Lamport clock.
     pub query_time: u64,
 }
+
+/// How many recent change times a [`MemberSnapshot`] keeps (a reader that fell further
+/// behind takes the oldest kept as its first unseen change).
+pub const SNAPSHOT_HISTORY: usize = 64;
+
+/// The member table as the gossip driver last published it, versioned: the version goes up
+/// by one on every change the core makes to any member (status, address, tags, suspicion,
+/// refutation, leave or join intent, reap — everything that goes through Serf's member
+/// table). Readers wait on it with [`crate::gossip::Gossip::watch_members`].
+#[derive(Debug, Clone, Default)]
+pub struct MemberSnapshot {
+    /// Bumped by one per published change; 0 before the first.
+    pub version: u64,
+    /// Every member, this node included, sorted by name.
+    pub members: std::sync::Arc<Vec<Member>>,
+    /// When each of the last [`SNAPSHOT_HISTORY`] versions was published (wall clock),
+    /// oldest first; the last entry is `version`'s.
+    pub changed_at: std::collections::VecDeque<std::time::SystemTime>,
+}
+
+impl MemberSnapshot {
+    /// Publishes `members` as the next version, changed at `at`.
+    pub fn advance(&mut self, members: Vec<Member>, at: std::time::SystemTime) {
+        self.version += 1;
+        self.members = std::sync::Arc::new(members);
+        if self.changed_at.len() == SNAPSHOT_HISTORY {
+            self.changed_at.pop_front();
+        }
+        self.changed_at.push_back(at);
+    }
+
+    /// When the first change after version `seen` was published: what a reader that last
+    /// saw `seen` measures its latency from. `None` when nothing changed since `seen`.
+    pub fn first_change_after(&self, seen: u64) -> Option<std::time::SystemTime> {
+        if self.version <= seen {
+            return None;
+        }
+        let unseen = (self.version - seen) as usize;
+        let kept = self.changed_at.len();
+        self.changed_at
+            .get(kept.saturating_sub(unseen))
+            .or(self.changed_at.front())
+            .copied()
+    }
+}

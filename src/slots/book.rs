@@ -447,6 +447,7 @@ impl Book {
                             port: occ.port,
                             weight: occ.weight.map(u32::from).unwrap_or(o.iweight),
                             drain: occ.drain,
+                            admitted: false,
                         },
                         Phase::Leaving { passed, .. } => Target::Leave {
                             addr: occ.addr,

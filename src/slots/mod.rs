@@ -3,6 +3,8 @@
 //! - [`discovery`]: backends and their template slots, read from HAProxy itself.
 //! - [`rendezvous`]: the stable slot choice for a member (rendezvous hashing).
 //! - [`book`]: the assignment book (member ↔ slot, queue, leave deadlines with timer tokens).
+//! - [`admission`]: when a placed member goes in rotation (`--admit check|gossip`), and the
+//!   agent's own probe of a member.
 //! - [`planner`]: where a slot command is **planned** — a pure function (target, observed)
 //!   → runtime commands.
 //! - [`reconciler`]: where it is **sent** — the reconcile loop reads HAProxy, plans, sends the
@@ -10,6 +12,7 @@
 //! - [`state_file`]: HAProxy's server-state file, written after applied changes, so a
 //!   reloaded or restarted HAProxy starts with its slots filled.
 
+pub mod admission;
 pub mod book;
 pub mod discovery;
 pub mod planner;
@@ -17,6 +20,7 @@ pub mod reconciler;
 pub mod rendezvous;
 pub mod state_file;
 
+pub use admission::{Admission, Admit, Probe};
 pub use book::{Book, Cause, DesiredMember, Released, Want};
 pub use discovery::{discover, Observed, ObservedSlot};
 pub use planner::{plan, plan_slot, PlanContext, Target};

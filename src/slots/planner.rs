@@ -23,6 +23,9 @@ pub enum Target {
         weight: u32,
         /// Keep the slot but send no new requests (suspect member).
         drain: bool,
+        /// Put in rotation without waiting for HAProxy's first check: `--admit gossip`, or
+        /// the agent's probe of `addr:port` passed (see [`super::admission`]).
+        admitted: bool,
     },
     /// Graceful leave of the member at `addr:port`: drain, then maint once the slot has no
     /// current sessions or the deadline passed, then clear the address.
@@ -134,6 +137,7 @@ pub fn plan_slot(
             port,
             weight,
             drain,
+            admitted,
         } => {
             let addr_ok = at(obs, *addr, *port);
             let mut admin = obs.admin;
@@ -161,7 +165,7 @@ pub fn plan_slot(
                 }
             } else if admin != AdminState::Ready {
                 let verified = addr_ok && admin == AdminState::Drain && obs.check_verified();
-                if !obs.has_check || verified {
+                if !obs.has_check || verified || *admitted {
                     push(Command::set_state(backend, s, AdminState::Ready));
                     reason.get_or_insert(Reason::Ready);
                 } else if admin != AdminState::Drain {

@@ -11,7 +11,7 @@
 //! the agent. Once converged, passes only read.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -20,8 +20,10 @@ use tokio::task::JoinHandle;
 
 use crate::control::model::SlotView;
 use crate::haproxy::{Client, Command};
+use crate::metrics::latency::Latency;
 use crate::repeats::{Repeats, Verdict};
 
+use super::admission::{Admission, Admit, PROBE_RETRY};
 use super::book::Cause;
 use super::book::{Book, DesiredMember, TimerRequest};
 use super::discovery::{discover, slot_state, template_placeholder, template_port, Observed};
@@ -53,6 +55,11 @@ pub struct ReconcilerConfig {
     pub placeholder: IpAddr,
     /// HAProxy's server-state file to keep (`--server-state-file`), see [`super::state_file`].
     pub server_state_file: Option<std::path::PathBuf>,
+    /// Where "member change → runtime command" and "command → confirm" are recorded
+    /// (`None`: not measured).
+    pub latency: Option<Latency>,
+    /// Admission of each backend (absent: `check` with a TCP probe).
+    pub admission: HashMap<String, Admission>,
 }
 
 impl ReconcilerConfig {
@@ -69,6 +76,8 @@ impl ReconcilerConfig {
             max_backoff: Duration::from_secs(1),
             placeholder: IpAddr::V4(Ipv4Addr::LOCALHOST),
             server_state_file: None,
+            latency: None,
+            admission: HashMap::new(),
         }
     }
 }
@@ -181,8 +190,19 @@ struct SlotBatch {
     cmds: Vec<Command>,
 }
 
+/// The agent's probe of a member address.
+#[derive(Debug, Default)]
+struct ProbeState {
+    /// The last probe passed.
+    ok: bool,
+    /// A probe runs now.
+    running: bool,
+    /// When the last probe ended.
+    ended: Option<Instant>,
+}
+
 enum Msg {
-    Desired(String, Vec<DesiredMember>),
+    Desired(String, Vec<DesiredMember>, Option<SystemTime>),
     Refusals(String, HashMap<String, String>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -217,7 +237,18 @@ impl ReconcilerHandle {
     /// Replaces the desired members of `backend`. Cheap; bursts coalesce; applied within
     /// milliseconds.
     pub fn set_desired(&self, backend: &str, members: Vec<DesiredMember>) {
-        let _ = self.tx.send(Msg::Desired(backend.to_string(), members));
+        let _ = self
+            .tx
+            .send(Msg::Desired(backend.to_string(), members, None));
+    }
+
+    /// [`ReconcilerHandle::set_desired`] for a membership change published at `changed`:
+    /// the first pass that sends `backend` commands after it records `answered − changed`
+    /// as the change's "member change → runtime command" latency.
+    pub fn set_desired_at(&self, backend: &str, members: Vec<DesiredMember>, changed: SystemTime) {
+        let _ = self
+            .tx
+            .send(Msg::Desired(backend.to_string(), members, Some(changed)));
     }
 
     /// The policy's refusals in `backend` (member → reason), so that a member losing its
@@ -274,6 +305,11 @@ struct State {
     repeats: Repeats,
     /// `--server-state-file`.
     state_file: Option<StateFile>,
+    /// Per backend, the earliest membership change not yet turned into commands.
+    changes: HashMap<String, SystemTime>,
+    /// The agent's probes (`--admit check`), by member address.
+    probes: HashMap<SocketAddr, ProbeState>,
+    probe_tx: mpsc::UnboundedSender<(SocketAddr, Result<(), String>)>,
 }
 
 async fn run(
@@ -282,6 +318,7 @@ async fn run(
     stx: watch::Sender<ReconcilerStatus>,
 ) {
     let client = Client::new(&cfg.socket).with_timeout(cfg.timeout);
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel();
     let mut st = State {
         books: cfg
             .backends
@@ -304,6 +341,9 @@ async fn run(
         status: ReconcilerStatus::default(),
         next_pass: Instant::now(),
         repeats: Repeats::default(),
+        changes: HashMap::new(),
+        probes: HashMap::new(),
+        probe_tx,
     };
     loop {
         let wake = st
@@ -324,8 +364,12 @@ async fn run(
                             let _ = done.send(());
                             return;
                         }
-                        Some(Msg::Desired(b, m)) => {
+                        Some(Msg::Desired(b, m, changed)) => {
                             st.book(&b);
+                            if let Some(t) = changed {
+                                let e = st.changes.entry(b.clone()).or_insert(t);
+                                *e = (*e).min(t);
+                            }
                             st.desired.insert(b, m);
                         }
                         Some(Msg::Refusals(b, r)) => {
@@ -337,7 +381,27 @@ async fn run(
                         Err(_) => break,
                     }
                 }
-                st.pass().await;
+                st.pass(&|| !rx.is_empty() || !probe_rx.is_empty()).await;
+                st.flush_state_file().await;
+                let _ = stx.send(st.status.clone());
+            }
+            Some((addr, result)) = probe_rx.recv() => {
+                let p = st.probes.entry(addr).or_default();
+                p.running = false;
+                p.ended = Some(Instant::now());
+                p.ok = result.is_ok();
+                match result {
+                    Ok(()) => tracing::debug!(%addr, "admission probe passed"),
+                    Err(e) => tracing::info!(%addr, error = %e, "admission probe failed; the slot stays out of rotation"),
+                }
+                // the probes of a burst finish together: one pass for all that are in
+                while let Ok((addr, result)) = probe_rx.try_recv() {
+                    let p = st.probes.entry(addr).or_default();
+                    p.running = false;
+                    p.ended = Some(Instant::now());
+                    p.ok = result.is_ok();
+                }
+                st.pass(&|| !rx.is_empty() || !probe_rx.is_empty()).await;
                 st.flush_state_file().await;
                 let _ = stx.send(st.status.clone());
             }
@@ -345,7 +409,7 @@ async fn run(
                 st.fire_timers();
                 // (before set_desired, a pass only reads HAProxy: every backend without
                 // desired members is skipped in `pass`, so nothing is drained)
-                st.pass().await;
+                st.pass(&|| !rx.is_empty() || !probe_rx.is_empty()).await;
                 st.flush_state_file().await;
                 let _ = stx.send(st.status.clone());
             }
@@ -436,7 +500,11 @@ impl State {
         Some(obs)
     }
 
-    async fn pass(&mut self) {
+    /// One reconcile pass: read HAProxy, plan, apply in one batch, read back. `more` says
+    /// whether other changes wait already (desired members, probe results): then the
+    /// read-back is left to the next pass, which reads HAProxy first anyway, so a burst
+    /// costs one exchange less per batch.
+    async fn pass(&mut self, more: &(dyn Fn() -> bool + Sync)) {
         self.status.passes += 1;
         let Some(obs) = self.observe().await else {
             return;
@@ -447,6 +515,9 @@ impl State {
         let mut waiting_for_desired = false;
         let mut problems = BTreeMap::new();
         let mut batches: Vec<SlotBatch> = Vec::new();
+        // backends planned this pass, and those of them that got commands
+        let mut planned: Vec<String> = Vec::new();
+        let mut commanded: std::collections::BTreeSet<String> = Default::default();
         for b in self.cfg.backends.clone() {
             if let Some(p) = obs.backend_problem(&b) {
                 if self.status.backend_errors.get(&b) != Some(&p) {
@@ -519,13 +590,15 @@ impl State {
                 ));
             }
             let Some(tport) = tport else { continue };
+            planned.push(b.clone());
             let ctx = PlanContext {
                 placeholder,
                 template_port: tport,
             };
+            let targets = self.admit(&b, self.books[&b].targets(slots), slots, now);
             let book = &self.books[&b];
             // targets come in the order of `slots`
-            for ((slot, target), o) in book.targets(slots).into_iter().zip(slots.iter()) {
+            for ((slot, target), o) in targets.into_iter().zip(slots.iter()) {
                 let key = (b.clone(), slot.clone());
                 if agent_holds(&target, o) && self.converged.get(&key) == Some(&target) {
                     // the slot's agent-check drained or disabled it after haserf had put it
@@ -559,6 +632,7 @@ impl State {
                     continue;
                 }
                 pending = true;
+                commanded.insert(b.clone());
                 if !matches!(target, Target::Leave { .. })
                     && self.converged.get(&key) == Some(&target)
                 {
@@ -636,13 +710,24 @@ impl State {
                     }
                     refused = !new.is_empty();
                     errors.extend(new);
+                    if let Some(answered) = self.status.last_apply {
+                        self.record_change_latency(&commanded, answered);
+                    }
                 }
                 Err(e) => {
                     self.fail(e);
                     return;
                 }
             }
-            // read back and verify every slot
+            // read back and verify every slot (unless the next pass follows at once)
+            if more() {
+                self.next_pass = Instant::now();
+                self.refresh_views(&final_obs);
+                for b in &planned {
+                    self.changes.remove(b);
+                }
+                return;
+            }
             if let Some(o) = self.observe().await {
                 let mut off = 0;
                 for b in &self.cfg.backends {
@@ -653,9 +738,8 @@ impl State {
                         placeholder: self.placeholder_of(b),
                         template_port: *tport,
                     };
-                    for ((slot, target), s) in
-                        self.books[b].targets(slots).into_iter().zip(slots.iter())
-                    {
+                    let targets = self.admitted(b, self.books[b].targets(slots));
+                    for ((slot, target), s) in targets.into_iter().zip(slots.iter()) {
                         let key = (b.clone(), slot.clone());
                         if agent_holds(&target, s) && self.converged.get(&key) == Some(&target) {
                             continue;
@@ -680,11 +764,24 @@ impl State {
                 }
                 if off > 0 {
                     errors.push(format!("{off} slot(s) differ after apply; retrying"));
+                } else if let (Some(l), Some(answered)) =
+                    (&self.cfg.latency, self.status.last_apply)
+                {
+                    let d = SystemTime::now()
+                        .duration_since(answered)
+                        .unwrap_or_default();
+                    for b in &commanded {
+                        l.observe_command_to_confirm(b, d);
+                    }
                 }
                 final_obs = o;
             } else {
                 return;
             }
+        }
+        // a change that needed no command in its backend is not measured
+        for b in &planned {
+            self.changes.remove(b);
         }
         self.status.last_error = if errors.is_empty() {
             None
@@ -711,6 +808,7 @@ impl State {
             }
             self.status.ready = true;
         }
+        self.prune_probes(&final_obs);
         self.refresh_views(&final_obs);
         let delay = if refused {
             // refused commands (e.g. a socket without admin level): retry with backoff
@@ -816,6 +914,115 @@ impl State {
             .unwrap_or(self.cfg.placeholder)
     }
 
+    /// `targets` with `admitted` set where the backend's admission allows `ready` before
+    /// HAProxy's first check: always in `gossip` mode; in `check` mode once the agent's probe
+    /// of the address passed.
+    fn admitted(&self, backend: &str, mut targets: Vec<(String, Target)>) -> Vec<(String, Target)> {
+        let mode = self.admission(backend).mode;
+        for (_, t) in &mut targets {
+            if let Target::Serve {
+                addr,
+                port,
+                drain: false,
+                admitted,
+                ..
+            } = t
+            {
+                *admitted = match mode {
+                    Admit::Gossip => true,
+                    Admit::Check => self
+                        .probes
+                        .get(&SocketAddr::new(*addr, *port))
+                        .is_some_and(|p| p.ok),
+                };
+            }
+        }
+        targets
+    }
+
+    /// [`State::admitted`], and in `check` mode starts a probe of every member that waits
+    /// out of rotation (none running, the last failed more than [`PROBE_RETRY`] ago).
+    fn admit(
+        &mut self,
+        backend: &str,
+        targets: Vec<(String, Target)>,
+        slots: &[super::discovery::ObservedSlot],
+        now: Instant,
+    ) -> Vec<(String, Target)> {
+        let targets = self.admitted(backend, targets);
+        let admission = self.admission(backend).clone();
+        if admission.mode != Admit::Check || admission.probe == super::admission::Probe::Haproxy {
+            return targets;
+        }
+        for ((_, t), o) in targets.iter().zip(slots) {
+            let Target::Serve {
+                addr,
+                port,
+                drain: false,
+                admitted: false,
+                ..
+            } = t
+            else {
+                continue;
+            };
+            if o.admin == crate::haproxy::AdminState::Ready && o.addr == Some(*addr) {
+                continue;
+            }
+            let a = SocketAddr::new(*addr, *port);
+            let p = self.probes.entry(a).or_default();
+            if p.running || p.ended.is_some_and(|e| now.duration_since(e) < PROBE_RETRY) {
+                continue;
+            }
+            p.running = true;
+            let (tx, probe) = (self.probe_tx.clone(), admission.probe.clone());
+            tokio::spawn(async move {
+                let _ = tx.send((a, super::admission::probe(a, &probe).await));
+            });
+        }
+        targets
+    }
+
+    fn admission(&self, backend: &str) -> &Admission {
+        static DEFAULT: std::sync::OnceLock<Admission> = std::sync::OnceLock::new();
+        self.cfg
+            .admission
+            .get(backend)
+            .unwrap_or_else(|| DEFAULT.get_or_init(Admission::default))
+    }
+
+    /// Forgets the probes of addresses no slot serves any more.
+    fn prune_probes(&mut self, obs: &Observed) {
+        let mut live = std::collections::HashSet::new();
+        for b in &self.cfg.backends {
+            if let Some(slots) = obs.backends.get(b) {
+                for (_, t) in self.books[b].targets(slots) {
+                    if let Target::Serve { addr, port, .. } = t {
+                        live.insert(SocketAddr::new(addr, port));
+                    }
+                }
+            }
+        }
+        self.probes.retain(|a, p| p.running || live.contains(a));
+    }
+
+    /// The commands of `commanded` backends were answered at `answered`: each backend's
+    /// pending membership change is measured once.
+    fn record_change_latency(
+        &mut self,
+        commanded: &std::collections::BTreeSet<String>,
+        answered: SystemTime,
+    ) {
+        for b in commanded {
+            if let Some(changed) = self.changes.remove(b) {
+                if let Some(l) = &self.cfg.latency {
+                    l.observe_change_to_command(
+                        b,
+                        answered.duration_since(changed).unwrap_or_default(),
+                    );
+                }
+            }
+        }
+    }
     fn refresh_views(&mut self, obs: &Observed) {
         let mut views = Vec::new();
         let mut queue = BTreeMap::new();

@@ -1,7 +1,11 @@
-//! The bench topology with either side on the lb host: HAProxy plus
+//! The bench topology with one side on the lb host: HAProxy plus
 //! - baseline: a stock `serf agent` whose member-join/leave/failed handler renders haproxy.cfg
 //!   from `serf members -status=alive` and reloads HAProxy (SIGUSR2 to the master);
-//! - haserf: `haserf agent --haproxy-socket … --backend web` filling server-template slots.
+//! - poll: a stock `serf agent` and the simplest no-reload design, a small script that polls
+//!   `serf members` every 100 ms and fills the same server-template slots through the
+//!   runtime API, with no gating ([`POLLER`]);
+//! - haserf: `haserf agent --haproxy-socket … --backend web` filling server-template slots,
+//!   with `--admit check` (and the probe matching the bench's check) or `--admit gossip`.
 //!
 //! Web hosts run the HTTP app and a stock `serf agent` (`role=web`, `port=8080`), or
 //! `haserf agent` in backend-node mode.
@@ -19,8 +23,12 @@ use super::topology::{wait_for, Host, Lab, Proc};
 pub enum Side {
     /// Serf event handler + re-rendered haproxy.cfg + reload.
     Baseline,
-    /// haserf agent + runtime API, no reload.
+    /// Serf + a script polling `serf members` every 100 ms + runtime API, no gating.
+    Poll,
+    /// haserf agent + runtime API, no reload, `--admit check` (probe `http:/health`).
     Haserf,
+    /// The same with `--admit gossip`.
+    HaserfGossip,
 }
 
 impl Side {
@@ -28,10 +36,67 @@ impl Side {
     pub fn name(self) -> &'static str {
         match self {
             Side::Baseline => "baseline",
-            Side::Haserf => "haserf",
+            Side::Poll => "poll",
+            Side::Haserf => "haserf (admit check)",
+            Side::HaserfGossip => "haserf (admit gossip)",
         }
     }
 }
+
+/// The poll rival: every PERIOD seconds, `serf members` (alive, `role=web`) → the slots, in
+/// one runtime-API exchange per change; a new member is set `ready` at once (no gating), a
+/// gone one `maint`. What a user writes in an afternoon.
+const POLLER: &str = r#"#!/usr/bin/env python3
+# poll.py SOCKET BACKEND SLOTS PERIOD
+import json, socket, subprocess, sys, time
+
+sock_path, backend, slots, period = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+
+def runtime(lines):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(sock_path)
+    s.sendall(("; ".join(lines) + "\n").encode())
+    while s.recv(65536):
+        pass
+    s.close()
+
+placed = {}  # "ip:port" -> slot
+free = [f"{backend}{i}" for i in range(1, slots + 1)]
+while True:
+    start = time.monotonic()
+    try:
+        out = subprocess.run(
+            ["serf", "members", "-rpc-addr=127.0.0.1:7373", "-status=alive",
+             "-tag", "role=web", "-format=json"],
+            capture_output=True, timeout=5, check=True).stdout
+        want = set()
+        for m in json.loads(out)["members"]:
+            ip = m["addr"].rsplit(":", 1)[0]
+            want.add(f'{ip}:{m["tags"].get("port", "8080")}')
+        lines = []
+        for addr in [a for a in placed if a not in want]:
+            slot = placed.pop(addr)
+            free.append(slot)
+            lines += [f"set server {backend}/{slot} state maint",
+                      f"set server {backend}/{slot} addr 127.0.0.1 port 9"]
+        for addr in sorted(want - placed.keys()):
+            if not free:
+                break
+            slot = free.pop(0)
+            placed[addr] = slot
+            ip, port = addr.rsplit(":", 1)
+            lines += [f"set server {backend}/{slot} addr {ip} port {port}",
+                      f"set server {backend}/{slot} state ready"]
+        if lines:
+            runtime(lines)
+    except Exception as e:
+        print(f"poll: {e}", file=sys.stderr, flush=True)
+    time.sleep(max(0.0, period - (time.monotonic() - start)))
+"#;
+
+/// The poll side's period.
+pub const POLL_PERIOD: Duration = Duration::from_millis(100);
 
 /// The agent a web host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +169,7 @@ pub struct Cluster {
     pub encrypt: Option<String>,
     haproxy: Option<Proc>,
     lb_agent: Option<Proc>,
+    poller: Option<Proc>,
     slots: u32,
     seq: u32,
     master_pid: Option<u32>,
@@ -158,6 +224,7 @@ impl Cluster {
             encrypt: None,
             haproxy: None,
             lb_agent: None,
+            poller: None,
             slots,
             seq: 0,
             master_pid: None,
@@ -232,7 +299,7 @@ impl Cluster {
                     std::fs::write(&cfg, &head).map_err(|e| e.to_string())?;
                 }
             }
-            Side::Haserf => {
+            Side::Poll | Side::Haserf | Side::HaserfGossip => {
                 std::fs::write(&cfg, head + &haproxy::slots_section(self.slots))
                     .map_err(|e| e.to_string())?;
             }
@@ -264,7 +331,7 @@ impl Cluster {
         let dir = self.lab.dir().to_path_buf();
         let bind = self.seed();
         let proc = match self.side {
-            Side::Baseline => {
+            Side::Baseline | Side::Poll => {
                 let handler = dir.join("handler.sh");
                 std::fs::write(&handler, HANDLER).map_err(|e| e.to_string())?;
                 super::topology::run("chmod", &["755", &handler.display().to_string()])?;
@@ -274,11 +341,13 @@ impl Cluster {
                     format!("-bind={bind}"),
                     "-rpc-addr=127.0.0.1:7373".into(),
                     "-log-level=warn".into(),
-                    format!(
+                ];
+                if self.side == Side::Baseline {
+                    args.push(format!(
                         "-event-handler=member-join,member-leave,member-failed={}",
                         handler.display()
-                    ),
-                ];
+                    ));
+                }
                 if let Some(k) = &self.encrypt {
                     args.push(format!("-encrypt={k}"));
                 }
@@ -290,9 +359,21 @@ impl Cluster {
                         .ok()
                 })
                 .map_err(|e| format!("{e}\n{}", p.log_tail()))?;
+                if self.side == Side::Poll {
+                    let script = dir.join("poll.py");
+                    std::fs::write(&script, POLLER).map_err(|e| e.to_string())?;
+                    let args = vec![
+                        script.display().to_string(),
+                        self.admin_socket().display().to_string(),
+                        "web".into(),
+                        self.slots.to_string(),
+                        POLL_PERIOD.as_secs_f64().to_string(),
+                    ];
+                    self.poller = Some(self.lab.spawn(&self.lb, "lb-poll", "python3", &args)?);
+                }
                 p
             }
-            Side::Haserf => {
+            Side::Haserf | Side::HaserfGossip => {
                 let status = self.status_socket();
                 let _ = std::fs::remove_file(&status);
                 let mut args = vec![
@@ -308,6 +389,11 @@ impl Cluster {
                     "--status-socket".into(),
                     status.display().to_string(),
                 ];
+                // check mode's probe is the backend's check (`option httpchk GET /health`)
+                args.extend(match self.side {
+                    Side::HaserfGossip => ["--admit".to_string(), "web=gossip".into()],
+                    _ => ["--admit-probe".to_string(), "web=http:/health".into()],
+                });
                 if let Some(k) = &self.encrypt {
                     args.push("--encrypt".into());
                     args.push(k.clone());
@@ -499,6 +585,56 @@ impl Cluster {
             return false;
         };
         haproxy::addr_in_rotation(&self.admin_socket(), "web", &web.app_addr()).unwrap_or(false)
+    }
+
+    /// The haserf agent's "member change → runtime command" histogram for backend `web`:
+    /// (bucket upper bound in seconds, cumulative count) pairs; `None` on the other sides or
+    /// when the agent does not answer.
+    pub fn change_to_command_buckets(&self) -> Option<Vec<(f64, u64)>> {
+        if !matches!(self.side, Side::Haserf | Side::HaserfGossip) {
+            return None;
+        }
+        let out = std::process::Command::new(haserf_bin())
+            .args(["metrics", "--status-socket"])
+            .arg(self.status_socket())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut buckets = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("haserf_member_change_to_command_seconds_bucket{")
+            else {
+                continue;
+            };
+            let (labels, value) = rest.split_once("} ")?;
+            let le = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("le=\""))?
+                .trim_end_matches('"');
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            buckets.push((le, value.trim().parse::<f64>().ok()? as u64));
+        }
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(buckets)
+    }
+
+    /// Runtime-API batches the haserf agent applied so far (`haproxy.applies` of
+    /// `haserf status`); `None` on the other sides.
+    pub fn applies(&self) -> Option<u64> {
+        if !matches!(self.side, Side::Haserf | Side::HaserfGossip) {
+            return None;
+        }
+        let out = std::process::Command::new(haserf_bin())
+            .args(["status", "--format", "json", "--status-socket"])
+            .arg(self.status_socket())
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["haproxy"]["applies"].as_u64()
     }
 
     /// The web host for `name`.

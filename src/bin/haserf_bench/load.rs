@@ -208,6 +208,17 @@ impl LoadStats {
             .min()
     }
 
+    /// Send time of the last request at or after `after_us` that `node` answered (any
+    /// status): when the load balancer stopped giving it new requests.
+    pub fn last_sent_to(&self, node: &str, after_us: u64) -> Option<u64> {
+        let id = *self.node_ids.get(node)?;
+        self.samples
+            .iter()
+            .filter(|s| s.node == Some(id) && s.start >= after_us)
+            .map(|s| s.start)
+            .max()
+    }
+
     fn node_id(&mut self, node: &str) -> u32 {
         if let Some(id) = self.node_ids.get(node) {
             return *id;

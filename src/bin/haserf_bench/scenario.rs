@@ -109,6 +109,28 @@ fn setup(
     Ok((c, load))
 }
 
+/// The agent's own "member change → runtime command" latency over the scenario, p50 and
+/// p99 as the upper bound of the histogram bucket they fall in (haserf sides; `—` for the
+/// others, which have no such measure).
+fn agent_latency(c: &Cluster) -> Vec<Figure> {
+    let Some(b) = c.change_to_command_buckets() else {
+        return Vec::new();
+    };
+    let total = b.last().map(|x| x.1).unwrap_or(0);
+    let q = |p: f64| {
+        let need = (total as f64 * p).ceil() as u64;
+        b.iter()
+            .find(|(_, n)| *n >= need.max(1))
+            .map(|(le, _)| le * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
+    vec![
+        fig("agent: change → command p50 (≤ bucket)", q(0.5), "ms"),
+        fig("agent: change → command p99 (≤ bucket)", q(0.99), "ms"),
+        fig("agent: changes measured", total as f64, "changes"),
+    ]
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -138,14 +160,19 @@ fn join(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
     }
     let to = now_us();
     c.check_haproxy_pid()?;
+    let agent = agent_latency(&c);
     let stats = load.stop();
     let w = stats.window(from, to);
     lat.sort_unstable();
-    Ok(vec![
-        fig("join → first served, p50", ms(percentile(&lat, 50.0)), "ms"),
-        fig("join → first served, p99", ms(percentile(&lat, 99.0)), "ms"),
-        fig("failed requests during joins", w.failed as f64, "requests"),
-    ])
+    Ok([
+        vec![
+            fig("join → first served, p50", ms(percentile(&lat, 50.0)), "ms"),
+            fig("join → first served, p99", ms(percentile(&lat, 99.0)), "ms"),
+            fig("failed requests during joins", w.failed as f64, "requests"),
+        ],
+        agent,
+    ]
+    .concat())
 }
 
 /// kill -9 of app and agent under load: time until out of rotation, failed requests.
@@ -172,9 +199,11 @@ fn removal(
     let (mut c, load) = setup(side, base, base, o, 16)?;
     let from = now_us();
     let mut out = Vec::new();
+    let mut last_new = Vec::new();
     for i in 0..o.repeat {
         let h = format!("web{}", base - i);
         let t = Instant::now();
+        let t_us = now_us();
         remove(&mut c, &h)?;
         wait_for(
             Duration::from_secs(60),
@@ -183,23 +212,38 @@ fn removal(
         )?;
         out.push(t.elapsed().as_micros() as u64);
         std::thread::sleep(settle);
+        // the removal started at t_us; the node's last new request says when the load
+        // balancer stopped sending to it (the wait above also includes `serf leave` itself)
+        let last = load.with(|s| s.last_sent_to(&h, t_us)).unwrap_or(t_us);
+        last_new.push(last.saturating_sub(t_us));
     }
+    last_new.sort_unstable();
     c.check_haproxy_pid()?;
+    let agent = agent_latency(&c);
     let stats = load.stop();
     let w = stats.window(from, now_us());
     out.sort_unstable();
-    Ok(vec![
-        fig(
-            &format!("{what} → out of rotation, median"),
-            ms(percentile(&out, 50.0)),
-            "ms",
-        ),
-        fig(
-            &format!("failed requests per {what}"),
-            w.failed as f64 / f64::from(o.repeat.max(1)),
-            "requests",
-        ),
-    ])
+    Ok([
+        vec![
+            fig(
+                &format!("{what} → out of rotation, median"),
+                ms(percentile(&out, 50.0)),
+                "ms",
+            ),
+            fig(
+                &format!("{what} → last new request to the node, median"),
+                ms(percentile(&last_new, 50.0)),
+                "ms",
+            ),
+            fig(
+                &format!("failed requests per {what}"),
+                w.failed as f64 / f64::from(o.repeat.max(1)),
+                "requests",
+            ),
+        ],
+        agent,
+    ]
+    .concat())
 }
 
 /// Churn under load: a node joins or leaves every `churn_every` s for `churn_secs` s.
@@ -267,6 +311,7 @@ fn mass_join(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
         c.start_app(h)?;
     }
     let reloads0 = c.reloads();
+    let applies0 = c.applies();
     let from = now_us();
     let t = Instant::now();
     for h in &names {
@@ -285,9 +330,11 @@ fn mass_join(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
             .unwrap_or(from)
     });
     c.check_haproxy_pid()?;
+    let agent = agent_latency(&c);
+    let batches = c.applies();
     let stats = load.stop();
     let w = stats.window(from, now_us());
-    Ok(vec![
+    let mut figures = vec![
         fig(
             &format!("{} joins at once → all served", o.mass),
             ms(all.saturating_sub(from)),
@@ -308,5 +355,14 @@ fn mass_join(side: Side, o: &Opts) -> Result<Vec<Figure>, String> {
             (c.reloads() - reloads0) as f64,
             "reloads",
         ),
-    ])
+    ];
+    if let Some((b0, b1)) = applies0.zip(batches) {
+        figures.push(fig(
+            "agent: runtime-API batches during mass join",
+            b1.saturating_sub(b0) as f64,
+            "batches",
+        ));
+    }
+    figures.extend(agent);
+    Ok(figures)
 }

@@ -19,6 +19,7 @@ use super::config::GossipConfig;
 use super::core::{Core, CoreEvent, Output};
 use super::error::GossipError;
 use super::event::{GossipEvent, IncomingQuery};
+use super::model::MemberSnapshot;
 use super::model::QueryAnswer;
 
 /// Binds UDP and TCP on `cfg.bind` and spawns the driver task.
@@ -62,6 +63,7 @@ async fn start_with(
     let (int_tx, int_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     let shared = Arc::new(Mutex::new(Shared::default()));
+    let (members_tx, members_rx) = tokio::sync::watch::channel(MemberSnapshot::default());
     let keyring: SharedKeyring = Arc::new(RwLock::new(core.keyring().cloned()));
     let counters = Arc::new(TcpCounters::default());
     let tcp_timeout = cfg.timing.tcp_timeout;
@@ -75,6 +77,7 @@ async fn start_with(
     let link = DriverLink {
         commands: cmd_tx.clone(),
         shared: shared.clone(),
+        members: members_rx,
     };
     let driver = Driver {
         core,
@@ -83,6 +86,7 @@ async fn start_with(
         int_tx,
         events: ev_tx,
         shared,
+        members: members_tx,
         keyring,
         counters,
         joins: HashMap::new(),
@@ -103,6 +107,7 @@ struct Driver {
     int_tx: mpsc::UnboundedSender<Internal>,
     events: mpsc::Sender<GossipEvent>,
     shared: Arc<Mutex<Shared>>,
+    members: tokio::sync::watch::Sender<MemberSnapshot>,
     keyring: SharedKeyring,
     counters: Arc<TcpCounters>,
     joins: HashMap<u64, oneshot::Sender<Result<usize, GossipError>>>,
@@ -376,16 +381,15 @@ impl Driver {
         let mut stats = self.core.stats();
         stats.tcp_bytes_in = self.counters.bytes_in.load(Ordering::Relaxed);
         stats.tcp_bytes_out = self.counters.bytes_out.load(Ordering::Relaxed);
-        let list = if members {
-            Some(self.core.members())
-        } else {
-            None
-        };
         if let Ok(mut s) = self.shared.lock() {
             s.stats = stats;
-            if let Some(l) = list {
-                s.members = l;
-            }
+        }
+        if members {
+            // one version per step that changed the table, stamped now: the agent measures
+            // "member change → runtime command" from here
+            let list = self.core.members();
+            let at = std::time::SystemTime::now();
+            self.members.send_modify(|snap| snap.advance(list, at));
         }
     }
 }
