@@ -77,7 +77,8 @@ fn an_agent_restart_moves_no_slot() {
         assert_eq!(
             hist.len(),
             1,
-            "slot {slot} changed during the restart: {hist:?}"
+            "slot {slot} changed during the restart: {hist:?}\n{}",
+            agent.log()
         );
     }
     assert_eq!(
