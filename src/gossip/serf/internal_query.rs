@@ -23,6 +23,7 @@ pub(crate) fn answer(
         "_serf_ping" => None,
         "_serf_conflict" => conflict::answer(&String::from_utf8_lossy(&q.payload), members),
         "_serf_install-key" | "_serf_use-key" | "_serf_remove-key" | "_serf_list-keys" => {
+            tracing::info!(query = %q.name, ltime = q.ltime, id = q.id, from = %q.source_node, "received key query");
             Some(keymanager::answer(&q.name, &q.payload, keyring_file, rt))
         }
         other => {
