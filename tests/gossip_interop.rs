@@ -786,9 +786,11 @@ fn everything_works_again_in_an_encrypted_cluster() {
 /// grow never got this attempt's query: Serf's gossip missed it. The local profile
 /// retransmits a query only twice per node, so in a five-node cluster each member misses
 /// about one query in 13 (measured: serf nodes and haserf alike); the idempotent command
-/// is then issued again, until [`CONVERGE`]. A member that processed the query but whose
-/// answer is missing, an answer from haserf that came after the asker's timeout, or a
-/// refusal ("nodes reported failure") fails at once.
+/// is then issued again, until [`CONVERGE`]; so is it when a member got the query so late
+/// that its answer reached the asker after the timeout (Serf logs "reply for non-running
+/// query ... From: <member>"; haserf answers in the step that processes the query, see
+/// `internal_query.rs`). A member that processed the query but whose answer never arrived,
+/// or a refusal ("nodes reported failure"), fails at once.
 fn serf_keys_on_every_member(members: &[&Serf], haserf: &str, args: &[&str], want: &str) {
     let query = match args[0] {
         "-install" => "install-key",
@@ -844,17 +846,27 @@ fn serf_keys_on_every_member(members: &[&Serf], haserf: &str, args: &[&str], wan
         let Some((answered, total)) = counts else {
             panic!("serf keys {args:?}: unexpected output: {out}");
         };
-        // Serf nodes whose answer reached the asker after its timeout (Serf logs "reply for
-        // non-running query ... From: <node>"): they processed the query, but too late.
-        let late: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|name| {
-                members[0].log().lines().skip(asker_lines).any(|l| {
-                    l.contains("non-running query") && l.ends_with(&format!("From: {name}"))
+        // Members whose answer reached the asker after its timeout (Serf logs "reply for
+        // non-running query ... From: <node>"): they got the query late. Such an answer is
+        // on its way when the command returns, so wait a little for it before judging.
+        let late_now = || -> Vec<&str> {
+            let log = members[0].log();
+            names
+                .iter()
+                .copied()
+                .filter(|name| {
+                    log.lines().skip(asker_lines).any(|l| {
+                        l.contains("non-running query") && l.ends_with(&format!("From: {name}"))
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let judge_by = Instant::now() + Duration::from_secs(3);
+        let mut late = late_now();
+        while total - answered > silent.len() + late.len() && Instant::now() < judge_by {
+            std::thread::sleep(Duration::from_millis(100));
+            late = late_now();
+        }
         println!(
             "serf keys {args:?} attempt {attempt}: {answered}/{total} answered; members the \
              query's gossip never reached: {silent:?}; answers that came too late: {late:?}"
@@ -865,10 +877,6 @@ fn serf_keys_on_every_member(members: &[&Serf], haserf: &str, args: &[&str], wan
              {silent:?} processed the query (late: {late:?}): a member received the query and \
              its answer was lost; output: {out}",
             total - answered
-        );
-        assert!(
-            !late.contains(&haserf),
-            "serf keys {args:?}: haserf ({haserf}) answered after the asker's timeout: {out}"
         );
         assert!(
             Instant::now() < deadline,
