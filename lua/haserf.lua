@@ -305,9 +305,11 @@ function Session:read(pattern)
 end
 
 -- Reads one framed reply (`#<N>\n`, N bytes, `\n`) and returns its JSON text, or nil and a
--- reason. Bounded by TIMEOUT_MS per read and for the whole reply, and by MAX_REPLY_BYTES.
+-- reason. Bounded by TIMEOUT_MS per read, by TIMEOUT_MS per piece for the whole reply (a
+-- busy machine may take a while per round trip; a trickling agent may not), and by
+-- MAX_REPLY_BYTES.
 function Session:read_frame(what)
-  local deadline = now_ms() + TIMEOUT_MS
+  local started = now_ms()
   local first, err = self:read(1)
   if not first then
     return nil, "no reply from the haserf agent at " .. SOCKET .. " to " .. what .. " within " ..
@@ -336,11 +338,12 @@ function Session:read_frame(what)
   end
   -- the body and its newline, READ_CHUNK bytes at a time; an empty line asks for the next
   local parts, got, want = {}, 0, n + 1
+  local deadline = started + TIMEOUT_MS * (2 + want // READ_CHUNK)
   while got < want do
     if got > 0 then
       if now_ms() > deadline then
         return nil, "reply from the haserf agent to " .. what .. " not complete within " ..
-          TIMEOUT_MS .. " ms (" .. got .. " of " .. n .. " bytes)"
+          (deadline - started) .. " ms (" .. got .. " of " .. n .. " bytes)"
       end
       local oks, sent, serr = pcall(self.sock.send, self.sock, "\n")
       if not oks or not sent then

@@ -6,8 +6,9 @@
 #   /etc/default/haserf                        its settings (kept if it exists)
 #   /etc/haproxy/haserf.lua, haserf-spoe.conf  the HAProxy companion (lua/, haproxy/spoe.conf)
 #   /usr/local/share/doc/haserf/               README.md and docs/
-#   /var/lib/haproxy/haserf/                   status socket dir for a chrooted HAProxy (when
-#                                              /var/lib/haproxy exists; owner haproxy)
+#   /var/lib/haproxy/haserf/                   the agent's dir inside HAProxy's: served-by.map
+#                                              (created empty), the status socket for a
+#                                              chrooted HAProxy; owner haproxy
 #
 # Then: edit /etc/default/haserf, `systemctl daemon-reload && systemctl enable --now haserf`.
 #
@@ -50,11 +51,14 @@ install -D -m 0644 haproxy/spoe.conf "$ROOT/etc/haproxy/haserf-spoe.conf"
 install -d "$ROOT/usr/local/share/doc/haserf"
 install -m 0644 README.md docs/*.md "$ROOT/usr/local/share/doc/haserf/"
 
-if [ -d "$ROOT/var/lib/haproxy" ]; then
-  install -d -m 0750 "$ROOT/var/lib/haproxy/haserf"
-  if getent passwd haproxy >/dev/null && [ "$(id -u)" -eq 0 ]; then
-    chown haproxy:haproxy "$ROOT/var/lib/haproxy/haserf"
-  fi
+# the agent's directory inside HAProxy's (Debian's chroot): the status socket when HAProxy is
+# chrooted, and the served-by map the example haproxy.cfg reads (HAProxy refuses to start on
+# a missing map file: created empty here, kept by the agent's --haproxy-map)
+install -d -m 0750 "$ROOT/var/lib/haproxy/haserf"
+[ -e "$ROOT/var/lib/haproxy/haserf/served-by.map" ] ||
+  install -m 0640 /dev/null "$ROOT/var/lib/haproxy/haserf/served-by.map"
+if getent passwd haproxy >/dev/null && [ "$(id -u)" -eq 0 ]; then
+  chown haproxy:haproxy "$ROOT/var/lib/haproxy/haserf" "$ROOT/var/lib/haproxy/haserf/served-by.map"
 fi
 
 if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then

@@ -19,12 +19,16 @@ use crate::control::model::{MemberView, MembersReply, Query, Request, SlotView, 
 use crate::control::page;
 use crate::control::server::{error_value, Handler, SocketOptions, StatusServer};
 use crate::gossip::{Gossip, GossipConfig, GossipEvent, Keyring, Timing};
+use crate::handlers::EventHandlers;
 use crate::manager::Manager;
 use crate::metrics::MetricsRegistry;
+use crate::rpc::{LogFanout, RpcAgent, RpcContext, StreamEvent};
+use crate::snapshot::writer::SnapshotWriter;
 use crate::spoe::{ClusterView, SpoeConfig};
 
 mod collector;
 mod notify;
+mod scripts;
 
 /// Without `--join`, the longest the agent waits for another member to appear before it
 /// manages HAProxy with the membership it has (see `run_agent`).
@@ -37,7 +41,8 @@ pub const STATUS_QUERY: &str = "haserf-status";
 /// `haserf leave`); returns the exit status (0, or 1 when the agent cannot start or stops
 /// on an error).
 pub fn run(cfg: AgentConfig) -> i32 {
-    init_logging(&cfg.log_level, cfg.log_format);
+    let logs = LogFanout::default();
+    init_logging(&cfg.log_level, cfg.log_format, logs.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -49,7 +54,7 @@ pub fn run(cfg: AgentConfig) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run_agent(cfg)) {
+    match rt.block_on(run_agent(cfg, logs)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "agent stopped");
@@ -59,8 +64,9 @@ pub fn run(cfg: AgentConfig) -> i32 {
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+fn init_logging(level: &str, format: LogFormat, monitor: LogFanout) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let color = log_colors(
@@ -71,9 +77,12 @@ fn init_logging(level: &str, format: LogFormat) {
         .with_env_filter(filter)
         .with_ansi(color)
         .with_writer(std::io::stderr);
+    // `serf monitor` gets the same lines (the layer formats only while a monitor listens).
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => {
+            tracing::subscriber::set_global_default(builder.json().finish().with(monitor))
+        }
+        LogFormat::Text => tracing::subscriber::set_global_default(builder.finish().with(monitor)),
     };
 }
 
@@ -98,6 +107,32 @@ pub fn gossip_config(cfg: &AgentConfig) -> Result<GossipConfig, String> {
         g.keyring = Some(Keyring::from_base64(&cfg.keys).map_err(|e| e.to_string())?);
     }
     g.keyring_file = cfg.keyring_file.clone();
+    let serf = &cfg.serf;
+    if let Some(v) = serf.reconnect_interval {
+        g.reconnect_interval = v;
+    }
+    if let Some(v) = serf.reconnect_timeout {
+        g.reconnect_timeout = v;
+    }
+    if let Some(v) = serf.tombstone_timeout {
+        g.tombstone_timeout = v;
+    }
+    if let Some(v) = serf.broadcast_timeout {
+        g.broadcast_timeout = v;
+    }
+    if let Some(v) = serf.query_response_size_limit {
+        g.query_response_size_limit = v;
+    }
+    if let Some(v) = serf.query_size_limit {
+        g.query_size_limit = v;
+    }
+    if let Some(v) = serf.user_event_size_limit {
+        g.user_event_size_limit = v;
+    }
+    if let Some(v) = serf.enable_compression {
+        g.compress = v;
+    }
+    g.disable_coordinates = cfg.disable_coordinates;
     g.timing = match cfg.profile {
         Profile::Lan => Timing::lan(),
         Profile::Local => Timing::local(),
@@ -223,7 +258,20 @@ pub fn status_json(g: &Gossip) -> Value {
     })
 }
 
-async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
+async fn run_agent(cfg: AgentConfig, logs: LogFanout) -> Result<(), String> {
+    for w in &cfg.serf.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(path) = &cfg.serf.tags_file {
+        // serf keeps the tags in effect in the file (0600)
+        let text = serde_json::to_string_pretty(&cfg.tags).map_err(|e| e.to_string())?;
+        std::fs::write(path, text)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            })
+            .map_err(|e| format!("tags_file {}: {e}", path.display()))?;
+    }
     // The status socket first: a second agent on the same socket fails before it gossips.
     let server = StatusServer::bind(&SocketOptions {
         path: cfg.status_socket.clone(),
@@ -244,13 +292,62 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         Some(addr) => Some(crate::metrics::http::bind(addr).await?),
         None => None,
     };
-    let gcfg = gossip_config(&cfg)?;
+    let rpc_listener = match cfg.rpc_addr {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            // Serf's default address may be taken by a serf agent on the same host.
+            Err(e) if cfg.rpc_addr_default => {
+                tracing::warn!(%addr, error = %e, "Serf RPC off: the default address is not available; set --rpc-addr");
+                None
+            }
+            Err(e) => return Err(format!("--rpc-addr {addr}: {e}")),
+        },
+        None => None,
+    };
+    let mut gcfg = gossip_config(&cfg)?;
+    let local_addr = gcfg.advertise_addr().ip();
+    let opened = match &cfg.serf.snapshot_path {
+        Some(path) => Some(
+            crate::snapshot::writer::open(path, cfg.serf.rejoin_after_leave)
+                .map_err(|e| format!("snapshot_path {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut previous = Vec::new();
+    if let Some(o) = &opened {
+        let p = &o.previous;
+        for line in &p.unrecognized {
+            tracing::warn!(%line, "unrecognized snapshot line");
+        }
+        gcfg.restored_clocks = Some((p.clock, p.event_clock, p.query_clock));
+        previous = p
+            .alive
+            .iter()
+            .filter(|(name, _)| **name != cfg.node_name)
+            .map(|(name, addr)| (name.clone(), addr.clone()))
+            .collect();
+        tracing::info!(
+            members = previous.len(),
+            clock = p.clock,
+            event_clock = p.event_clock,
+            query_clock = p.query_clock,
+            "snapshot replayed"
+        );
+    }
     let (gossip, mut events) = Gossip::start(gcfg).await.map_err(|e| e.to_string())?;
+    let snapshot = opened.map(|o| {
+        let g = gossip.clone();
+        SnapshotWriter::start(o, move || g.stats().member_time)
+    });
+    if !previous.is_empty() {
+        tokio::spawn(rejoin(gossip.clone(), previous));
+    }
     // The keys are known from the configuration; the gossip stats snapshot may not have
     // caught up with the keyring yet.
     let encrypted = !cfg.keys.is_empty();
     tracing::info!(node = %gossip.local_name(), bind = %cfg.bind, encrypted, "agent started");
     let metrics = MetricsRegistry::new();
+    let handlers = scripts::start(&cfg, &gossip, local_addr);
     let manager = Manager::start(&cfg, gossip.clone(), &metrics);
     match &manager {
         Some(m) => {
@@ -294,6 +391,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         manager: manager.clone(),
         spoe: spoe_metrics,
         encrypted,
+        handlers: handlers.as_ref().map(|h| h.counters()),
     }));
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -306,6 +404,7 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         ));
     }
     let (leave_tx, mut leave_rx) = mpsc::unbounded_channel();
+    let leave_tx_rpc = leave_tx.clone();
     let left = Arc::new(tokio::sync::watch::channel(None).0);
     let handler: Arc<dyn Handler> = Arc::new(AgentHandler {
         gossip: gossip.clone(),
@@ -314,10 +413,30 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         leave_tx,
         left: left.clone(),
     });
+    let rpc = Arc::new(RpcContext::new(
+        gossip.clone(),
+        Arc::new(RpcLeave {
+            leave_tx: leave_tx_rpc,
+            left: left.subscribe(),
+        }),
+        cfg.rpc_auth.clone(),
+        logs,
+    ));
+    if let Some(listener) = rpc_listener {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, auth = cfg.rpc_auth.is_some(), "serving Serf RPC");
+        tokio::spawn(crate::rpc::serve(
+            listener,
+            rpc.clone(),
+            crate::rpc::RpcLimits::default(),
+            std::future::pending(),
+        ));
+    }
     let server = Arc::new(server);
     let srv = server.clone();
     let serve = tokio::spawn(async move { srv.serve(handler).await });
 
+    let (join_failed_tx, mut join_failed_rx) = mpsc::unbounded_channel::<()>();
     if cfg.join.is_empty() {
         // No seeds: this agent is a seed itself. After a restart at the same address the
         // cluster does not even notice (the new process answers the probes), so nobody
@@ -361,29 +480,53 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
         let seeds = cfg.join.clone();
         let g = gossip.clone();
         let m = manager.clone();
+        let retry = JoinRetry {
+            interval: cfg.serf.retry_interval,
+            max_attempts: cfg.serf.retry_max_attempts,
+        };
+        let gave_up = join_failed_tx.clone();
         tokio::spawn(async move {
-            if join_with_backoff(g, seeds).await {
+            if join_with_backoff(g, seeds, retry).await {
                 if let Some(m) = m {
                     m.membership_synced();
                 }
+            } else {
+                let _ = gave_up.send(());
             }
         });
     }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
+    // serf's skip_leave_on_interrupt / leave_on_terminate; haserf leaves on SIGTERM unless
+    // leave_on_terminate is false (systemd stops services with SIGTERM)
+    let mut leave = true;
+    let mut join_failed = false;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => on_event(&gossip, manager.as_ref(), ev),
+                Some(ev) => {
+                    if let Some(w) = &snapshot {
+                        record(w, &ev);
+                    }
+                    on_event(&gossip, manager.as_ref(), handlers.as_ref(), &rpc, ev)
+                }
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupt: leaving gracefully");
+                leave = !cfg.serf.skip_leave_on_interrupt;
+                tracing::info!(leave, "interrupt: {}", if leave { "leaving gracefully" } else { "stopping without leaving (skip_leave_on_interrupt)" });
                 break;
             }
             _ = sigterm.recv() => {
-                tracing::info!("terminate: leaving gracefully");
+                leave = cfg.serf.leave_on_terminate.unwrap_or(true);
+                tracing::info!(leave, "terminate: {}", if leave { "leaving gracefully" } else { "stopping without leaving (leave_on_terminate is false)" });
+                break;
+            }
+            Some(()) = join_failed_rx.recv() => {
+                tracing::error!(attempts = cfg.serf.retry_max_attempts, "could not join the cluster: giving up (retry_max_attempts)");
+                leave = false;
+                join_failed = true;
                 break;
             }
             _ = leave_rx.recv() => {
@@ -396,6 +539,19 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     notify::stopping();
     if let Some(m) = &manager {
         m.shutdown().await;
+    }
+    if !leave {
+        gossip.shutdown().await;
+        serve.abort();
+        drop(server);
+        return if join_failed {
+            Err("could not join the cluster (retry_max_attempts reached)".into())
+        } else {
+            Ok(())
+        };
+    }
+    if let Some(w) = &snapshot {
+        w.leave().await;
     }
     let r = gossip.leave().await;
     let outcome = match &r {
@@ -414,11 +570,62 @@ async fn run_agent(cfg: AgentConfig) -> Result<(), String> {
     r.map_err(|e| e.to_string())
 }
 
-/// Joins through `seeds`, retrying with backoff; true once joined, false if the member
-/// stopped first.
-async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
-    let mut delay = Duration::from_secs(1);
+/// What the snapshot records of an event (serf's snapshotter sees the same stream).
+fn record(w: &SnapshotWriter, ev: &GossipEvent) {
+    use crate::snapshot::writer::Record;
+    match ev {
+        GossipEvent::MemberJoin(m) => w.record(Record::Alive {
+            name: m.name.clone(),
+            addr: std::net::SocketAddr::new(m.addr, m.port),
+        }),
+        GossipEvent::MemberLeave(m) | GossipEvent::MemberFailed(m) => {
+            w.record(Record::NotAlive(m.name.clone()))
+        }
+        GossipEvent::User(u) => w.record(Record::UserEvent(u.ltime)),
+        GossipEvent::Query(q) => w.record(Record::Query(q.ltime)),
+        _ => {}
+    }
+}
+
+/// Serf's `handleRejoin`: tries the members the snapshot knew, in random order, one at a
+/// time, until one answers.
+async fn rejoin(g: Gossip, mut previous: Vec<(String, String)>) {
+    use rand::seq::SliceRandom as _;
+    previous.shuffle(&mut rand::thread_rng());
+    for (name, addr) in previous {
+        let Ok(sa) = parse_gossip_addr("snapshot", &addr) else {
+            tracing::warn!(%name, %addr, "snapshot member with a bad address");
+            continue;
+        };
+        tracing::info!(%name, %addr, "attempting re-join to previously known node");
+        match g.join(&[sa]).await {
+            Ok(_) => {
+                tracing::info!(%name, %addr, "re-joined to previously known node");
+                return;
+            }
+            Err(crate::gossip::GossipError::Stopped) => return,
+            Err(e) => tracing::debug!(%name, error = %e, "re-join failed"),
+        }
+    }
+    tracing::warn!("failed to re-join any previously known node");
+}
+
+/// How joins are retried: serf's `retry_interval` (fixed) and `retry_max_attempts`.
+#[derive(Debug, Clone, Copy)]
+struct JoinRetry {
+    /// Fixed interval; `None`: haserf's backoff, 1 s doubling to 30 s.
+    interval: Option<Duration>,
+    /// Attempts before giving up; 0: forever.
+    max_attempts: u32,
+}
+
+/// Joins through `seeds`, retrying; true once joined, false if the member stopped first or
+/// the attempts ran out.
+async fn join_with_backoff(g: Gossip, seeds: Vec<String>, retry: JoinRetry) -> bool {
+    let mut delay = retry.interval.unwrap_or(Duration::from_secs(1));
+    let mut attempts = 0u32;
     loop {
+        attempts += 1;
         let addrs: Vec<_> = seeds
             .iter()
             .filter_map(|s| parse_gossip_addr("--join", s).ok())
@@ -430,15 +637,30 @@ async fn join_with_backoff(g: Gossip, seeds: Vec<String>) -> bool {
             }
             Err(crate::gossip::GossipError::Stopped) => return false,
             Err(e) => {
+                if retry.max_attempts > 0 && attempts >= retry.max_attempts {
+                    tracing::warn!(error = %e, attempts, "join failed");
+                    return false;
+                }
                 tracing::warn!(error = %e, retry_in = ?delay, "join failed");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                if retry.interval.is_none() {
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
             }
         }
     }
 }
 
-fn on_event(g: &Gossip, manager: Option<&Manager>, ev: GossipEvent) {
+fn on_event(
+    g: &Gossip,
+    manager: Option<&Manager>,
+    handlers: Option<&EventHandlers>,
+    rpc: &RpcContext,
+    ev: GossipEvent,
+) {
+    if let (Some(h), Some(e)) = (handlers, scripts::handler_event(&ev)) {
+        h.dispatch(e);
+    }
     match ev {
         GossipEvent::Query(mut q) => {
             if q.name == STATUS_QUERY {
@@ -446,19 +668,84 @@ fn on_event(g: &Gossip, manager: Option<&Manager>, ev: GossipEvent) {
                 if let Err(e) = q.respond(payload.as_bytes()) {
                     tracing::warn!(error = %e, "cannot answer {STATUS_QUERY}");
                 }
+            } else if let Some(h) = handlers.filter(|h| h.takes_query(&q.name)) {
+                h.dispatch(scripts::query_event(q));
+            } else if rpc.has_streams() {
+                // Serf RPC `stream` subscribers may answer it with `respond`.
+                let (name, payload, ltime) = (q.name.clone(), q.payload.clone(), q.ltime);
+                if let Some(id) = rpc.queries.insert(q) {
+                    rpc.publish(StreamEvent::Query {
+                        id,
+                        ltime,
+                        name,
+                        payload,
+                    });
+                }
             } else {
                 tracing::debug!(query = %q.name, from = %q.source_node, "query (not answered)");
             }
         }
         GossipEvent::User(u) => {
             tracing::info!(name = %u.name, ltime = u.ltime, "user event");
+            rpc.publish(StreamEvent::User {
+                ltime: u.ltime,
+                name: u.name,
+                payload: u.payload,
+                coalesce: u.coalesce,
+            });
         }
         member_event => {
             tracing::debug!(event = ?member_event, "member event");
+            if let Some((event, m)) = serf_member_event(&member_event) {
+                rpc.publish(StreamEvent::Member {
+                    event,
+                    members: vec![crate::rpc::handler::rpc_member(m)],
+                });
+            }
             if let Some(m) = manager {
                 m.membership_changed();
             }
         }
+    }
+}
+
+/// Serf's name for a member event (`member-join`, …); suspicion has none.
+fn serf_member_event(ev: &GossipEvent) -> Option<(&'static str, &crate::gossip::Member)> {
+    Some(match ev {
+        GossipEvent::MemberJoin(m) => ("member-join", m),
+        GossipEvent::MemberLeave(m) => ("member-leave", m),
+        GossipEvent::MemberFailed(m) => ("member-failed", m),
+        GossipEvent::MemberUpdate(m) => ("member-update", m),
+        GossipEvent::MemberReap(m) => ("member-reap", m),
+        _ => return None,
+    })
+}
+
+/// The agent side of Serf RPC's `leave`: the same graceful leave as `haserf leave`.
+struct RpcLeave {
+    leave_tx: mpsc::UnboundedSender<()>,
+    left: tokio::sync::watch::Receiver<Option<Value>>,
+}
+
+impl RpcAgent for RpcLeave {
+    fn leave(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        let mut left = self.left.clone();
+        let sent = self.leave_tx.send(());
+        Box::pin(async move {
+            sent.map_err(|_| "the agent is stopping".to_string())?;
+            let v = left
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| "the agent stopped".to_string())?
+                .clone();
+            match v {
+                Some(v) if v["left"] == json!(true) => Ok(()),
+                Some(v) => Err(v["error"].as_str().unwrap_or("leave failed").to_string()),
+                None => Err("leave failed".into()),
+            }
+        })
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use haserf::client::verbs::Verb;
 use haserf::client::{
     self, LeaveRequest, ListRequest, MemberFilter, MembershipSource, PlanRequest, SlotFilter,
     StatusRequest, VerifyRequest,
@@ -61,6 +62,169 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Dry run: the runtime commands a membership would send.
     Plan(PlanArgs),
+    /// Send a user event (like `serf event`), over the agent's Serf RPC.
+    Event(EventArgs),
+    /// Send a query and print acks and responses (like `serf query`).
+    Query(QueryArgs),
+    /// Set or delete the agent's tags (like `serf tags`).
+    Tags(TagsArgs),
+    /// Make the agent join through these members (like `serf join`).
+    Join(JoinArgs),
+    /// Mark a failed member as left (like `serf force-leave`).
+    ForceLeave(ForceLeaveArgs),
+    /// Stream the agent's log (like `serf monitor`).
+    Monitor(MonitorArgs),
+    /// List or change the gossip keys on every member (like `serf keys`).
+    Keys(KeysArgs),
+    /// Estimated round-trip time between two members (like `serf rtt`).
+    Rtt(RttArgs),
+    /// The agent's Serf counters, clocks and tags (like `serf info`).
+    Info(RpcArgs),
+}
+
+/// Where the agent's Serf RPC is (every Serf verb).
+#[derive(Debug, Args, Clone)]
+pub struct RpcArgs {
+    /// The agent's Serf RPC address.
+    #[arg(long, value_name = "IP:PORT", env = "HASERF_RPC_ADDR", default_value = haserf::config::DEFAULT_RPC_ADDR)]
+    pub rpc_addr: String,
+    /// The agent's `rpc_auth` token.
+    #[arg(long, value_name = "TOKEN", env = "HASERF_RPC_AUTH")]
+    pub rpc_auth: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+impl From<RpcArgs> for client::verbs::RpcTarget {
+    fn from(a: RpcArgs) -> Self {
+        client::verbs::RpcTarget {
+            addr: a.rpc_addr,
+            auth: a.rpc_auth,
+            format: a.format.into(),
+        }
+    }
+}
+
+/// `haserf event NAME [PAYLOAD]`.
+#[derive(Debug, Args, Clone)]
+pub struct EventArgs {
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// Let receivers coalesce events of this name.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub coalesce: bool,
+    /// Event name.
+    pub name: String,
+    /// Payload.
+    #[arg(default_value = "")]
+    pub payload: String,
+}
+
+/// `haserf query NAME [PAYLOAD]`.
+#[derive(Debug, Args, Clone)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// Only this node answers; repeatable.
+    #[arg(long = "node", value_name = "NAME")]
+    pub nodes: Vec<String>,
+    /// Only nodes whose tag matches the regexp answer; repeatable.
+    #[arg(long = "tag", value_name = "KEY=REGEXP")]
+    pub tags: Vec<String>,
+    /// Do not ask for acks.
+    #[arg(long)]
+    pub no_ack: bool,
+    /// How long to collect answers (default: serf's, from the cluster size).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub timeout: Option<Duration>,
+    /// Extra members that relay each response back.
+    #[arg(long, default_value_t = 0)]
+    pub relay_factor: u8,
+    /// Query name.
+    pub name: String,
+    /// Payload.
+    #[arg(default_value = "")]
+    pub payload: String,
+}
+
+/// `haserf tags --set K=V --delete K`.
+#[derive(Debug, Args, Clone)]
+pub struct TagsArgs {
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// Set a tag; repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Delete a tag; repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub delete: Vec<String>,
+}
+
+/// `haserf join ADDR…`.
+#[derive(Debug, Args, Clone)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// Also replay old user events (accepted; haserf does not replay).
+    #[arg(long)]
+    pub replay: bool,
+    /// Members to join through (IP, IP:PORT, HOST:PORT).
+    #[arg(required = true)]
+    pub addrs: Vec<String>,
+}
+
+/// `haserf force-leave NODE`.
+#[derive(Debug, Args, Clone)]
+pub struct ForceLeaveArgs {
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// Forget the member at once.
+    #[arg(long)]
+    pub prune: bool,
+    /// The member.
+    pub node: String,
+}
+
+/// `haserf monitor`.
+#[derive(Debug, Args, Clone)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// Lowest level shown: trace, debug, info, warn, err.
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+}
+
+/// `haserf keys --list | --install K | --use K | --remove K`.
+#[derive(Debug, Args, Clone)]
+#[command(group(clap::ArgGroup::new("op").required(true).args(["list", "install", "use_key", "remove"])))]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// List the keys and how many members hold each.
+    #[arg(long)]
+    pub list: bool,
+    /// Install a key on every member.
+    #[arg(long, value_name = "KEY")]
+    pub install: Option<String>,
+    /// Make an installed key the primary one.
+    #[arg(long = "use", value_name = "KEY")]
+    pub use_key: Option<String>,
+    /// Remove a key from every member.
+    #[arg(long, value_name = "KEY")]
+    pub remove: Option<String>,
+}
+
+/// `haserf rtt NODE [NODE]`.
+#[derive(Debug, Args, Clone)]
+pub struct RttArgs {
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// A member.
+    pub a: String,
+    /// Another member (default: the agent itself).
+    pub b: Option<String>,
 }
 
 /// Output format of client subcommands (`--format`; becomes [`client::Format`]).
@@ -151,9 +315,33 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics over HTTP (GET /metrics) on this address.
     #[arg(long, value_name = "IP:PORT")]
     pub metrics_bind: Option<String>,
-    /// JSON config file: Serf agent keys where they mean the same thing, plus haserf's own.
+    /// Serf's RPC protocol, for the stock `serf` CLI (default 127.0.0.1:7373; "" = off).
+    #[arg(long, value_name = "IP:PORT")]
+    pub rpc_addr: Option<String>,
+    /// Token Serf RPC clients must send first (`serf … -rpc-auth=TOKEN`).
+    #[arg(long, value_name = "TOKEN")]
+    pub rpc_auth: Option<String>,
+    /// JSON config file (or directory of *.json): Serf agent keys, plus haserf's own;
+    /// repeatable, merged in order as serf merges -config-file.
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
+    /// Directory of *.json config files (lexical order), merged after --config; repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Vec<PathBuf>,
+    /// Run SCRIPT for events (serf's handler contract); FILTER: member-join, member-leave,
+    /// member-failed, member-update, member-reap, user[:NAME], query[:NAME], comma-separated;
+    /// repeatable.
+    #[arg(long = "event-handler", value_name = "[FILTER=]SCRIPT")]
+    pub event_handlers: Vec<String>,
+    /// Serf snapshot file: membership and clocks kept across restarts.
+    #[arg(long, value_name = "PATH")]
+    pub snapshot: Option<PathBuf>,
+    /// Rejoin from the snapshot even after a graceful leave (serf's -rejoin).
+    #[arg(long)]
+    pub rejoin: bool,
+    /// Serf tags file: tags read at start and kept there.
+    #[arg(long, value_name = "PATH")]
+    pub tags_file: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -170,6 +358,10 @@ pub struct AgentArgs {
     /// passing health check (default 20s: ten times HAProxy's default `inter 2s`).
     #[arg(long, value_name = "DURATION")]
     pub first_check_alert: Option<String>,
+    /// Keep HAProxy's server-state file here (haproxy.cfg: `server-state-file PATH` and
+    /// `load-server-state-from-file global`), so a reloaded HAProxy starts with its slots.
+    #[arg(long, value_name = "PATH")]
+    pub server_state_file: Option<PathBuf>,
     /// Do not drain a member as soon as the failure detector suspects it.
     #[arg(long)]
     pub no_suspicion_drain: bool,
@@ -205,12 +397,20 @@ impl From<AgentArgs> for AgentOptions {
             haproxy_maps,
             spoe_bind,
             metrics_bind,
+            rpc_addr,
+            rpc_auth,
             config,
+            config_dir,
+            event_handlers,
+            snapshot,
+            rejoin,
+            tags_file,
             log_level,
             log_format,
             profile,
             drain_timeout,
             first_check_alert,
+            server_state_file,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,
@@ -233,12 +433,22 @@ impl From<AgentArgs> for AgentOptions {
             haproxy_maps,
             spoe_bind,
             metrics_bind,
+            rpc_addr,
+            rpc_auth,
             config,
+            config_dir,
+            serf: config::serf_compat::SerfFlags {
+                event_handlers,
+                snapshot,
+                rejoin,
+                tags_file,
+            },
             log_level,
             log_format: log_format.map(Into::into),
             profile,
             drain_timeout,
             first_check_alert,
+            server_state_file,
             no_suspicion_drain,
             partition_guard_share,
             partition_guard_window,
@@ -469,7 +679,64 @@ pub fn run(cli: Cli) -> i32 {
         }
         Command::Verify(args) => client::verify::run(&args.into()),
         Command::Plan(args) => client::plan::run(&args.into()),
+        Command::Event(a) => verb(
+            a.rpc,
+            Verb::Event {
+                name: a.name,
+                payload: a.payload,
+                coalesce: a.coalesce,
+            },
+        ),
+        Command::Query(a) => verb(
+            a.rpc,
+            Verb::Query {
+                name: a.name,
+                payload: a.payload,
+                nodes: a.nodes,
+                tags: a.tags,
+                ack: !a.no_ack,
+                timeout: a.timeout,
+                relay_factor: a.relay_factor,
+            },
+        ),
+        Command::Tags(a) => verb(
+            a.rpc,
+            Verb::Tags {
+                set: a.set,
+                delete: a.delete,
+            },
+        ),
+        Command::Join(a) => verb(
+            a.rpc,
+            Verb::Join {
+                addrs: a.addrs,
+                replay: a.replay,
+            },
+        ),
+        Command::ForceLeave(a) => verb(
+            a.rpc,
+            Verb::ForceLeave {
+                node: a.node,
+                prune: a.prune,
+            },
+        ),
+        Command::Monitor(a) => verb(a.rpc, Verb::Monitor { level: a.log_level }),
+        Command::Keys(a) => {
+            let (op, key) = match (a.install, a.use_key, a.remove) {
+                (Some(k), _, _) => ("install-key", k),
+                (_, Some(k), _) => ("use-key", k),
+                (_, _, Some(k)) => ("remove-key", k),
+                _ => ("list-keys", String::new()),
+            };
+            verb(a.rpc, Verb::Keys { op: op.into(), key })
+        }
+        Command::Rtt(a) => verb(a.rpc, Verb::Rtt { a: a.a, b: a.b }),
+        Command::Info(a) => verb(a, Verb::Info),
     }
+}
+
+fn verb(rpc: RpcArgs, v: Verb) -> i32 {
+    client::verbs::run(&rpc.into(), v)
 }
 
 #[cfg(test)]
@@ -505,7 +772,7 @@ mod tests {
                 Ok(cli) => {
                     if let Command::Agent(args) = cli.command {
                         let o = AgentOptions::from(*args);
-                        if o.config.is_none() {
+                        if o.config.is_empty() && o.config_dir.is_empty() {
                             if let Err(e) = AgentConfig::merge(&o, config::FileConfig::default()) {
                                 failures.push(format!("{}: `{}`: {e}", c.at, c.text));
                             }
@@ -554,6 +821,13 @@ mod tests {
             "--spoe-bind=sp",
             "--metrics-bind=mb",
             "--config=c",
+            "--config=c2",
+            "--config-dir=d",
+            "--event-handler=member-join=j.sh",
+            "--event-handler=q.sh",
+            "--snapshot=snap",
+            "--rejoin",
+            "--tags-file=tf",
             "--log-level=debug",
             "--log-format=json",
             "--profile=local",
@@ -582,7 +856,12 @@ mod tests {
         assert_eq!(o.status_socket_group, some("g"));
         assert_eq!(o.spoe_bind, some("sp"));
         assert_eq!(o.metrics_bind, some("mb"));
-        assert_eq!(o.config, Some(PathBuf::from("c")));
+        assert_eq!(o.config, [PathBuf::from("c"), PathBuf::from("c2")]);
+        assert_eq!(o.config_dir, [PathBuf::from("d")]);
+        assert_eq!(o.serf.event_handlers, ["member-join=j.sh", "q.sh"]);
+        assert_eq!(o.serf.snapshot, Some(PathBuf::from("snap")));
+        assert!(o.serf.rejoin);
+        assert_eq!(o.serf.tags_file, Some(PathBuf::from("tf")));
         assert_eq!(o.log_level, some("debug"));
         assert_eq!(o.log_format, Some(config::LogFormat::Json));
         assert_eq!(o.profile, some("local"));

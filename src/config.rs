@@ -15,7 +15,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod serf_compat;
+
 use crate::control::DEFAULT_STATUS_SOCKET;
+
+/// Serf's default RPC address (`rpc_addr`): loopback only.
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:7373";
 use crate::policy::{BackendSelector, Cidr, GuardConfig};
 
 /// Serf's default gossip port.
@@ -59,8 +64,17 @@ pub struct AgentOptions {
     pub spoe_bind: Option<String>,
     /// `--metrics-bind`: HTTP `/metrics` listen address.
     pub metrics_bind: Option<String>,
-    /// `--config`: JSON config file.
-    pub config: Option<PathBuf>,
+    /// `--rpc-addr`: Serf RPC listen address ("" = off).
+    pub rpc_addr: Option<String>,
+    /// `--rpc-auth`: Serf RPC auth token.
+    pub rpc_auth: Option<String>,
+    /// `--config` (repeatable): JSON config files or directories, merged in this order as
+    /// serf merges `-config-file`/`-config-dir` ([`serf_compat::read_paths`]).
+    pub config: Vec<PathBuf>,
+    /// `--config-dir` (repeatable): directories of `*.json` files, merged after `--config`.
+    pub config_dir: Vec<PathBuf>,
+    /// Serf's handler, snapshot and tags-file flags.
+    pub serf: serf_compat::SerfFlags,
     /// `--log-level`.
     pub log_level: Option<String>,
     /// `--log-format`.
@@ -71,6 +85,8 @@ pub struct AgentOptions {
     pub drain_timeout: Option<String>,
     /// `--first-check-alert`: duration string.
     pub first_check_alert: Option<String>,
+    /// `--server-state-file`: HAProxy server-state file to keep.
+    pub server_state_file: Option<PathBuf>,
     /// `--no-suspicion-drain`.
     pub no_suspicion_drain: bool,
     /// `--partition-guard-share`.
@@ -133,6 +149,12 @@ pub struct FileConfig {
     pub spoe_bind: Option<String>,
     /// haserf: HTTP `/metrics` listen address (`IP:PORT`).
     pub metrics_bind: Option<String>,
+    /// Serf: RPC listen address (`IP:PORT`; "" = off).
+    pub rpc_addr: Option<String>,
+    /// Serf: RPC auth token.
+    pub rpc_auth: Option<String>,
+    /// Serf: no network coordinates (`serf rtt` then finds none for this node).
+    pub disable_coordinates: Option<bool>,
     /// haserf: log format (text, json).
     pub log_format: Option<String>,
     /// haserf: drain suspected members (default true).
@@ -142,6 +164,8 @@ pub struct FileConfig {
     /// haserf: a filled slot waiting longer than this for its first passing check raises a
     /// `first_check` alert (e.g. "20s").
     pub first_check_alert: Option<String>,
+    /// haserf: HAProxy server-state file to keep (as `--server-state-file`).
+    pub server_state_file: Option<PathBuf>,
     /// haserf: partition guard.
     pub partition_guard: Option<FileGuard>,
 }
@@ -195,6 +219,15 @@ pub struct AgentConfig {
     pub spoe_bind: Option<SocketAddr>,
     /// HTTP `/metrics` listen address (Prometheus scrapes).
     pub metrics_bind: Option<SocketAddr>,
+    /// Serf RPC listen address (None = off; default 127.0.0.1:7373 like serf).
+    pub rpc_addr: Option<SocketAddr>,
+    /// True when `rpc_addr` is the default, not configured: then an address in use only
+    /// turns the RPC off (with a warning) instead of stopping the agent.
+    pub rpc_addr_default: bool,
+    /// Serf RPC auth token (`rpc_auth`).
+    pub rpc_auth: Option<String>,
+    /// Serf's `disable_coordinates`.
+    pub disable_coordinates: bool,
     /// Log level.
     pub log_level: String,
     /// Log format.
@@ -203,9 +236,13 @@ pub struct AgentConfig {
     pub suspicion_drain: bool,
     /// Drain deadline for leaving members.
     pub drain_timeout: Duration,
+    /// Serf agent settings: handlers, snapshot, retry, leave, timeouts, limits.
+    pub serf: serf_compat::SerfSettings,
     /// A filled slot waiting longer than this for its first passing health check raises a
     /// `first_check` alert (default [`crate::manager::first_check::FIRST_CHECK_ALERT`]).
     pub first_check_alert: Duration,
+    /// HAProxy's server-state file, kept after every applied change (`--server-state-file`).
+    pub server_state_file: Option<PathBuf>,
     /// Partition guard.
     pub guard: GuardConfig,
 }
@@ -270,14 +307,32 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 impl AgentConfig {
-    /// Builds the configuration from the flags and, when `--config` is given, the file;
-    /// flags win over the file.
+    /// Builds the configuration from the flags and the `--config` files and directories
+    /// (merged as serf merges them); flags win over the files.
     pub fn from_options(args: &AgentOptions) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        Self::merge(args, file)
+        let paths: Vec<PathBuf> = args
+            .config
+            .iter()
+            .chain(&args.config_dir)
+            .cloned()
+            .collect();
+        let merged = serf_compat::read_paths(&paths)?;
+        let serf_compat::Split {
+            rest,
+            serf: serf_file,
+            warnings,
+        } = serf_compat::split(merged)?;
+        let file: FileConfig =
+            serde_json::from_value(serde_json::Value::Object(rest)).map_err(|e| {
+                ConfigError::Parse {
+                    path: paths.first().cloned().unwrap_or_default(),
+                    message: e.to_string(),
+                }
+            })?;
+        let mut cfg = Self::merge(args, file)?;
+        cfg.serf = serf_compat::SerfSettings::resolve(serf_file, &args.serf, warnings)?;
+        cfg.serf.apply_tags(&mut cfg.tags)?;
+        Ok(cfg)
     }
 
     /// Merges flags over a parsed file and validates everything.
@@ -417,6 +472,20 @@ impl AgentConfig {
             "--metrics-bind",
             args.metrics_bind.clone().or(file.metrics_bind),
         )?;
+        let rpc_configured = args.rpc_addr.clone().or(file.rpc_addr);
+        let rpc_addr_default = rpc_configured.is_none();
+        let rpc_addr = match rpc_configured {
+            Some(a) if a.is_empty() => None,
+            a => listen_addr(
+                "--rpc-addr",
+                Some(a.unwrap_or_else(|| DEFAULT_RPC_ADDR.to_string())),
+            )?,
+        };
+        let rpc_auth = args
+            .rpc_auth
+            .clone()
+            .or(file.rpc_auth)
+            .filter(|t| !t.is_empty());
         let log_level = args
             .log_level
             .clone()
@@ -502,16 +571,22 @@ impl AgentConfig {
             maps,
             spoe_bind,
             metrics_bind,
+            rpc_addr,
+            rpc_addr_default,
+            rpc_auth,
+            disable_coordinates: file.disable_coordinates.unwrap_or(false),
             log_level,
             log_format,
             suspicion_drain,
             drain_timeout,
             first_check_alert,
+            server_state_file: args.server_state_file.clone().or(file.server_state_file),
             guard: GuardConfig {
                 share,
                 window,
                 hold,
             },
+            serf: serf_compat::SerfSettings::default(),
         })
     }
 }

@@ -12,7 +12,9 @@
 //!   shapes and server), [`metrics`] (the Prometheus registry every component registers
 //!   its families in, and the `/metrics` listener), [`spoe`] (SPOP codec and agent),
 //!   [`maps`] (HAProxy maps the agent keeps: slot → member, member → status/tags),
-//!   [`keygen`].
+//!   [`keygen`];
+//! - serf agent compatibility: [`handlers`] (event handler scripts with serf's contract),
+//!   [`snapshot`] (serf's snapshot file), `config::serf_compat` (serf's config keys).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -20,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod gossip;
+pub mod handlers;
 pub mod haproxy;
 pub mod keygen;
 pub mod manager;
@@ -27,5 +30,7 @@ pub mod maps;
 pub mod metrics;
 pub mod policy;
 pub mod repeats;
+pub mod rpc;
 pub mod slots;
+pub mod snapshot;
 pub mod spoe;

@@ -79,6 +79,7 @@ impl Manager {
         let backends: Vec<String> = cfg.backends.iter().map(|b| b.backend.clone()).collect();
         let mut rcfg = ReconcilerConfig::new(socket.clone(), backends.clone());
         rcfg.drain_timeout = cfg.drain_timeout;
+        rcfg.server_state_file = cfg.server_state_file.clone();
         let reconciler = spawn_reconciler(rcfg);
         let status = reconciler.subscribe();
         let maps = (!cfg.maps.is_empty()).then(|| {
@@ -200,6 +201,8 @@ impl Manager {
             "applies": st.applies,
             "apply_errors": st.apply_errors,
             "drift_repairs": st.drift_repairs,
+            "server_state_writes": st.server_state_writes,
+            "server_state_error": st.server_state_error,
             "last_error": st.last_error,
             "backend_errors": st.backend_errors,
             "refused_commands": st.refused_commands,

@@ -199,6 +199,19 @@ fn readme_agent_md_haproxy_cfg_and_the_systemd_files_agree() {
         "the unit may reach it"
     );
 
+    // the server-state file: the agent writes where HAProxy reads, in a directory the unit
+    // may write
+    let state = after(&cfg, "server-state-file ");
+    assert_eq!(after(opts_line, "--server-state-file "), state, "{opts}");
+    assert!(cfg.contains("load-server-state-from-file global"));
+    assert!(unit.contains(&format!(
+        "ReadWritePaths=/run/haproxy /run/haserf -{}",
+        std::path::Path::new(state).parent().unwrap().display()
+    )));
+    for text in [&readme, &agent_md] {
+        assert!(text.contains(&format!("server-state-file {state}")));
+    }
+
     // the status socket: the agent's default, HAProxy's Lua, the unit's runtime directory
     assert_eq!(
         after(&cfg, "setenv HASERF_STATUS_SOCKET "),
@@ -208,7 +221,8 @@ fn readme_agent_md_haproxy_cfg_and_the_systemd_files_agree() {
     assert!(unit.lines().any(|l| l == "RuntimeDirectory=haserf"));
 
     // the health endpoint and the template port, everywhere the slots are shown
-    let template = "server-template web 1-50 127.0.0.1:3000 check disabled";
+    let template =
+        "server-template web 1-50 slot.invalid:3000 check disabled init-addr last,127.0.0.1";
     for (name, text) in [
         ("haproxy.cfg", &cfg),
         ("README.md", &readme),

@@ -50,6 +50,8 @@ fn install_sh_then_systemd_analyze_verify_passes_on_the_installed_unit() {
         "etc/haproxy/haserf.lua",
         "etc/haproxy/haserf-spoe.conf",
         "usr/local/share/doc/haserf/agent.md",
+        // the example haproxy.cfg reads it: HAProxy refuses to start without the file
+        "var/lib/haproxy/haserf/served-by.map",
     ] {
         assert!(root.join(f).is_file(), "{f} not installed");
     }
@@ -98,10 +100,14 @@ fn install_sh_then_systemd_analyze_verify_passes_on_the_installed_unit() {
         "systemd-analyze verify:\n{out}{err}"
     );
 
-    // the example haproxy.cfg works with the installed companion files
+    // the example haproxy.cfg works with the installed companion files and served-by map
     let cfg = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/haproxy/haproxy.cfg"))
         .unwrap()
-        .replace("/etc/haproxy/", &format!("{}/etc/haproxy/", root.display()));
+        .replace("/etc/haproxy/", &format!("{}/etc/haproxy/", root.display()))
+        .replace(
+            "/var/lib/haproxy/haserf/",
+            &format!("{}/var/lib/haproxy/haserf/", root.display()),
+        );
     let cfg_path = root.join("etc/haproxy/haproxy.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
     let haproxy = support::require_binary("haproxy");

@@ -750,3 +750,60 @@ fn the_book_names_why_each_occupant_leaves_its_slot() {
     assert_eq!(book.slot_of("c"), Some(sc.as_str()));
     assert_eq!(book.former(&sc), None);
 }
+
+#[test]
+fn a_failed_member_whose_slot_has_sessions_drains_until_they_end_even_when_left_follows() {
+    let mut slots: Vec<ObservedSlot> = (1..=2).map(|i| empty_slot(i, false)).collect();
+    let mut book = Book::new();
+    let now = Instant::now();
+    let d = Duration::from_secs(30);
+    let a = member("a", 1, Want::Ready);
+    book.update(std::slice::from_ref(&a), &slots, PH, Some(9), now, d);
+    let slot = book.slot_of("a").unwrap().to_string();
+    let i = slots.iter().position(|s| s.name == slot).unwrap();
+    for c in plan("web", &book.targets(&slots), &slots, &ctx()) {
+        apply(&mut slots[i], &c);
+    }
+    slots[i].scur = 1;
+    // heard failed (past the failed grace) with a session open: drained, not emptied
+    let timers = book.update(&[member("a", 1, Want::Failed)], &slots, PH, Some(9), now, d);
+    assert_eq!(timers.len(), 1, "a drain deadline, as for a leave");
+    assert_eq!(timers[0].at, now + d);
+    assert_eq!(book.slot_of("a"), Some(slot.as_str()));
+    let (cmds, _) = plan_slot("web", &book.targets(&slots)[i].1, &slots[i], &ctx());
+    assert_eq!(
+        cmds,
+        vec![Command::set_state("web", &slot, AdminState::Drain).unwrap()]
+    );
+    apply(&mut slots[i], &cmds[0]);
+    // then `left` arrives: still the same drain, no new deadline
+    let t2 = book.update(&[member("a", 1, Want::Leave)], &slots, PH, Some(9), now, d);
+    assert!(t2.is_empty());
+    assert!(plan("web", &book.targets(&slots), &slots, &ctx()).is_empty());
+    // the session ends: maint and clear, then the slot is free
+    slots[i].scur = 0;
+    let cmds = plan("web", &book.targets(&slots), &slots, &ctx());
+    assert_eq!(
+        cmds[0],
+        Command::set_state("web", &slot, AdminState::Maint).unwrap()
+    );
+    for c in &cmds {
+        apply(&mut slots[i], c);
+    }
+    let released = book.release_done(&slots);
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].cause, Cause::Crash);
+    assert!(book.slot_of("a").is_none());
+}
+
+#[test]
+fn a_failed_member_whose_slot_is_idle_is_emptied_at_once() {
+    let slots: Vec<ObservedSlot> = (1..=2).map(|i| empty_slot(i, false)).collect();
+    let mut book = Book::new();
+    let now = Instant::now();
+    let d = Duration::from_secs(30);
+    book.update(&[member("a", 1, Want::Ready)], &slots, PH, Some(9), now, d);
+    let timers = book.update(&[member("a", 1, Want::Failed)], &slots, PH, Some(9), now, d);
+    assert!(timers.is_empty());
+    assert!(book.slot_of("a").is_none());
+}

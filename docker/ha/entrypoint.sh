@@ -39,6 +39,7 @@ haserf agent --node "$NODE" --bind 0.0.0.0:7946 --advertise "$IP:7946" \
   --haproxy-socket /run/haproxy/admin.sock \
   --backend "${HASERF_BACKEND:-web}" \
   --status-socket /run/haserf/haserf.sock \
+  --server-state-file /run/haproxy/server-state \
   "${join[@]}" "${encrypt[@]}" ${HASERF_ARGS:-} &
 agent_pid=$!
 

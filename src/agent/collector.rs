@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::gossip::Gossip;
+use crate::handlers::HandlerCounters;
 use crate::manager::Manager;
 use crate::metrics::names::{self, Family};
 use crate::metrics::{encode_counter, encode_gauge, labels, Collector, DescriptorEncoder, Labels};
@@ -20,6 +21,8 @@ pub struct AgentCollector {
     pub spoe: Option<Arc<SpoeMetrics>>,
     /// Gossip keys were configured (the stats snapshot may lag at start).
     pub encrypted: bool,
+    /// The event handler scripts' counters, with `--event-handler`.
+    pub handlers: Option<Arc<HandlerCounters>>,
 }
 
 impl std::fmt::Debug for AgentCollector {
@@ -99,6 +102,32 @@ impl Collector for AgentCollector {
                 &mut e,
                 &names::SPOE_REJECTED,
                 &[(Vec::new(), SpoeMetrics::get(&spoe.rejected))],
+            )?;
+        }
+        if let Some(h) = &self.handlers {
+            let get =
+                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            encode_counter(
+                &mut e,
+                &names::EVENT_HANDLER_RUNS,
+                &by_label(
+                    &names::EVENT_HANDLER_RUNS,
+                    [
+                        ("ok", get(&h.ok)),
+                        ("failed", get(&h.failed)),
+                        ("timeout", get(&h.timed_out)),
+                    ],
+                ),
+            )?;
+            encode_counter(
+                &mut e,
+                &names::EVENT_HANDLER_DROPPED,
+                &[(Vec::new(), get(&h.dropped))],
+            )?;
+            encode_counter(
+                &mut e,
+                &names::EVENT_HANDLER_RESPONSES_REFUSED,
+                &[(Vec::new(), get(&h.responses_refused))],
             )?;
         }
         Ok(())

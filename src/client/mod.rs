@@ -10,6 +10,8 @@
 //! - [`render`]: output for people ([`Format::Text`]) or programs ([`Format::Json`]).
 //! - [`verify`]: `haserf verify` — read HAProxy's slots once.
 //! - [`plan`]: `haserf plan` — the runtime commands a membership would send, not sent.
+//! - [`verbs`]: Serf's verbs (`event`, `query`, `tags`, `join`, `force-leave`, `monitor`,
+//!   `keys`, `rtt`, `info`) over the agent's Serf RPC.
 //!
 //! The agent side (the server end of the status socket, the slots it manages) is
 //! [`crate::agent`]; nothing there depends on this module.
@@ -32,6 +34,7 @@ pub mod socket;
 pub mod status;
 pub mod status_text;
 pub mod table;
+pub mod verbs;
 pub mod verify;
 
 pub use filter::{ListRequest, MemberFilter, SlotFilter};

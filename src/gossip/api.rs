@@ -122,6 +122,51 @@ impl Gossip {
         rx.await.map_err(|_| GossipError::Stopped)?
     }
 
+    /// Serf's `force-leave`: announces that `node` left (a failed member becomes `left`;
+    /// with `prune` it is forgotten at once). An alive member refutes it.
+    pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), GossipError> {
+        let (done, rx) = oneshot::channel();
+        self.link
+            .commands
+            .send(Command::ForceLeave {
+                node: node.to_string(),
+                prune,
+                done,
+            })
+            .map_err(|_| GossipError::Stopped)?;
+        rx.await.map_err(|_| GossipError::Stopped)?
+    }
+
+    /// Sends Serf's key query `op` (`install-key`, `use-key`, `remove-key`, `list-keys`)
+    /// with `payload` (an encoded key request, [`super::wire::encode_key_request`]); every
+    /// member's key response comes back as a query response.
+    pub async fn key_query(&self, op: &str, payload: &[u8]) -> Result<QueryResponses, GossipError> {
+        let (done, rx) = oneshot::channel();
+        self.link
+            .commands
+            .send(Command::KeyQuery {
+                op: op.to_string(),
+                payload: payload.to_vec(),
+                done,
+            })
+            .map_err(|_| GossipError::Stopped)?;
+        rx.await.map_err(|_| GossipError::Stopped)?
+    }
+
+    /// The network coordinate of `node` (this node's own under its name) as Serf's
+    /// `GetCachedCoordinate`; `None` when none is known or coordinates are disabled.
+    pub async fn coordinate(&self, node: &str) -> Option<super::coordinate::Coordinate> {
+        let (done, rx) = oneshot::channel();
+        self.link
+            .commands
+            .send(Command::Coordinate {
+                node: node.to_string(),
+                done,
+            })
+            .ok()?;
+        rx.await.ok()?
+    }
+
     /// Replaces this node's tags (alive with a new incarnation).
     pub async fn set_tags(&self, tags: BTreeMap<String, String>) -> Result<(), GossipError> {
         let (done, rx) = oneshot::channel();

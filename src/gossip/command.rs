@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::coordinate::Coordinate;
 use super::error::GossipError;
 use super::model::{GossipStats, Member, QueryAnswer, QueryParams};
 
@@ -39,6 +40,20 @@ pub(crate) enum Command {
     SetTags {
         tags: BTreeMap<String, String>,
         done: oneshot::Sender<Result<(), GossipError>>,
+    },
+    ForceLeave {
+        node: String,
+        prune: bool,
+        done: oneshot::Sender<Result<(), GossipError>>,
+    },
+    KeyQuery {
+        op: String,
+        payload: Vec<u8>,
+        done: oneshot::Sender<Result<QueryResponses, GossipError>>,
+    },
+    Coordinate {
+        node: String,
+        done: oneshot::Sender<Option<Coordinate>>,
     },
     Respond {
         token: u64,

@@ -120,6 +120,12 @@ pub struct GossipConfig {
     pub query_response_size_limit: usize,
     /// Seed of the random number generator (`None`: from the OS).
     pub seed: Option<u64>,
+    /// (member, event, query) Lamport clocks restored from a snapshot: witnessed at start,
+    /// and user events and queries at or before them are never delivered again (serf's
+    /// `eventMinTime`/`queryMinTime` = last + 1 in `serf.go`'s snapshot replay).
+    pub restored_clocks: Option<(u64, u64, u64)>,
+    /// Serf's `disable_coordinates`: no Vivaldi coordinate in acks, none learned.
+    pub disable_coordinates: bool,
 }
 
 impl GossipConfig {
@@ -144,6 +150,8 @@ impl GossipConfig {
             query_size_limit: 1024,
             query_response_size_limit: 1024,
             seed: None,
+            restored_clocks: None,
+            disable_coordinates: false,
         }
     }
 

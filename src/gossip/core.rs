@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::config::GossipConfig;
+use super::coordinate::{Coordinate, Coordinates};
 use super::error::GossipError;
 use super::model::{GossipStats, Member, QueryParams};
 use super::runtime::{DialPurpose, Runtime};
@@ -34,6 +35,8 @@ pub struct Core {
     swim: Swim,
     serf: Serf,
     joins: Joins,
+    /// Serf's Vivaldi client and coordinate cache (`None`: `disable_coordinates`).
+    coords: Option<Coordinates>,
     last_now: Instant,
     stopped: bool,
 }
@@ -52,17 +55,20 @@ impl Core {
         }
         let meta = encode_meta(&cfg.tags)?;
         let seed = cfg.seed.unwrap_or_else(rand::random);
-        let local = LocalNode::new(
+        let mut local = LocalNode::new(
             cfg.node_name.clone(),
             adv,
             meta,
             cfg.timing.awareness_max_multiplier,
         );
+        let coords = (!cfg.disable_coordinates).then(Coordinates::default);
+        local.ack_payload = coords.as_ref().map(|c| c.ack_payload().to_vec());
         let mut core = Core {
             rt: Runtime::new(&cfg, seed),
             swim: Swim::new(local, cfg.timing.clone()),
             serf: Serf::new(&cfg, adv),
             joins: Joins::default(),
+            coords,
             last_now: now,
             stopped: false,
             cfg,
@@ -156,6 +162,37 @@ impl Core {
     /// How many members have status `alive` (this node included).
     pub fn alive_count(&self) -> usize {
         self.serf.members.alive_count()
+    }
+
+    /// The network coordinate of `node` (this node's own under its name), as serf's
+    /// `GetCachedCoordinate`; `None` when unknown or coordinates are disabled.
+    pub fn coordinate(&self, node: &str) -> Option<Coordinate> {
+        let c = self.coords.as_ref()?;
+        if node == self.name() {
+            Some(c.local().clone())
+        } else {
+            c.get(node).cloned()
+        }
+    }
+
+    /// How often our coordinate was reset (`None`: coordinates disabled).
+    pub fn coordinate_resets(&self) -> Option<u64> {
+        self.coords.as_ref().map(Coordinates::resets)
+    }
+
+    /// A direct probe of `node` was acked after `rtt`: its coordinate updates ours (Serf's
+    /// ping delegate), and our acks carry the new one.
+    fn observe_coordinate(&mut self, node: &str, payload: Option<&[u8]>, rtt: std::time::Duration) {
+        let (Some(c), Some(p)) = (self.coords.as_mut(), payload) else {
+            return;
+        };
+        match c.observe(node, p, rtt, &mut self.rt.rng) {
+            Ok(()) => self.swim.local.ack_payload = Some(c.ack_payload().to_vec()),
+            Err(e) => {
+                tracing::trace!(%node, error = %e, "coordinate rejected");
+                self.rt.count_drop("bad_coordinate");
+            }
+        }
     }
 
     /// Every member known (Serf's view), this node included, sorted by name.
@@ -289,7 +326,11 @@ impl Core {
         match m {
             Message::Ping(p) => self.swim.ping(from, p, &mut self.rt),
             Message::IndirectPing(ip) => self.swim.indirect_ping(now, from, ip, &mut self.rt),
-            Message::Ack(a) => self.swim.ack(a.seq_no, &mut self.rt),
+            Message::Ack(a) => {
+                if let Some((node, rtt)) = self.swim.ack(now, a.seq_no, &mut self.rt) {
+                    self.observe_coordinate(&node, a.payload.as_deref(), rtt);
+                }
+            }
             Message::Nack(n) => self.swim.nack(n.seq_no),
             Message::Alive(a) => {
                 if a.vsn
@@ -443,6 +484,23 @@ impl Core {
         params: QueryParams,
     ) -> Result<(u64, Instant), GossipError> {
         self.serf.query(now, name, payload, params, &mut self.rt)
+    }
+
+    /// Serf's `forceLeave`: a leave intent about `node` (see `serf::state`).
+    pub fn force_leave(&mut self, now: Instant, node: &str, prune: bool) {
+        self.serf
+            .force_leave(now, node, prune, &self.swim.nodes, &mut self.rt);
+    }
+
+    /// Sends a key query (`install-key`, `use-key`, `remove-key`, `list-keys`); answers
+    /// come back like a query's responses.
+    pub fn key_query(
+        &mut self,
+        now: Instant,
+        op: &str,
+        payload: &[u8],
+    ) -> Result<(u64, Instant), GossipError> {
+        self.serf.key_query(now, op, payload, &mut self.rt)
     }
 
     /// Answers an incoming query (once).

@@ -40,6 +40,23 @@ impl IncomingQuery {
         })
         .map_err(|_| GossipError::Stopped)
     }
+
+    /// As [`IncomingQuery::respond`], and waits for the member's verdict: errors also when
+    /// the encoded response exceeds `query_response_size_limit` (serf's `Respond` check).
+    pub async fn respond_checked(&mut self, payload: &[u8]) -> Result<(), GossipError> {
+        let tx = self.tx.take().ok_or(GossipError::AlreadyResponded)?;
+        if tokio::time::Instant::now() > self.deadline {
+            return Err(GossipError::QueryExpired);
+        }
+        let (done, rx) = oneshot::channel();
+        tx.send(Command::Respond {
+            token: self.token,
+            payload: payload.to_vec(),
+            done,
+        })
+        .map_err(|_| GossipError::Stopped)?;
+        rx.await.map_err(|_| GossipError::Stopped)?
+    }
 }
 
 /// What happened in the cluster.

@@ -13,6 +13,7 @@ pub mod api;
 mod broadcast;
 mod command;
 pub mod config;
+pub mod coordinate;
 pub mod core;
 mod driver;
 pub mod error;

@@ -279,6 +279,29 @@ pub const SPOE_REJECTED: Family = counter(
     &[],
 );
 
+// ---- event handler scripts (`--event-handler`) ----------------------------------------
+
+/// Handler script runs by result: `ok` (exit 0), `failed` (non-zero exit, signal, could not
+/// start), `timeout` (killed at the handler timeout).
+pub const EVENT_HANDLER_RUNS: Family = counter(
+    "haserf_event_handler_runs",
+    "Event handler script runs, by result (ok, failed, timeout).",
+    &["result"],
+);
+/// Events not handed to a script because its queue was full.
+pub const EVENT_HANDLER_DROPPED: Family = counter(
+    "haserf_event_handler_dropped",
+    "Events dropped because an event handler's queue was full.",
+    &[],
+);
+/// Query handler outputs that could not be sent as the response (over
+/// `query_response_size_limit`, or after the query's deadline).
+pub const EVENT_HANDLER_RESPONSES_REFUSED: Family = counter(
+    "haserf_event_handler_responses_refused",
+    "Query handler outputs not sent as the response (too large or too late).",
+    &[],
+);
+
 // ---- the metrics endpoint itself ---------------------------------------------------------
 
 /// Connections to `--metrics-bind` refused or cut (over a limit, too slow, bad request).
@@ -323,6 +346,9 @@ pub const ALL: &[Family] = &[
     SPOE_NOTIFIES,
     SPOE_TRUNCATED,
     SPOE_REJECTED,
+    EVENT_HANDLER_RUNS,
+    EVENT_HANDLER_DROPPED,
+    EVENT_HANDLER_RESPONSES_REFUSED,
     METRICS_HTTP_REFUSED,
 ];
 

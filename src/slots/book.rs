@@ -62,7 +62,9 @@ pub enum Cause {
     /// The member is no longer in the cluster's list for this backend (reaped, or its tags
     /// no longer select the backend): drained, then released.
     Gone,
-    /// The member failed (crash or partition): its slot is emptied at once.
+    /// The member failed (crash or partition): its slot is emptied at once, or, while it
+    /// still has sessions, drained until they end or the drain deadline passes (a graceful
+    /// leave can be heard as "failed, then left").
     Crash,
     /// A graceful departure finished (sessions ended or the drain deadline passed).
     Released,
@@ -243,6 +245,30 @@ impl Book {
                 .and_then(|m| by_name.get(m))
                 .map(|d| d.want);
             match (want, occ.member.as_deref().and_then(|m| by_name.get(m))) {
+                // a failed member's slot that still has sessions drains like a leave (until
+                // they end or the drain deadline): a graceful leave heard as "failed, then
+                // left" must not be cut short; an idle one (a crash) is emptied at once
+                (Some(Want::Failed), _) if matches!(occ.phase, Phase::Leaving { .. }) => {}
+                (Some(Want::Failed), _)
+                    if observed
+                        .iter()
+                        .find(|o| &o.name == slot)
+                        .is_some_and(|o| o.scur > 0) =>
+                {
+                    occ.cause = Some(Cause::Crash);
+                    self.next_token += 1;
+                    let deadline = now + drain_timeout;
+                    occ.phase = Phase::Leaving {
+                        token: self.next_token,
+                        deadline,
+                        passed: false,
+                    };
+                    timers.push(TimerRequest {
+                        at: deadline,
+                        slot: slot.clone(),
+                        token: self.next_token,
+                    });
+                }
                 (Some(Want::Failed), _) => freed.push(slot.clone()),
                 (Some(Want::Ready | Want::Drain), Some(d)) if port_of(d).is_some() => {
                     occ.addr = d.addr;
@@ -392,6 +418,11 @@ impl Book {
         for r in &done {
             self.former
                 .insert(r.slot.clone(), (r.member.clone(), Cause::Released));
+            // a failed member drained to the end gets its slot back if it returns, as one
+            // emptied at once does
+            if let (Cause::Crash, Some(m)) = (&r.cause, &r.member) {
+                self.remembered.insert(m.clone(), r.slot.clone());
+            }
         }
         done
     }

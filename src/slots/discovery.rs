@@ -121,11 +121,18 @@ pub struct Template {
     pub check: bool,
     /// The FQDN placeholder, if the template was declared with a host name.
     pub fqdn: Option<String>,
+    /// HAProxy accepts `set server addr` on these slots: an IP placeholder, or a host name
+    /// with an IP fallback (`slot.invalid:9 … init-addr last,127.0.0.1`, the form HAProxy's
+    /// server-state file needs to restore addresses). A name without an address
+    /// (`init-addr none`: "Update for the current server address family is only supported
+    /// through configuration file") or a DNS SRV record (`_service._proto.name`) is not.
+    pub addr_settable: bool,
 }
 
 impl Observed {
     /// Why `backend` cannot be managed, or `None` when it has usable template slots: it
-    /// does not exist, has no `server-template`, or its template has an FQDN placeholder.
+    /// does not exist, has no `server-template`, or its template has an FQDN placeholder
+    /// HAProxy will not let the agent readdress (see [`Template::addr_settable`]).
     pub fn backend_problem(&self, backend: &str) -> Option<String> {
         if !self.proxies.contains(backend) && !self.backends.contains_key(backend) {
             return Some(format!(
@@ -148,11 +155,16 @@ impl Observed {
                 }
             ));
         };
-        if let Some(t) = templates.iter().find(|t| t.fqdn.is_some()) {
+        if let Some(t) = templates
+            .iter()
+            .find(|t| t.fqdn.is_some() && !t.addr_settable)
+        {
             return Some(format!(
-                "backend {backend:?}: template {:?} has the FQDN placeholder {:?}; HAProxy \
-                 refuses `set server addr` on a server resolved by name (and resolvers would \
-                 overwrite it): declare the template with an IP placeholder such as 127.0.0.1:9",
+                "backend {backend:?}: template {:?} has the FQDN placeholder {:?} and no address; \
+                 HAProxy refuses `set server addr` on a server resolved by name (and resolvers \
+                 would overwrite it): declare the template with an IP placeholder such as \
+                 127.0.0.1:9, or a name with an IP fallback and no resolvers \
+                 (`slot.invalid:9 ... init-addr last,127.0.0.1`, for the server-state file)",
                 t.prefix,
                 t.fqdn.as_deref().unwrap_or("")
             ));
@@ -222,6 +234,8 @@ pub fn find_templates(servers: &[ObservedSlot]) -> (Vec<Template>, Vec<usize>) {
                 agent: run[0].agent,
                 check: run[0].has_check,
                 fqdn: run[0].fqdn.clone(),
+                addr_settable: run.iter().all(|s| s.addr.is_some())
+                    && !run[0].fqdn.as_deref().is_some_and(|f| f.starts_with('_')),
             });
             members.extend(i..j);
         }

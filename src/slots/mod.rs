@@ -7,12 +7,15 @@
 //!   → runtime commands.
 //! - [`reconciler`]: where it is **sent** — the reconcile loop reads HAProxy, plans, sends the
 //!   commands in one batched round trip and reads back to verify.
+//! - [`state_file`]: HAProxy's server-state file, written after applied changes, so a
+//!   reloaded or restarted HAProxy starts with its slots filled.
 
 pub mod book;
 pub mod discovery;
 pub mod planner;
 pub mod reconciler;
 pub mod rendezvous;
+pub mod state_file;
 
 pub use book::{Book, Cause, DesiredMember, Released, Want};
 pub use discovery::{discover, Observed, ObservedSlot};

@@ -26,6 +26,7 @@ use super::book::Cause;
 use super::book::{Book, DesiredMember, TimerRequest};
 use super::discovery::{discover, slot_state, template_placeholder, template_port, Observed};
 use super::planner::{agent_holds, plan_slot, PlanContext, Reason, Target};
+use super::state_file::StateFile;
 
 /// How long a slot that waits (for its first check, or for sessions to end) is polled at
 /// the fast-poll rate before falling back to the resync interval.
@@ -50,6 +51,8 @@ pub struct ReconcilerConfig {
     pub max_backoff: Duration,
     /// Address of a free slot (the `server-template` placeholder).
     pub placeholder: IpAddr,
+    /// HAProxy's server-state file to keep (`--server-state-file`), see [`super::state_file`].
+    pub server_state_file: Option<std::path::PathBuf>,
 }
 
 impl ReconcilerConfig {
@@ -65,6 +68,7 @@ impl ReconcilerConfig {
             timeout: Duration::from_secs(3),
             max_backoff: Duration::from_secs(1),
             placeholder: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            server_state_file: None,
         }
     }
 }
@@ -110,6 +114,10 @@ pub struct ReconcilerStatus {
     pub check_gate_max_ms: Option<u64>,
     /// Filled slots still in drain, waiting for their first passing health check.
     pub awaiting_first_check: Vec<FirstCheckWait>,
+    /// Server-state files written (`--server-state-file`).
+    pub server_state_writes: u64,
+    /// Last failed server-state file write, if the last one failed.
+    pub server_state_error: Option<String>,
 }
 
 /// A filled slot waiting for its first passing health check (HAProxy keeps it in drain).
@@ -264,6 +272,8 @@ struct State {
     next_pass: Instant,
     /// Rate limit of the "reconcile failed" line.
     repeats: Repeats,
+    /// `--server-state-file`.
+    state_file: Option<StateFile>,
 }
 
 async fn run(
@@ -279,6 +289,7 @@ async fn run(
             .map(|b| (b.clone(), Book::new()))
             .collect(),
         backoff: cfg.fast_poll,
+        state_file: cfg.server_state_file.clone().map(StateFile::new),
         cfg,
         client,
         desired: HashMap::new(),
@@ -300,6 +311,7 @@ async fn run(
             .iter()
             .map(|t| t.at)
             .chain([st.next_pass])
+            .chain(st.state_file.as_ref().and_then(StateFile::deadline))
             .min()
             .unwrap_or(st.next_pass);
         tokio::select! {
@@ -326,6 +338,7 @@ async fn run(
                     }
                 }
                 st.pass().await;
+                st.flush_state_file().await;
                 let _ = stx.send(st.status.clone());
             }
             _ = tokio::time::sleep_until(wake.into()) => {
@@ -333,6 +346,7 @@ async fn run(
                 // (before set_desired, a pass only reads HAProxy: every backend without
                 // desired members is skipped in `pass`, so nothing is drained)
                 st.pass().await;
+                st.flush_state_file().await;
                 let _ = stx.send(st.status.clone());
             }
         }
@@ -617,6 +631,9 @@ impl State {
         if !batches.is_empty() {
             match self.apply(&batches).await {
                 Ok(new) => {
+                    if let Some(sf) = &mut self.state_file {
+                        sf.changed(Instant::now());
+                    }
                     refused = !new.is_empty();
                     errors.extend(new);
                 }
@@ -687,6 +704,11 @@ impl State {
         if !self.status.backend_errors.is_empty() {
             self.status.ready = false;
         } else if !waiting_for_desired {
+            if !self.status.ready {
+                if let Some(sf) = &mut self.state_file {
+                    sf.first_pass(Instant::now());
+                }
+            }
             self.status.ready = true;
         }
         self.refresh_views(&final_obs);
@@ -705,6 +727,16 @@ impl State {
             }
         };
         self.next_pass = Instant::now() + delay;
+    }
+
+    /// Writes the server-state file when a write is due (hook of [`super::state_file`]).
+    async fn flush_state_file(&mut self) {
+        let Some(sf) = &mut self.state_file else {
+            return;
+        };
+        sf.flush(&self.client, &self.cfg.backends).await;
+        self.status.server_state_writes = sf.writes;
+        self.status.server_state_error = sf.last_error.clone();
     }
 
     /// Sends the planned commands: first every slot's steps up to and including its

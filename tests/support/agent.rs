@@ -146,8 +146,33 @@ impl HaserfAgent {
         for j in &o.join {
             args.push(format!("--join={j}"));
         }
+        // Serf's RPC on the agent's own address (the default 127.0.0.1:7373 would be shared).
+        if !o.extra.iter().any(|a| a.starts_with("--rpc-addr")) {
+            args.push(format!("--rpc-addr={}", self.rpc_addr()));
+        }
         args.extend(o.extra.iter().cloned());
         args
+    }
+
+    /// Serf RPC address `IP:7373` (unless the test passed its own `--rpc-addr`).
+    pub fn rpc_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, super::serf::RPC_PORT))
+    }
+
+    /// Runs the stock `serf SUBCOMMAND -rpc-addr=<this agent> ARGS…` against this agent;
+    /// (success, stdout, stderr).
+    pub fn serf_cli(&self, sub: &str, args: &[&str]) -> (bool, String, String) {
+        let rpc = format!("-rpc-addr={}", self.rpc_addr());
+        let mut all = vec![sub, rpc.as_str()];
+        all.extend_from_slice(args);
+        match short_command(None, 30, "serf", &all).output() {
+            Ok(o) => (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            ),
+            Err(e) => (false, String::new(), e.to_string()),
+        }
     }
 
     #[track_caller]

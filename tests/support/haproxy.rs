@@ -284,9 +284,10 @@ impl Haproxy {
     fn launch(&mut self) {
         let old_pid = self.try_pid();
         let cfg = self.cfg_path.display().to_string();
+        let master = format!("{},level,admin", self.master_socket().display());
         let mut args = vec!["-db", "-f", cfg.as_str()];
         if self.config.master_worker {
-            args.insert(0, "-W");
+            args.splice(0..0, ["-W", "-S", master.as_str()]);
         }
         let launch = Launch::new("haproxy", &args, self.dir.path().join("haproxy.log"))
             .in_netns(self.config.netns.as_deref());
@@ -333,6 +334,40 @@ impl Haproxy {
     /// The admin-level runtime socket.
     pub fn admin_socket(&self) -> PathBuf {
         self.dir.path().join("admin.sock")
+    }
+
+    /// The master CLI socket (`-S`, master-worker mode only).
+    pub fn master_socket(&self) -> PathBuf {
+        self.dir.path().join("master.sock")
+    }
+
+    /// Reloads HAProxy through the master CLI's `reload` command (master-worker mode only)
+    /// and waits until the admin socket is answered by the new worker.
+    #[track_caller]
+    pub fn reload_via_master_cli(&mut self) {
+        assert!(
+            self.config.master_worker,
+            "Haproxy::reload_via_master_cli needs HaproxyConfig::master_worker()"
+        );
+        let old = self.pid();
+        let master = self.master_socket();
+        let mut last: Option<std::time::Instant> = None;
+        wait_until(
+            Duration::from_secs(20),
+            "a new HAProxy worker after the master CLI `reload`",
+            || {
+                if last.is_none_or(|t| t.elapsed() > Duration::from_secs(4)) {
+                    // the master answers `reload` and may close before a prompt: any reply
+                    // (or none) is fine, the new pid decides
+                    let _ = runtime_command(&master, "reload");
+                    last = Some(std::time::Instant::now());
+                }
+                match self.try_pid() {
+                    Some(pid) if pid != old => Ok(pid),
+                    other => Err(format!("pid {other:?}")),
+                }
+            },
+        );
     }
 
     /// The `level user` runtime socket (for permission-error tests).

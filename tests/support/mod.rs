@@ -14,6 +14,7 @@ pub mod addr;
 pub mod agent;
 pub mod captures;
 pub mod doc_blocks;
+pub mod handler_record;
 pub mod haproxy;
 pub mod http;
 pub mod netns;

@@ -185,27 +185,26 @@ impl Driver {
             } => {
                 let _ = done.send(self.core.user_event(now, &name, &payload, coalesce));
             }
+            Command::ForceLeave { node, prune, done } => {
+                self.core.force_leave(now, &node, prune);
+                let _ = done.send(Ok(()));
+            }
+            Command::KeyQuery { op, payload, done } => {
+                let r = self.core.key_query(now, &op, &payload);
+                self.query_started(r, done);
+            }
             Command::Query {
                 name,
                 payload,
                 params,
                 done,
-            } => match self.core.query(now, &name, &payload, params) {
-                Ok((handle, deadline)) => {
-                    let (atx, arx) = mpsc::unbounded_channel();
-                    let (rtx, rrx) = mpsc::unbounded_channel();
-                    self.queries.insert(handle, (atx, rtx));
-                    let deadline = tokio::time::Instant::from_std(deadline);
-                    let _ = done.send(Ok(QueryResponses {
-                        acks: arx,
-                        responses: rrx,
-                        deadline,
-                    }));
-                }
-                Err(e) => {
-                    let _ = done.send(Err(e));
-                }
-            },
+            } => {
+                let r = self.core.query(now, &name, &payload, params);
+                self.query_started(r, done);
+            }
+            Command::Coordinate { node, done } => {
+                let _ = done.send(self.core.coordinate(&node));
+            }
             Command::SetTags { tags, done } => {
                 let _ = done.send(self.core.set_tags(now, tags));
             }
@@ -215,6 +214,30 @@ impl Driver {
                 done,
             } => {
                 let _ = done.send(self.core.respond(now, token, &payload));
+            }
+        }
+    }
+
+    /// Hands a started query's ack and response channels to the caller.
+    fn query_started(
+        &mut self,
+        r: Result<(u64, Instant), GossipError>,
+        done: oneshot::Sender<Result<QueryResponses, GossipError>>,
+    ) {
+        match r {
+            Ok((handle, deadline)) => {
+                let (atx, arx) = mpsc::unbounded_channel();
+                let (rtx, rrx) = mpsc::unbounded_channel();
+                self.queries.insert(handle, (atx, rtx));
+                let deadline = tokio::time::Instant::from_std(deadline);
+                let _ = done.send(Ok(QueryResponses {
+                    acks: arx,
+                    responses: rrx,
+                    deadline,
+                }));
+            }
+            Err(e) => {
+                let _ = done.send(Err(e));
             }
         }
     }

@@ -55,7 +55,7 @@ pub(crate) struct Serf {
 impl Serf {
     /// The layer of the member configured by `cfg`, advertising `adv`.
     pub fn new(cfg: &GossipConfig, adv: SocketAddr) -> Self {
-        Serf {
+        let mut serf = Serf {
             adv,
             tags: cfg.tags.clone(),
             members: Members::new(&cfg.node_name),
@@ -69,7 +69,13 @@ impl Serf {
             conflict: NameConflict::default(),
             leave: Leave::new(cfg.broadcast_timeout, cfg.leave_propagate_delay),
             cfg: cfg.clone(),
+        };
+        if let Some((member, event, query)) = cfg.restored_clocks {
+            serf.clock.witness(member);
+            serf.events.witness_remote(event + 1, true);
+            serf.queries.witness_remote(query + 1, true);
         }
+        serf
     }
 
     /// The (member, event, query) clocks.
@@ -224,7 +230,8 @@ impl Serf {
         rt: &mut Runtime,
     ) -> bool {
         let leaving = self.leave.is_leaving();
-        apply_leave_intent(
+        let (node, prune) = (l.node.clone(), l.prune);
+        let news = apply_leave_intent(
             now,
             l,
             leaving,
@@ -232,7 +239,41 @@ impl Serf {
             &mut self.clock,
             nodes,
             rt,
-        )
+        );
+        // Serf `handlePrune`: a pruned member that has left is forgotten at once.
+        if prune
+            && node != self.members.me()
+            && self
+                .members
+                .get(&node)
+                .is_some_and(|m| m.status == MemberStatus::Left)
+        {
+            self.members.publish(&node, MemberChange::Reaped, nodes, rt);
+            self.members.remove(&node, rt);
+        }
+        news
+    }
+
+    /// Serf `forceLeave` (`serf force-leave [-prune] NODE`): a leave intent about `node` at
+    /// the current member time, applied here and gossiped. A failed member becomes left
+    /// (and, with `prune`, is forgotten everywhere at once); an alive one refutes it.
+    pub fn force_leave(
+        &mut self,
+        now: Instant,
+        node: &str,
+        prune: bool,
+        nodes: &Nodes,
+        rt: &mut Runtime,
+    ) {
+        let msg = LeaveIntent {
+            ltime: self.clock.time(),
+            node: node.to_string(),
+            prune,
+        };
+        self.clock.increment();
+        self.leave_intent(now, msg.clone(), nodes, rt);
+        rt.broadcasts
+            .queue_serf(encode_serf_message(&SerfMessage::Leave(msg)), None);
     }
 
     fn handle_query(
@@ -287,6 +328,25 @@ impl Serf {
             )));
         }
         self.query_inner(now, name, payload, params, rt)
+    }
+
+    /// Sends one of Serf's key queries (`_serf_install-key`, `_serf_use-key`,
+    /// `_serf_remove-key`, `_serf_list-keys`; `op` without the prefix) with an encoded key
+    /// request as payload, like Serf's `KeyManager`.
+    pub fn key_query(
+        &mut self,
+        now: Instant,
+        op: &str,
+        payload: &[u8],
+        rt: &mut Runtime,
+    ) -> Result<(u64, Instant), GossipError> {
+        if !matches!(op, "install-key" | "use-key" | "remove-key" | "list-keys") {
+            return Err(GossipError::InvalidQuery(format!(
+                "{op}: not a key operation"
+            )));
+        }
+        let name = format!("_serf_{op}");
+        self.query_inner(now, &name, payload, QueryParams::default(), rt)
     }
 
     fn query_inner(

@@ -22,6 +22,9 @@ pub(crate) struct LocalNode {
     pub leaving: bool,
     /// Lifeguard health.
     pub awareness: Awareness,
+    /// What our acks carry (Serf's ping delegate: our network coordinate); `None` when
+    /// coordinates are disabled.
+    pub ack_payload: Option<Vec<u8>>,
 }
 
 impl LocalNode {
@@ -34,6 +37,7 @@ impl LocalNode {
             incarnation: 1,
             leaving: false,
             awareness: Awareness::new(awareness_max),
+            ack_payload: None,
         }
     }
 

@@ -18,12 +18,21 @@ use crate::gossip::wire::{
     encode_message, Ack, IndirectPing, Message, Nack, NodeStateKind, Ping, Suspect,
 };
 
-/// The ack to ping `seq_no`. Its payload is what Serf's ping delegate would put there (a
-/// Vivaldi coordinate): none yet, which Serf accepts.
+/// The ack to ping `seq_no`, without a payload (what memberlist forwards for an indirect
+/// probe).
 pub(crate) fn ack(seq_no: u32) -> Ack {
     Ack {
         seq_no,
         payload: None,
+    }
+}
+
+/// Our ack to a ping: with what Serf's ping delegate puts there (our Vivaldi coordinate,
+/// `LocalNode::ack_payload`).
+fn own_ack(seq_no: u32, local: &LocalNode) -> Ack {
+    Ack {
+        seq_no,
+        payload: local.ack_payload.clone(),
     }
 }
 
@@ -234,7 +243,7 @@ impl Prober {
             return;
         }
         let to = reply_addr(p.source_addr, p.source_port, from);
-        let ack = encode_message(&Message::Ack(ack(p.seq_no)));
+        let ack = encode_message(&Message::Ack(own_ack(p.seq_no, local)));
         rt.send_msg(to, ack, false);
     }
 
@@ -249,7 +258,7 @@ impl Prober {
             rt.count_drop("ping_for_other_node");
             return None;
         }
-        Some(rt.stream_bytes(&Message::Ack(ack(p.seq_no))))
+        Some(rt.stream_bytes(&Message::Ack(own_ack(p.seq_no, local))))
     }
 
     /// A peer asks us to probe a node for it: we ping with our own sequence number and
@@ -284,19 +293,27 @@ impl Prober {
     }
 
     /// An ack: it completes our probe round (and improves our health score) or an indirect
-    /// probe we run for a peer (forwarded to it).
-    pub fn handle_ack(&mut self, seq: u32, local: &mut LocalNode, rt: &mut Runtime) {
+    /// probe we run for a peer (forwarded to it). A completed direct probe returns its
+    /// target and round-trip time (memberlist's `NotifyPingComplete`).
+    pub fn handle_ack(
+        &mut self,
+        now: Instant,
+        seq: u32,
+        local: &mut LocalNode,
+        rt: &mut Runtime,
+    ) -> Option<(String, std::time::Duration)> {
         if let Some(p) = self.probe.as_mut() {
             if p.seq == seq && !p.acked {
                 p.acked = true;
                 local.awareness.apply_delta(-1);
-                return;
+                return Some((p.target.clone(), now.saturating_duration_since(p.start)));
             }
         }
         if let Some(ind) = self.indirect.remove(&seq) {
             let ack = encode_message(&Message::Ack(ack(ind.seq)));
             rt.send_msg(ind.requester, ack, false);
         }
+        None
     }
 
     /// A nack from a peer probing our target for us.
@@ -435,7 +452,8 @@ mod tests {
         w.local.awareness.apply_delta(2);
         w.tick(w.t0);
         assert_eq!(sent(&mut w.rt).len(), 1, "the ping");
-        w.prober.handle_ack(1, &mut w.local, &mut w.rt);
+        w.prober
+            .handle_ack(Instant::now(), 1, &mut w.local, &mut w.rt);
         assert_eq!(w.local.awareness.score(), 1);
         w.timeout(w.t0 + Duration::from_millis(500), 1);
         assert!(sent(&mut w.rt).is_empty(), "no indirect probe after an ack");
@@ -543,7 +561,8 @@ mod tests {
             panic!("{out:?}");
         };
         assert_eq!(out[0].0, SocketAddr::from(([10, 0, 0, 2], 7946)));
-        w.prober.handle_ack(p.seq_no, &mut w.local, &mut w.rt);
+        w.prober
+            .handle_ack(Instant::now(), p.seq_no, &mut w.local, &mut w.rt);
         let out = sent(&mut w.rt);
         assert_eq!(
             (out[0].0, &out[0].1[0]),

@@ -341,9 +341,14 @@ impl Swim {
             .handle_indirect(now, from, ip, &self.local, &self.timing, rt);
     }
 
-    /// An ack.
-    pub fn ack(&mut self, seq: u32, rt: &mut Runtime) {
-        self.prober.handle_ack(seq, &mut self.local, rt);
+    /// An ack; `Some((target, rtt))` when it completed our direct probe.
+    pub fn ack(
+        &mut self,
+        now: Instant,
+        seq: u32,
+        rt: &mut Runtime,
+    ) -> Option<(String, std::time::Duration)> {
+        self.prober.handle_ack(now, seq, &mut self.local, rt)
     }
 
     /// A nack.

@@ -16,7 +16,7 @@ mod error;
 mod keyring;
 mod lzw;
 pub mod message;
-mod mp;
+pub(crate) mod mp;
 mod packet;
 mod serf;
 mod stream;
