@@ -8,6 +8,9 @@
 //! [`decode_request`] checks that the header and the whole body are in the buffer before it
 //! decodes anything ("need more bytes" is `Ok(None)`), and refuses a request larger than
 //! [`MAX_REQUEST_BYTES`] or nested deeper than the wire reader allows.
+//!
+//! (Over ~900 lines only with its unit tests: the code above them is about 890 lines, one
+//! body shape per Serf RPC command, as serf's `client/const.go`.)
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
