@@ -53,11 +53,11 @@ impl State {
                     .refused
                     .entry(b.key.clone())
                     .or_insert_with(|| Refusals {
-                        target: b.target.clone(),
+                        target: refusal_target(&b.target),
                         commands: Vec::new(),
                     });
-                if entry.target != b.target {
-                    entry.target = b.target.clone();
+                if !entry.applies_to(&b.target) {
+                    entry.target = refusal_target(&b.target);
                     entry.commands.clear();
                 }
                 entry.commands.push(RefusedCommand {

@@ -168,7 +168,23 @@ struct Refusals {
     commands: Vec<RefusedCommand>,
 }
 
+/// `target` as refusals remember it: whether the slot may skip HAProxy's first check
+/// (`admitted`, which flips when the agent's probe passes) does not change what HAProxy
+/// refused, so it is not part of the key.
+fn refusal_target(target: &Target) -> Target {
+    let mut t = target.clone();
+    if let Target::Serve { admitted, .. } = &mut t {
+        *admitted = false;
+    }
+    t
+}
+
 impl Refusals {
+    /// True when these refusals were for `target` (up to admission).
+    fn applies_to(&self, target: &Target) -> bool {
+        self.target == refusal_target(target)
+    }
+
     /// Drops what HAProxy already refused for this target: a refused `set server addr`
     /// drops the whole sequence (every later step assumes the address), any other refused
     /// command only itself (a static algorithm refusing `set weight 5` leaves the member
@@ -611,7 +627,7 @@ impl State {
                 }
                 let (mut c, reason) = plan_slot(&b, &target, o, &ctx);
                 if let Some(r) = self.refused.get(&key) {
-                    if r.target == target {
+                    if r.applies_to(&target) {
                         r.filter(&mut c);
                     } else {
                         self.refused.remove(&key);
@@ -750,7 +766,7 @@ impl State {
                         }
                         let (mut c, r) = plan_slot(b, &target, s, &ctx);
                         if let Some(rf) = self.refused.get(&key) {
-                            if rf.target == target {
+                            if rf.applies_to(&target) {
                                 rf.filter(&mut c);
                             }
                         }
