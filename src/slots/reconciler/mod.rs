@@ -803,6 +803,23 @@ impl State {
         for b in &planned {
             self.changes.remove(b);
         }
+        // a refusal is not retried, so it stays the error until its target changes
+        // (`refused_commands` lists them all)
+        if errors.is_empty() {
+            let mut refused: Vec<&RefusedCommand> =
+                self.refused.values().flat_map(|r| &r.commands).collect();
+            refused.sort_by(|a, b| (&a.backend, &a.slot).cmp(&(&b.backend, &b.slot)));
+            if let Some(first) = refused.first() {
+                errors.push(format!(
+                    "HAProxy refused {} command(s), not retried (see refused_commands); first: {}/{}: `{}`: {}",
+                    refused.len(),
+                    first.backend,
+                    first.slot,
+                    first.command,
+                    first.reply
+                ));
+            }
+        }
         self.status.last_error = if errors.is_empty() {
             None
         } else {
