@@ -120,6 +120,27 @@ pub struct TimerRequest {
     pub token: u64,
 }
 
+/// Puts `occ` (in `slot`) into its leaving phase with a fresh timer token; returns the
+/// drain deadline to schedule.
+fn start_leaving(
+    next_token: &mut u64,
+    occ: &mut Occupant,
+    slot: &str,
+    deadline: Instant,
+) -> TimerRequest {
+    *next_token += 1;
+    occ.phase = Phase::Leaving {
+        token: *next_token,
+        deadline,
+        passed: false,
+    };
+    TimerRequest {
+        at: deadline,
+        slot: slot.to_string(),
+        token: *next_token,
+    }
+}
+
 /// One backend's assignments.
 #[derive(Debug, Clone, Default)]
 pub struct Book {
@@ -256,18 +277,12 @@ impl Book {
                         .is_some_and(|o| o.scur > 0) =>
                 {
                     occ.cause = Some(Cause::Crash);
-                    self.next_token += 1;
-                    let deadline = now + drain_timeout;
-                    occ.phase = Phase::Leaving {
-                        token: self.next_token,
-                        deadline,
-                        passed: false,
-                    };
-                    timers.push(TimerRequest {
-                        at: deadline,
-                        slot: slot.clone(),
-                        token: self.next_token,
-                    });
+                    timers.push(start_leaving(
+                        &mut self.next_token,
+                        occ,
+                        slot,
+                        now + drain_timeout,
+                    ));
                 }
                 (Some(Want::Failed), _) => freed.push(slot.clone()),
                 (Some(Want::Ready | Want::Drain), Some(d)) if port_of(d).is_some() => {
@@ -288,18 +303,12 @@ impl Book {
                                 None => Cause::Gone,
                             },
                         });
-                        self.next_token += 1;
-                        let deadline = now + drain_timeout;
-                        occ.phase = Phase::Leaving {
-                            token: self.next_token,
-                            deadline,
-                            passed: false,
-                        };
-                        timers.push(TimerRequest {
-                            at: deadline,
-                            slot: slot.clone(),
-                            token: self.next_token,
-                        });
+                        timers.push(start_leaving(
+                            &mut self.next_token,
+                            occ,
+                            slot,
+                            now + drain_timeout,
+                        ));
                     }
                 }
             }
